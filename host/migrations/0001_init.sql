@@ -1,0 +1,131 @@
+-- hookhost schema v1. Every tenant-owned row carries tenant_id; every query filters on it.
+-- Times are unix milliseconds.
+
+CREATE TABLE tenants (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    api_key_hash TEXT NOT NULL UNIQUE,   -- sha256 hex of the tenant's api key
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE provider_configs (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+    provider   TEXT NOT NULL,            -- twilio | stripe
+    secret     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, provider)
+);
+
+-- Raw evidence: every request that reached a tenant's hook route, whatever its verdict.
+CREATE TABLE receipts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    headers     TEXT NOT NULL,           -- JSON object
+    body        BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    verdict     TEXT NOT NULL,           -- accepted | duplicate | rejected
+    reason      TEXT,
+    dedupe_key  TEXT,
+    event_id    TEXT
+);
+CREATE INDEX receipts_by_tenant ON receipts (tenant_id, id);
+
+-- Canonical events; seq is the polling cursor.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    tenant_id   TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,        -- unix seconds, as the provider says
+    source      TEXT NOT NULL,
+    is_test     INTEGER NOT NULL DEFAULT 0,
+    payload     TEXT NOT NULL,
+    dedupe_key  TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',  -- pending | processed | dropped | failed
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (tenant_id, dedupe_key)
+);
+CREATE INDEX events_by_tenant ON events (tenant_id, seq);
+
+CREATE TABLE endpoints (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    url         TEXT NOT NULL,
+    event_types TEXT NOT NULL,           -- JSON array of patterns (`*`, `call.*`, `call.missed`)
+    headers     TEXT NOT NULL,           -- JSON object of extra headers
+    secret      TEXT NOT NULL,           -- whsec_…
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX endpoints_by_tenant ON endpoints (tenant_id);
+
+CREATE TABLE plugins (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    digest     TEXT NOT NULL,            -- sha256 hex of the component bytes
+    component  BLOB NOT NULL,
+    active     INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name, version)
+);
+
+-- The outbox: plugin and delivery work, leased by workers.
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL,           -- plugin | delivery
+    tenant_id   TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    endpoint_id TEXT,                    -- delivery only
+    message_id  TEXT,                    -- delivery only: the webhook-id receivers dedupe on
+    body        TEXT,                    -- delivery only: the envelope, exactly as sent
+    status      TEXT NOT NULL,           -- pending | running | succeeded | failed | dead
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    run_at      INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_error  TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX jobs_ready ON jobs (kind, status, run_at);
+CREATE INDEX jobs_by_event ON jobs (tenant_id, event_id);
+
+CREATE TABLE delivery_attempts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id       INTEGER NOT NULL,
+    tenant_id    TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    endpoint_id  TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    status_code  INTEGER,
+    error        TEXT,
+    duration_ms  INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,          -- succeeded | retry | failed | dead
+    attempted_at INTEGER NOT NULL
+);
+CREATE INDEX attempts_by_event ON delivery_attempts (tenant_id, event_id);
+
+CREATE TABLE plugin_runs (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id      TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    plugin_name    TEXT NOT NULL,
+    plugin_version INTEGER NOT NULL,
+    outcome        TEXT NOT NULL,        -- ok | plugin_error | trap | fuel_exhausted | deadline | memory_limit | output_limit
+    error          TEXT,
+    fuel_used      INTEGER,
+    wall_us        INTEGER NOT NULL,
+    logs           TEXT NOT NULL,
+    ran_at         INTEGER NOT NULL
+);
+CREATE INDEX plugin_runs_by_event ON plugin_runs (tenant_id, event_id);
+
+CREATE TABLE kv (
+    tenant_id TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);

@@ -1,0 +1,143 @@
+//! Settings: what the service reads at start, validated once. Parsing helpers for durations,
+//! retry schedules and CIDR lists live here. Must not read the environment anywhere else.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::plugin::Limits;
+
+/// Everything the service is configured with. Built by the CLI from flags and `HOOKHOST_*`
+/// variables, or directly by tests.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://…` database URL; created on first run.
+    pub database_url: String,
+    /// Operator bearer token for `/v1/…` (all tenants).
+    pub admin_token: String,
+    /// Base URL providers sign against (no trailing slash), e.g. `https://hooks.example.com`.
+    pub public_url: String,
+    /// Delays between delivery attempts; its length is the number of retries.
+    pub retry_schedule: Vec<Duration>,
+    /// Largest provider request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Largest plugin component accepted on upload.
+    pub max_plugin_bytes: usize,
+    /// Time an endpoint has to answer a delivery.
+    pub delivery_timeout: Duration,
+    /// Outbound address ranges let through although private/loopback/link-local.
+    pub outbound_allow: Vec<IpNet>,
+    /// Stripe signature timestamp tolerance.
+    pub stripe_tolerance: Duration,
+    /// Sandbox limits for each plugin invocation.
+    pub plugin_limits: Limits,
+    /// Plugin invocations run at once.
+    pub plugin_concurrency: usize,
+    /// Deliveries in flight at once.
+    pub delivery_concurrency: usize,
+    /// Longest a worker sleeps before looking for due jobs again.
+    pub idle_poll: Duration,
+    /// How long a claimed job is leased before another worker may take it.
+    pub job_lease: Duration,
+}
+
+impl Config {
+    /// Defaults for a database URL; the public URL defaults to `http://127.0.0.1:8080`.
+    pub fn new(database_url: impl Into<String>, admin_token: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            admin_token: admin_token.into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            retry_schedule: parse_schedule(DEFAULT_RETRY_SCHEDULE).expect("default schedule parses"),
+            max_body_bytes: 256 * 1024,
+            max_plugin_bytes: 16 * 1024 * 1024,
+            delivery_timeout: Duration::from_secs(30),
+            outbound_allow: Vec::new(),
+            stripe_tolerance: Duration::from_secs(300),
+            plugin_limits: Limits::default(),
+            plugin_concurrency: 16,
+            delivery_concurrency: 64,
+            idle_poll: Duration::from_millis(500),
+            job_lease: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The retry schedule of DESIGN.md.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "1m,5m,30m,2h,12h,24h";
+
+/// A bad setting, named.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid duration {0:?}: expected a number with a unit ms, s, m, h or d (e.g. 50ms, 5m)")]
+    Duration(String),
+    #[error("invalid CIDR {0:?}: expected e.g. 127.0.0.0/8 or ::1/128")]
+    Cidr(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parse `50ms`, `30s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ConfigError::Duration(s.into()))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1_000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return Err(ConfigError::Duration(s.into())),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parse a comma-separated retry schedule such as `1m,5m,30m`.
+pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, ConfigError> {
+    let delays = s.split(',').filter(|p| !p.trim().is_empty()).map(parse_duration).collect::<Result<Vec<_>, _>>()?;
+    if delays.is_empty() {
+        return Err(ConfigError::Invalid("retry schedule is empty".into()));
+    }
+    Ok(delays)
+}
+
+/// Parse a comma-separated list of CIDRs; a bare address means just that address.
+pub fn parse_cidrs(s: &str) -> Result<Vec<IpNet>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Cidr(p.into()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_schedules() {
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+        let s = parse_schedule(DEFAULT_RETRY_SCHEDULE).unwrap();
+        assert_eq!(s.len(), 6);
+        assert_eq!(s[5], Duration::from_secs(86_400));
+        assert!(parse_schedule("").is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        let v = parse_cidrs("127.0.0.0/8, ::1").unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(v[0].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(parse_cidrs("10.0.0.0/33"), Err(ConfigError::Cidr("10.0.0.0/33".into())));
+    }
+}

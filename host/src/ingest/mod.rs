@@ -1,0 +1,218 @@
+//! Ingest: from a provider's raw request to a durable, deduplicated canonical event.
+//!
+//! Owns the order of the steps (DESIGN.md): resolve tenant → verify → normalize → persist the
+//! evidence, the event and its plugin job in one transaction → answer. Each provider module
+//! holds its signature rules; a `Receipt<Verified>` can only be made by one of them. Must not
+//! run plugins or deliver anything: that happens after the provider has its answer.
+
+pub mod stripe;
+pub mod twilio;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use serde_json::{Map, Value};
+
+use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
+use crate::store::{Accepted, ReceiptRecord, Store, StoreError};
+use crate::{Config, TenantId, Wakeups, new_id, now_ms};
+
+/// A request whose signature has not been checked.
+#[derive(Debug)]
+pub struct Unverified;
+/// A request whose signature was checked with the tenant's secret.
+#[derive(Debug)]
+pub struct Verified;
+
+/// A provider request as received, in a trust state `S`.
+#[derive(Debug)]
+pub struct Receipt<S> {
+    pub tenant: TenantId,
+    pub provider: &'static str,
+    /// Path and query as requested.
+    pub route: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// Unix ms.
+    pub received_at: i64,
+    state: PhantomData<S>,
+}
+
+impl Receipt<Unverified> {
+    pub fn new(tenant: TenantId, provider: &'static str, route: String, headers: HeaderMap, body: Vec<u8>) -> Self {
+        Self { tenant, provider, route, headers, body, received_at: now_ms(), state: PhantomData }
+    }
+
+    /// Only the providers' verify functions in this module tree call this.
+    fn into_verified(self) -> Receipt<Verified> {
+        Receipt {
+            tenant: self.tenant,
+            provider: self.provider,
+            route: self.route,
+            headers: self.headers,
+            body: self.body,
+            received_at: self.received_at,
+            state: PhantomData,
+        }
+    }
+}
+
+impl<S> Receipt<S> {
+    /// The evidence row for this receipt.
+    pub fn record(&self) -> ReceiptRecord {
+        let mut headers = Map::new();
+        for (name, value) in &self.headers {
+            headers.insert(
+                name.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            );
+        }
+        ReceiptRecord {
+            tenant_id: self.tenant.clone(),
+            provider: self.provider,
+            route: self.route.clone(),
+            headers: Value::Object(headers),
+            body: self.body.clone(),
+            received_at: self.received_at,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a signature check failed. The message is safe to show the caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed {0} header")]
+    MalformedHeader(&'static str),
+    #[error("signature does not match")]
+    Mismatch,
+    #[error("timestamp outside the tolerance of {tolerance_s} s (age {age_s} s)")]
+    Stale { age_s: i64, tolerance_s: i64 },
+}
+
+/// Why a provider request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("unknown tenant {0}")]
+    UnknownTenant(String),
+    #[error("tenant has no {0} configuration")]
+    NotConfigured(&'static str),
+    #[error(transparent)]
+    Unauthorized(#[from] VerifyError),
+    #[error(transparent)]
+    Malformed(#[from] NormalizeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A provider request as the API hands it over.
+#[derive(Debug)]
+pub struct HookRequest {
+    pub tenant: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// The ingest service.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    store: Store,
+    config: Arc<Config>,
+    wake: Arc<Wakeups>,
+}
+
+impl Ingestor {
+    pub fn new(store: Store, config: Arc<Config>, wake: Arc<Wakeups>) -> Self {
+        Self { store, config, wake }
+    }
+
+    /// `POST /hooks/{tenant}/twilio/voice/status`.
+    pub async fn twilio_voice_status(&self, req: HookRequest) -> Result<Accepted, IngestError> {
+        let (receipt, token) = self.open(req, "twilio").await?;
+        let url = format!("{}{}", self.config.public_url, receipt.route);
+        let params = twilio::form_params(&receipt.body);
+        let verified = match twilio::verify(receipt, &url, &params, &token) {
+            Ok(v) => v,
+            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
+        };
+        let normalized = twilio_normalize(&params, verified.received_at);
+        self.accept(verified, normalized).await
+    }
+
+    /// `POST /hooks/{tenant}/stripe`.
+    pub async fn stripe(&self, req: HookRequest) -> Result<Accepted, IngestError> {
+        let (receipt, secret) = self.open(req, "stripe").await?;
+        let verified =
+            match stripe::verify(receipt, &secret, now_ms() / 1000, self.config.stripe_tolerance.as_secs() as i64) {
+                Ok(v) => v,
+                Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
+            };
+        let normalized = crate::normalize::stripe::event(&verified.body);
+        self.accept(verified, normalized).await
+    }
+
+    async fn open(
+        &self,
+        req: HookRequest,
+        provider: &'static str,
+    ) -> Result<(Receipt<Unverified>, String), IngestError> {
+        let tenant =
+            self.store.tenant(&req.tenant).await?.ok_or_else(|| IngestError::UnknownTenant(req.tenant.clone()))?;
+        let receipt = Receipt::new(tenant.id, provider, req.path_and_query, req.headers, req.body);
+        match self.store.provider_secret(&receipt.tenant, provider).await? {
+            Some(secret) => Ok((receipt, secret)),
+            None => {
+                let e = IngestError::NotConfigured(provider);
+                Err(self.reject(&receipt, e).await)
+            }
+        }
+    }
+
+    /// Keep the rejected request as evidence, then hand back the error to answer with.
+    async fn reject<S>(&self, receipt: &Receipt<S>, e: IngestError) -> IngestError {
+        tracing::warn!(tenant = %receipt.tenant, provider = receipt.provider, route = %receipt.route, error = %e, "provider request rejected");
+        match self.store.record_rejected(&receipt.record(), &e.to_string()).await {
+            Ok(()) => e,
+            Err(store) => store.into(),
+        }
+    }
+
+    async fn accept(
+        &self,
+        receipt: Receipt<Verified>,
+        normalized: Result<Normalized, NormalizeError>,
+    ) -> Result<Accepted, IngestError> {
+        let n = match normalized {
+            Ok(n) => n,
+            Err(e) => return Err(self.reject(&receipt, e.into()).await),
+        };
+        let event = CanonicalEvent {
+            id: new_id("evt"),
+            tenant_id: receipt.tenant.clone(),
+            event_type: n.event_type,
+            occurred_at: n.occurred_at,
+            source: receipt.provider,
+            is_test: false,
+            payload: n.payload,
+        };
+        let accepted = self.store.accept(&receipt.record(), &event, &n.dedupe_key).await?;
+        if accepted.duplicate {
+            tracing::info!(tenant = %receipt.tenant, event_id = %accepted.event_id, key = %n.dedupe_key, "duplicate provider request acknowledged");
+        } else {
+            tracing::info!(tenant = %receipt.tenant, event_id = %accepted.event_id, event_type = %event.event_type, "event accepted");
+            self.wake.plugin.notify_one();
+        }
+        Ok(accepted)
+    }
+}
+
+fn twilio_normalize(params: &[(String, String)], received_at_ms: i64) -> Result<Normalized, NormalizeError> {
+    crate::normalize::twilio::voice_status(params, received_at_ms / 1000)
+}

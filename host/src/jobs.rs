@@ -1,0 +1,66 @@
+//! The job pump shared by the plugin and delivery workers: claim due jobs with a lease, run
+//! each under a concurrency limit, sleep until woken or until the next job is due, stop on
+//! shutdown and let in-flight jobs finish. Owns no job semantics and no SQL of its own.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::now_ms;
+use crate::store::{Job, JobKind, Store};
+
+/// Settings of one pump.
+#[derive(Debug, Clone)]
+pub struct Pump {
+    pub kind: JobKind,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub idle_poll: Duration,
+}
+
+/// Run `handle` on every due job of `pump.kind` until `stop` turns true.
+pub async fn pump<H, Fut>(store: Store, pump: Pump, notify: &Notify, mut stop: watch::Receiver<bool>, handle: H)
+where
+    H: Fn(Job) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(pump.concurrency));
+    let mut running = JoinSet::new();
+    while !*stop.borrow() {
+        while running.try_join_next().is_some() {}
+        let free = slots.available_permits().max(1).min(64) as i64;
+        let jobs = match store.claim(pump.kind, free, pump.lease).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(kind = ?pump.kind, error = %e, "claiming jobs failed; retrying");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            let wait = match store.next_due(pump.kind).await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now_ms()).clamp(0, pump.idle_poll.as_millis() as i64) as u64)
+                }
+                _ => pump.idle_poll,
+            };
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for job in jobs {
+            let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+            let fut = handle(job);
+            running.spawn(async move {
+                fut.await;
+                drop(permit);
+            });
+        }
+    }
+    while running.join_next().await.is_some() {}
+}

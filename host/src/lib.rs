@@ -1,0 +1,140 @@
+//! # hookhost
+//!
+//! A multi-tenant service that receives telephony and billing callbacks from providers
+//! (Twilio, Stripe), verifies and keeps them, normalizes them into canonical events, runs each
+//! tenant's WebAssembly plugin on them, and delivers the result, signed, to the tenant's
+//! endpoints with retries.
+//!
+//! # Layout
+//!
+//! One stage per module, in the order an event flows:
+//!
+//! - [`ingest`]: per provider, signature verification over the raw request
+//!   (`Receipt<Unverified>` → `Receipt<Verified>`), then the durable accept: evidence, dedupe,
+//!   event and plugin job in one transaction, before the provider's 2xx.
+//! - [`normalize`]: the canonical event model and the provider → canonical mapping (pure).
+//! - [`store`]: sqlx over SQLite; every row, the job outbox with leases; the only SQL.
+//! - [`plugin`]: the wasmtime sandbox (the only module that imports wasmtime) and the plugin
+//!   worker that turns a stored event into deliveries.
+//! - [`deliver`]: Standard Webhooks signing, the retry policy, the outbound address guard and
+//!   the delivery worker.
+//! - [`api`]: axum routes — provider hooks, the admin and polling API, health. No SQL, no wasmtime.
+//! - [`config`]: settings, parsed and validated once at start.
+//!
+//! [`run`] starts the HTTP server and both workers on one listener and stops them when the
+//! `shutdown` future completes.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod deliver;
+pub mod ingest;
+mod jobs;
+pub mod normalize;
+pub mod plugin;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use config::Config;
+
+/// Current time, unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A random identifier with a type prefix, e.g. `evt_5f1c…` (96 random bits, hex).
+pub fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 12] = rand::random();
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// A tenant's id, `ten_…`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// A fresh tenant id.
+    pub fn generate() -> Self {
+        Self(new_id("ten"))
+    }
+    /// An id read back from the store (trusted).
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("plugin engine: {0}")]
+    Plugin(#[from] plugin::PluginError),
+    #[error("delivery client: {0}")]
+    Deliver(#[from] deliver::DeliverError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Wake-ups between stages, so a new job is picked up at once rather than at the next poll.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    pub plugin: tokio::sync::Notify,
+    pub delivery: tokio::sync::Notify,
+}
+
+/// Run the service on `listener` until `shutdown` completes: HTTP API, plugin worker and
+/// delivery worker. Work in flight at shutdown is given a grace period; what is left keeps its
+/// lease in the store and is picked up at the next start.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let store = store::Store::connect(&config.database_url).await?;
+    let released = store.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(released, "released leases of jobs left running by the previous process");
+    }
+    let engine = Arc::new(plugin::PluginEngine::new(config.plugin_limits.clone())?);
+    let sender = deliver::Sender::new(&config)?;
+    let wake = Arc::new(Wakeups::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let plugin_worker =
+        tokio::spawn(plugin::worker::run(store.clone(), engine.clone(), wake.clone(), config.clone(), stop_rx.clone()));
+    let delivery_worker =
+        tokio::spawn(deliver::worker::run(store.clone(), sender, wake.clone(), config.clone(), stop_rx.clone()));
+
+    let state = api::AppState::new(store.clone(), engine, wake, config.clone());
+    let app = api::router(state);
+    tracing::info!(addr = %listener.local_addr()?, "hookhost listening");
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let served = server.await;
+
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(10);
+    let _ = tokio::time::timeout(grace, async {
+        let _ = plugin_worker.await;
+        let _ = delivery_worker.await;
+    })
+    .await;
+    store.close().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! The `hookhost` binary: parses the command line and environment, then calls the library.
+//! `hookhost serve` runs the service; `hookhost plugin run` runs a plugin on a fixture event.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hookhost::config::{DEFAULT_RETRY_SCHEDULE, parse_cidrs, parse_duration, parse_schedule};
+use hookhost::normalize::CanonicalEvent;
+use hookhost::plugin::{Kv, Limits, PluginEngine};
+use hookhost::{Config, TenantId};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "hookhost", version, about = "Multi-tenant webhook ingest, wasm transform and signed delivery")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: HTTP API, provider hooks, plugin and delivery workers.
+    Serve(Box<ServeArgs>),
+    /// Plugin author tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKHOST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Database URL; SQLite files are created on first run.
+    #[arg(long, env = "HOOKHOST_DATABASE_URL", default_value = "sqlite://hookhost.db")]
+    database_url: String,
+    /// Operator bearer token; generated and printed at start when unset.
+    #[arg(long, env = "HOOKHOST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Base URL providers sign against (default: http:// + the listen address).
+    #[arg(long, env = "HOOKHOST_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Delays between delivery attempts.
+    #[arg(long, env = "HOOKHOST_RETRY_SCHEDULE", default_value = DEFAULT_RETRY_SCHEDULE)]
+    retry_schedule: String,
+    /// Outbound CIDRs allowed although internal (loopback, private, link-local).
+    #[arg(long, env = "HOOKHOST_OUTBOUND_ALLOW", default_value = "")]
+    outbound_allow: String,
+    /// Largest provider request body, bytes.
+    #[arg(long, env = "HOOKHOST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    max_body_bytes: usize,
+    /// Time an endpoint has to answer.
+    #[arg(long, env = "HOOKHOST_DELIVERY_TIMEOUT", default_value = "30s")]
+    delivery_timeout: String,
+    /// Stripe signature timestamp tolerance.
+    #[arg(long, env = "HOOKHOST_STRIPE_TOLERANCE", default_value = "300s")]
+    stripe_tolerance: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Fuel per plugin invocation.
+    #[arg(long, env = "HOOKHOST_PLUGIN_FUEL", default_value_t = Limits::default().fuel)]
+    plugin_fuel: u64,
+    /// Wall-clock deadline per plugin invocation.
+    #[arg(long, env = "HOOKHOST_PLUGIN_TIMEOUT", default_value = "1s")]
+    plugin_timeout: String,
+    /// Linear memory cap per plugin instance, bytes (at most 256 MiB).
+    #[arg(long, env = "HOOKHOST_PLUGIN_MEMORY_BYTES", default_value_t = Limits::default().memory_bytes)]
+    plugin_memory_bytes: usize,
+    /// Output cap per invocation (sum of action payloads), bytes.
+    #[arg(long, env = "HOOKHOST_PLUGIN_OUTPUT_BYTES", default_value_t = Limits::default().output_bytes)]
+    plugin_output_bytes: usize,
+    /// Actions per invocation.
+    #[arg(long, env = "HOOKHOST_PLUGIN_MAX_ACTIONS", default_value_t = Limits::default().max_actions)]
+    plugin_max_actions: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        Ok(Limits {
+            fuel: self.plugin_fuel,
+            timeout: parse_duration(&self.plugin_timeout)?,
+            memory_bytes: self.plugin_memory_bytes,
+            output_bytes: self.plugin_output_bytes,
+            max_actions: self.plugin_max_actions,
+            ..Limits::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run a plugin component on a fixture event and print its actions.
+    Run {
+        /// The component, e.g. target/wasm32-wasip2/release/my_plugin.wasm.
+        #[arg(long)]
+        component: PathBuf,
+        /// The event: an envelope `{"event_type", "payload", …}` as endpoints receive it.
+        #[arg(long)]
+        event: PathBuf,
+        /// Key-value entries the plugin can read, `key=value` (repeatable).
+        #[arg(long = "kv")]
+        kv: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("HOOKHOST_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Plugin { command: PluginCommand::Run { component, event, kv, limits } } => {
+            plugin_run(component, event, kv, limits.limits()?).await
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = match args.admin_token.filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        None => {
+            let t = format!("adm_{}", hex::encode(rand::random::<[u8; 24]>()));
+            eprintln!("HOOKHOST_ADMIN_TOKEN is not set; the operator token for this run is:\n  {t}");
+            t
+        }
+    };
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let mut config = Config::new(args.database_url, admin_token);
+    config.public_url =
+        args.public_url.unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
+    config.retry_schedule = parse_schedule(&args.retry_schedule).context("HOOKHOST_RETRY_SCHEDULE")?;
+    config.outbound_allow = parse_cidrs(&args.outbound_allow).context("HOOKHOST_OUTBOUND_ALLOW")?;
+    config.max_body_bytes = args.max_body_bytes;
+    config.delivery_timeout = parse_duration(&args.delivery_timeout).context("HOOKHOST_DELIVERY_TIMEOUT")?;
+    config.stripe_tolerance = parse_duration(&args.stripe_tolerance).context("HOOKHOST_STRIPE_TOLERANCE")?;
+    config.plugin_limits = args.limits.limits()?;
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    hookhost::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+async fn plugin_run(component: PathBuf, event: PathBuf, kv: Vec<String>, limits: Limits) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
+    let text = std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
+    let Some(event_type) = v.get("event_type").and_then(Value::as_str) else {
+        bail!("the event needs an \"event_type\"")
+    };
+    let event = CanonicalEvent {
+        id: v.get("id").and_then(Value::as_str).unwrap_or("evt_local").to_string(),
+        tenant_id: TenantId::from_stored(v.get("tenant_id").and_then(Value::as_str).unwrap_or("ten_local").to_string()),
+        event_type: event_type.to_string(),
+        occurred_at: v.get("timestamp_utc").and_then(Value::as_i64).unwrap_or_else(|| hookhost::now_ms() / 1000),
+        source: hookhost::normalize::source_name(v.get("source").and_then(Value::as_str).unwrap_or("hookhost"))
+            .unwrap_or("hookhost"),
+        is_test: v.get("is_test").and_then(Value::as_bool).unwrap_or(false),
+        payload: v.get("payload").cloned().unwrap_or_else(|| json!({})),
+    };
+    let mut map = HashMap::new();
+    for entry in kv {
+        let Some((k, val)) = entry.split_once('=') else { bail!("--kv takes key=value, got {entry:?}") };
+        map.insert(k.to_string(), val.to_string());
+    }
+    let engine = Arc::new(PluginEngine::new(limits.clone())?);
+    let compiled = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || engine.compile(&bytes)).await??
+    };
+    let inv = engine.invoke(&compiled, &event, &limits, Kv::Map(Arc::new(map))).await;
+    let (outcome, actions, error) = match &inv.outcome {
+        Ok(actions) => ("ok", actions.iter().map(action_json).collect::<Vec<_>>(), None),
+        Err((failure, msg)) => (failure.as_str(), Vec::new(), Some(msg.clone())),
+    };
+    let report = json!({
+        "outcome": outcome,
+        "actions": actions,
+        "error": error,
+        "fuel_used": inv.fuel_used,
+        "wall_us": inv.wall.as_micros() as u64,
+        "logs": inv.logs,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if inv.outcome.is_err() {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn action_json(a: &hookhost::plugin::Action) -> Value {
+    use hookhost::plugin::Action;
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()));
+    match a {
+        Action::Deliver { event_type, payload, endpoints } => {
+            json!({ "deliver": { "event_type": event_type, "payload": parse(payload), "endpoints": endpoints } })
+        }
+        Action::Sink { sink, external_id, data } => {
+            json!({ "sink": { "sink": sink, "external_id": external_id, "data": parse(data) } })
+        }
+        Action::Drop { reason } => json!({ "drop": reason }),
+    }
+}

@@ -1,0 +1,79 @@
+//! The canonical event model and the mapping from each provider's verified request to it.
+//!
+//! Pure functions over values: no I/O, no clock (the caller passes the receipt time), no SQL.
+//! The envelope here is the public contract of DESIGN.md.
+
+pub mod stripe;
+pub mod twilio;
+
+use serde_json::{Value, json};
+
+use crate::TenantId;
+
+/// A canonical event, as stored and as given to plugins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanonicalEvent {
+    /// `evt_…`.
+    pub id: String,
+    pub tenant_id: TenantId,
+    /// e.g. `call.missed`, `billing.subscription.updated`.
+    pub event_type: String,
+    /// Unix seconds, when the provider says it happened (receipt time if it does not say).
+    pub occurred_at: i64,
+    /// The provider it came from.
+    pub source: &'static str,
+    pub is_test: bool,
+    /// Canonical payload (an object), always carrying the provider's identifiers.
+    pub payload: Value,
+}
+
+impl CanonicalEvent {
+    /// The envelope endpoints receive for this event unchanged.
+    pub fn envelope(&self) -> Value {
+        envelope(&self.id, &self.event_type, self.occurred_at, &self.tenant_id, &self.payload, self.is_test)
+    }
+}
+
+/// The delivery envelope of DESIGN.md.
+pub fn envelope(
+    id: &str,
+    event_type: &str,
+    timestamp_utc: i64,
+    tenant: &TenantId,
+    payload: &Value,
+    is_test: bool,
+) -> Value {
+    json!({
+        "id": id,
+        "event_type": event_type,
+        "timestamp_utc": timestamp_utc,
+        "tenant_id": tenant,
+        "payload": payload,
+        "is_test": is_test,
+    })
+}
+
+/// A provider request turned into canonical terms, before it gets an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub event_type: String,
+    pub occurred_at: i64,
+    pub payload: Value,
+    /// The provider's identity of this request; a second request with the same key is a
+    /// duplicate.
+    pub dedupe_key: String,
+}
+
+/// Why a verified request could not be normalized.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NormalizeError {
+    #[error("missing required field {0}")]
+    Missing(&'static str),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+}
+
+/// The stored name of a source, as a static string.
+pub fn source_name(s: &str) -> Option<&'static str> {
+    ["twilio", "stripe", "hookhost"].into_iter().find(|k| *k == s)
+}

@@ -1,0 +1,433 @@
+//! The plugin sandbox: the only module that imports wasmtime.
+//!
+//! Owns the one `bindgen!` of the `hookhost:plugin` world, the engine (pooling allocator, fuel,
+//! epoch interruption), per-invocation limits, the cache of compiled plugins, and the host
+//! side of the imports (`log`, `kv-get`, `now-ms`). Each invocation gets a fresh instance from
+//! a cached `PluginPre`; nothing of one invocation is visible to the next.
+//!
+//! # Sandbox defaults (deny by default)
+//! - WASI: stdin closed, stdout/stderr discarded, no environment, no arguments, no preopened
+//!   directories, every socket address and name lookup denied. Rust guests import those
+//!   interfaces; they are linked so the component instantiates, and grant nothing.
+//! - CPU: a fuel budget ([`Limits::fuel`]) and a wall-clock deadline ([`Limits::timeout`])
+//!   enforced by epoch interruption (10 ms ticks), yielding to tokio at each tick so a spinning
+//!   plugin never holds a worker thread.
+//! - Memory: linear memory capped at [`Limits::memory_bytes`]; growth beyond traps and is
+//!   recorded as `memory_limit`.
+//! - Output: at most [`Limits::max_actions`] actions and [`Limits::output_bytes`] of payload.
+//! - Logs: at most [`Limits::log_bytes`] captured per invocation; the rest is cut.
+//!
+//! Must not touch SQL or HTTP; the worker in [`worker`] connects this to the store.
+
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config as WasmConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::TenantId;
+use crate::normalize::CanonicalEvent;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::hookhost::plugin::{host, types as wit};
+
+/// Engine-level faults (not a plugin's misbehaviour, which is an [`Outcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("not a valid plugin component: {0}")]
+    Invalid(String),
+    #[error("wasmtime engine: {0}")]
+    Engine(String),
+}
+
+/// Per-invocation limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly wasm instructions) per invocation.
+    pub fuel: u64,
+    /// Wall-clock deadline per invocation, instantiation included.
+    pub timeout: Duration,
+    /// Linear memory cap per instance, bytes.
+    pub memory_bytes: usize,
+    /// Sum of the sizes of the returned actions' payloads, bytes.
+    pub output_bytes: usize,
+    /// Actions per invocation.
+    pub max_actions: usize,
+    /// Log bytes captured per invocation.
+    pub log_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 500_000_000,
+            timeout: Duration::from_secs(1),
+            memory_bytes: 64 << 20,
+            output_bytes: 1 << 20,
+            max_actions: 100,
+            log_bytes: 16 << 10,
+        }
+    }
+}
+
+/// The largest memory a pool slot can hold; per-invocation caps are at most this.
+const POOL_MAX_MEMORY: usize = 256 << 20;
+/// Instances that can be live at once (pool slots). Invocations beyond wait for a slot.
+const POOL_INSTANCES: u32 = 256;
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What a plugin asked for, in host terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Deliver { event_type: String, payload: String, endpoints: Vec<String> },
+    Sink { sink: String, external_id: String, data: String },
+    Drop { reason: String },
+}
+
+/// Why an invocation did not produce actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The plugin returned its own error.
+    PluginError,
+    Trap,
+    FuelExhausted,
+    Deadline,
+    MemoryLimit,
+    OutputLimit,
+}
+
+impl Failure {
+    /// The recorded name of the outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::PluginError => "plugin_error",
+            Failure::Trap => "trap",
+            Failure::FuelExhausted => "fuel_exhausted",
+            Failure::Deadline => "deadline",
+            Failure::MemoryLimit => "memory_limit",
+            Failure::OutputLimit => "output_limit",
+        }
+    }
+}
+
+/// How one invocation ended, with what it cost.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub outcome: Result<Vec<Action>, (Failure, String)>,
+    pub fuel_used: u64,
+    pub wall: Duration,
+    pub logs: String,
+}
+
+/// Where `kv-get` reads from.
+#[derive(Debug, Clone)]
+pub enum Kv {
+    /// The tenant's key-value store.
+    Store(crate::store::Store),
+    /// A fixed map (the CLI runner).
+    Map(Arc<HashMap<String, String>>),
+}
+
+/// Per-store host state.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    tenant: TenantId,
+    kv: Kv,
+    logs: String,
+    log_cap: usize,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wit::Host for HostState {}
+
+impl host::Host for HostState {
+    async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        if self.logs.len() >= self.log_cap {
+            return Ok(());
+        }
+        let level = match level {
+            host::Level::Debug => "debug",
+            host::Level::Info => "info",
+            host::Level::Warn => "warn",
+            host::Level::Error => "error",
+        };
+        let line = format!("{level}: {message}\n");
+        let room = self.log_cap - self.logs.len();
+        if line.len() <= room {
+            self.logs.push_str(&line);
+        } else {
+            let mut cut = room;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.logs.push_str(&line[..cut]);
+            self.logs.push_str("…[log limit]\n");
+        }
+        Ok(())
+    }
+
+    async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        match &self.kv {
+            Kv::Store(store) => Ok(store.kv_get(&self.tenant, &key).await?),
+            Kv::Map(map) => Ok(map.get(&key).cloned()),
+        }
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(crate::now_ms().max(0) as u64)
+    }
+}
+
+/// Memory and table caps that record when they were hit, so the trap can be named.
+struct Limiter {
+    memory_cap: usize,
+    memory_hit: bool,
+}
+
+const TABLE_CAP: usize = 100_000;
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_hit = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded (wanted {desired})", self.memory_cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > TABLE_CAP {
+            wasmtime::bail!("table limit of {TABLE_CAP} elements exceeded");
+        }
+        Ok(true)
+    }
+}
+
+/// A plugin compiled and linked, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Compiled(Arc<bindings::PluginPre<HostState>>);
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compiled(..)")
+    }
+}
+
+/// The engine, linker and compiled-plugin cache shared by every invocation.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Mutex<HashMap<String, Compiled>>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl PluginEngine {
+    /// Build the engine and start its epoch ticker (a thread that ends with the engine).
+    pub fn new(limits: Limits) -> Result<Self, PluginError> {
+        let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        if limits.memory_bytes > POOL_MAX_MEMORY {
+            return Err(PluginError::Engine(format!("memory limit above the pool's {POOL_MAX_MEMORY} bytes")));
+        }
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 8)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .max_memory_size(POOL_MAX_MEMORY)
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10);
+        let mut cfg = WasmConfig::new();
+        cfg.consume_fuel(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(engine_err)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(engine_err)?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("hookhost-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("epoch thread: {e}")))?;
+
+        Ok(Self { engine, linker, cache: Mutex::new(HashMap::new()), limits })
+    }
+
+    /// The default limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compile and link a component, checking it is a plugin of our world whose imports the
+    /// host satisfies. CPU-heavy (tens of ms): call from a blocking context.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, PluginError> {
+        let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
+        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
+        Ok(Compiled(Arc::new(pre)))
+    }
+
+    /// The compiled plugin for `digest`, compiling `load()`'s bytes on a miss.
+    pub async fn get_or_compile<F, Fut, E>(self: &Arc<Self>, digest: &str, load: F) -> Result<Compiled, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+        E: From<PluginError>,
+    {
+        if let Some(c) = self.cache.lock().expect("cache lock").get(digest) {
+            return Ok(c.clone());
+        }
+        let bytes = load().await?;
+        let this = self.clone();
+        let compiled = tokio::task::spawn_blocking(move || this.compile(&bytes))
+            .await
+            .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??;
+        self.cache.lock().expect("cache lock").insert(digest.to_string(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Remember a compiled plugin under its digest (after an upload compiled it).
+    pub fn remember(&self, digest: &str, compiled: Compiled) {
+        self.cache.lock().expect("cache lock").insert(digest.to_string(), compiled);
+    }
+
+    /// Run `plugin` on `event` in a fresh instance under `limits`.
+    pub async fn invoke(&self, plugin: &Compiled, event: &CanonicalEvent, limits: &Limits, kv: Kv) -> Invocation {
+        let started = Instant::now();
+        let state = HostState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_cap: limits.memory_bytes, memory_hit: false },
+            tenant: event.tenant_id.clone(),
+            kv,
+            logs: String::new(),
+            log_cap: limits.log_bytes,
+        };
+        let mut store = match Store::try_new(&self.engine, state) {
+            Ok(s) => s,
+            Err(e) => {
+                return Invocation {
+                    outcome: Err((Failure::Trap, format!("could not create a sandbox: {e:#}"))),
+                    fuel_used: 0,
+                    wall: started.elapsed(),
+                    logs: String::new(),
+                };
+            }
+        };
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel).expect("fuel is enabled");
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+
+        let input = wit::Event {
+            id: event.id.clone(),
+            tenant_id: event.tenant_id.to_string(),
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at.max(0) as u64,
+            source: event.source.to_string(),
+            is_test: event.is_test,
+            payload: event.payload.to_string(),
+        };
+        let call = async {
+            let instance = plugin.0.instantiate_async(&mut store).await?;
+            instance.call_handle(&mut store, &input).await
+        };
+        // The epoch callback stops guest code at the deadline; the outer timeout also bounds
+        // time spent in host imports. A little slack lets the callback report it first.
+        let result = tokio::time::timeout(limits.timeout + EPOCH_TICK * 5, call).await;
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let outcome = match result {
+            Err(_elapsed) => {
+                Err((Failure::Deadline, format!("deadline of {} ms exceeded", limits.timeout.as_millis())))
+            }
+            Ok(Ok(Ok(actions))) => check_output(actions, limits),
+            Ok(Ok(Err(e))) => Err((
+                Failure::PluginError,
+                format!("{}: {}{}", e.code, e.message, if e.retryable { " (retryable)" } else { "" }),
+            )),
+            Ok(Err(trap)) => Err(classify(&trap, store.data().limiter.memory_hit, limits)),
+        };
+        let logs = std::mem::take(&mut store.data_mut().logs);
+        Invocation { outcome, fuel_used, wall: started.elapsed(), logs }
+    }
+}
+
+fn classify(err: &wasmtime::Error, memory_hit: bool, limits: &Limits) -> (Failure, String) {
+    if memory_hit {
+        return (Failure::MemoryLimit, format!("memory limit of {} bytes exceeded", limits.memory_bytes));
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (Failure::FuelExhausted, format!("fuel budget of {} exhausted", limits.fuel)),
+        Some(Trap::Interrupt) => (Failure::Deadline, format!("deadline of {} ms exceeded", limits.timeout.as_millis())),
+        _ => {
+            let mut msg = format!("{err:#}");
+            msg.truncate(msg.floor_char_boundary(2000));
+            (Failure::Trap, msg)
+        }
+    }
+}
+
+fn check_output(actions: Vec<wit::Action>, limits: &Limits) -> Result<Vec<Action>, (Failure, String)> {
+    if actions.len() > limits.max_actions {
+        return Err((
+            Failure::OutputLimit,
+            format!("{} actions returned, limit {}", actions.len(), limits.max_actions),
+        ));
+    }
+    let mut bytes = 0usize;
+    let out: Vec<Action> = actions
+        .into_iter()
+        .map(|a| match a {
+            wit::Action::Deliver(d) => {
+                bytes += d.payload.len() + d.event_type.len();
+                Action::Deliver { event_type: d.event_type, payload: d.payload, endpoints: d.endpoints }
+            }
+            wit::Action::Sink(s) => {
+                bytes += s.data.len() + s.external_id.len();
+                Action::Sink { sink: s.sink, external_id: s.external_id, data: s.data }
+            }
+            wit::Action::Drop(reason) => Action::Drop { reason },
+        })
+        .collect();
+    if bytes > limits.output_bytes {
+        return Err((Failure::OutputLimit, format!("{bytes} bytes of output, limit {}", limits.output_bytes)));
+    }
+    Ok(out)
+}

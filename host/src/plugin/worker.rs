@@ -1,0 +1,161 @@
+//! The plugin worker: for each plugin job, run the tenant's active plugin on the stored event
+//! (or pass the event through when there is none), record the invocation, and turn the
+//! resulting actions into delivery jobs — all committed together.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{Action, Compiled, Failure, Kv, PluginEngine, PluginError};
+use crate::deliver::subscribed;
+use crate::jobs::{Pump, pump};
+use crate::normalize::{CanonicalEvent, envelope};
+use crate::store::{Endpoint, Job, JobKind, NewDelivery, PluginRun, Store, StoreError};
+use crate::{Config, Wakeups, now_ms};
+
+#[derive(Debug, thiserror::Error)]
+enum WorkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("stored plugin {0} v{1} is missing")]
+    MissingPlugin(String, i64),
+}
+
+/// Run the plugin worker until `stop` turns true.
+pub async fn run(
+    store: Store,
+    engine: Arc<PluginEngine>,
+    wake: Arc<Wakeups>,
+    config: Arc<Config>,
+    stop: watch::Receiver<bool>,
+) {
+    let settings = Pump {
+        kind: JobKind::Plugin,
+        concurrency: config.plugin_concurrency,
+        lease: config.job_lease,
+        idle_poll: config.idle_poll,
+    };
+    pump(store.clone(), settings, &wake.plugin, stop, |job| {
+        let (store, engine, wake) = (store.clone(), engine.clone(), wake.clone());
+        async move {
+            let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
+            match process(&store, &engine, job).await {
+                Ok(delivered) if delivered > 0 => wake.delivery.notify_one(),
+                Ok(_) => {}
+                Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Process one plugin job; returns how many deliveries it enqueued.
+async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<usize, WorkError> {
+    let Some(stored) = store.event(&job.tenant_id, &job.event_id).await? else {
+        return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
+    };
+    let event = stored.event;
+    let endpoints: Vec<Endpoint> = store.endpoints(&job.tenant_id).await?.into_iter().filter(|e| e.enabled).collect();
+
+    let Some(active) = store.active_plugin(&job.tenant_id).await? else {
+        let deliveries = fan_out(&event, &endpoints, &event.id, &event.event_type, &event.payload, &[]);
+        store.finish_without_plugin(&job, &deliveries).await?;
+        return Ok(deliveries.len());
+    };
+
+    let compiled: Compiled = engine
+        .get_or_compile(&active.digest, || async {
+            store
+                .plugin_component(&job.tenant_id, &active.name, active.version)
+                .await?
+                .ok_or_else(|| WorkError::MissingPlugin(active.name.clone(), active.version))
+        })
+        .await?;
+    let limits = engine.limits().clone();
+    let inv = engine.invoke(&compiled, &event, &limits, Kv::Store(store.clone())).await;
+
+    let mut deliveries = Vec::new();
+    let mut notes = Vec::new();
+    let (status, outcome, error) = match inv.outcome {
+        Ok(actions) => match apply(&event, &endpoints, actions, &mut deliveries, &mut notes) {
+            Ok(status) => (status, "ok".to_string(), (!notes.is_empty()).then(|| notes.join("; "))),
+            Err(msg) => {
+                deliveries.clear();
+                ("failed", Failure::PluginError.as_str().to_string(), Some(msg))
+            }
+        },
+        Err((failure, msg)) => ("failed", failure.as_str().to_string(), Some(msg)),
+    };
+    if status == "failed" {
+        tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, outcome, error = error.as_deref().unwrap_or(""), "plugin invocation failed");
+    }
+    let run = PluginRun {
+        plugin_name: active.name,
+        plugin_version: active.version,
+        outcome,
+        error,
+        fuel_used: Some(inv.fuel_used as i64),
+        wall_us: inv.wall.as_micros() as i64,
+        logs: inv.logs,
+        ran_at: now_ms(),
+    };
+    store.finish_plugin_job(&job, &run, status, &deliveries).await?;
+    Ok(deliveries.len())
+}
+
+/// Turn actions into deliveries. Returns the event's status (`processed` or `dropped`), or an
+/// error message when the output is unusable (then nothing is delivered).
+fn apply(
+    event: &CanonicalEvent,
+    endpoints: &[Endpoint],
+    actions: Vec<Action>,
+    deliveries: &mut Vec<NewDelivery>,
+    notes: &mut Vec<String>,
+) -> Result<&'static str, String> {
+    let mut delivered_any = false;
+    let mut n = 0usize;
+    for action in actions {
+        match action {
+            Action::Deliver { event_type, payload, endpoints: only } => {
+                let payload: Value =
+                    serde_json::from_str(&payload).map_err(|e| format!("deliver action payload is not JSON: {e}"))?;
+                if event_type.is_empty() {
+                    return Err("deliver action has an empty event type".into());
+                }
+                let message_id = if n == 0 { event.id.clone() } else { format!("{}_{n}", event.id) };
+                n += 1;
+                deliveries.extend(fan_out(event, endpoints, &message_id, &event_type, &payload, &only));
+                delivered_any = true;
+            }
+            Action::Sink { sink, external_id, .. } => {
+                notes.push(format!("sink action for {sink:?} (external id {external_id:?}) not applied: no such sink"));
+            }
+            Action::Drop { reason } => notes.push(format!("dropped: {reason}")),
+        }
+    }
+    if !delivered_any && notes.is_empty() {
+        notes.push("dropped: plugin returned no actions".into());
+    }
+    Ok(if delivered_any { "processed" } else { "dropped" })
+}
+
+/// One delivery per enabled endpoint subscribed to `event_type` (and named in `only`, if any).
+fn fan_out(
+    event: &CanonicalEvent,
+    endpoints: &[Endpoint],
+    message_id: &str,
+    event_type: &str,
+    payload: &Value,
+    only: &[String],
+) -> Vec<NewDelivery> {
+    let body =
+        envelope(message_id, event_type, event.occurred_at, &event.tenant_id, payload, event.is_test).to_string();
+    endpoints
+        .iter()
+        .filter(|ep| subscribed(&ep.event_types, event_type) && (only.is_empty() || only.contains(&ep.id)))
+        .map(|ep| NewDelivery { endpoint_id: ep.id.clone(), message_id: message_id.to_string(), body: body.clone() })
+        .collect()
+}

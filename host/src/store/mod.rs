@@ -1,0 +1,765 @@
+//! The store: every row hookhost keeps, behind one type, [`Store`].
+//!
+//! Owns the SQL and the schema (embedded migrations in `host/migrations/`). SQLite through sqlx
+//! is the embedded default (WAL, `synchronous=FULL`: an accepted event survives a crash or a
+//! power cut). Every query on tenant data filters on the tenant id it is given; callers never
+//! pass SQL in. Must not know about HTTP, providers' wire formats or wasmtime.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::normalize::CanonicalEvent;
+use crate::{TenantId, now_ms};
+
+/// Errors of the store. Everything here is an internal fault from a caller's point of view.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A tenant as the API sees it.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+}
+
+/// A raw request kept as evidence.
+#[derive(Debug, Clone)]
+pub struct ReceiptRecord {
+    pub tenant_id: TenantId,
+    pub provider: &'static str,
+    pub route: String,
+    /// Headers as a JSON object (name → value).
+    pub headers: Value,
+    pub body: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// What accepting a verified receipt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub event_id: String,
+    /// True when an event with the same provider identity was already stored.
+    pub duplicate: bool,
+}
+
+/// A delivery endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub headers: serde_json::Map<String, Value>,
+    pub secret: String,
+    pub enabled: bool,
+}
+
+/// A stored plugin version.
+#[derive(Debug, Clone)]
+pub struct PluginVersion {
+    pub name: String,
+    pub version: i64,
+    pub digest: String,
+}
+
+/// Kinds of leased work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Plugin,
+    Delivery,
+}
+
+impl JobKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Plugin => "plugin",
+            JobKind::Delivery => "delivery",
+        }
+    }
+}
+
+/// A leased job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub tenant_id: TenantId,
+    pub event_id: String,
+    pub endpoint_id: Option<String>,
+    pub message_id: Option<String>,
+    pub body: Option<String>,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// A stored canonical event with its processing state.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: CanonicalEvent,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attempt {
+    pub delivery_id: i64,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub attempted_at: i64,
+}
+
+/// One plugin invocation, as recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginRun {
+    pub plugin_name: String,
+    pub plugin_version: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub fuel_used: Option<i64>,
+    pub wall_us: i64,
+    pub logs: String,
+    pub ran_at: i64,
+}
+
+/// A delivery to enqueue once the plugin has run.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub endpoint_id: String,
+    pub message_id: String,
+    pub body: String,
+}
+
+/// How a delivery attempt ended, for the job's next state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Succeeded,
+    /// Retry at this time (unix ms).
+    RetryAt(i64),
+    /// Permanent failure (non-retryable status).
+    Failed,
+    /// Retries exhausted: dead letter.
+    Dead,
+}
+
+impl DeliveryState {
+    fn outcome(self) -> &'static str {
+        match self {
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::RetryAt(_) => "retry",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+        }
+    }
+}
+
+/// The store handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Open (creating if missing) the database at `url` and run migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Release every lease: with SQLite one process owns the database, so at start nothing
+    /// else can be running a job. Returns how many jobs were released.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        let r = sqlx::query("UPDATE jobs SET status = 'pending', lease_until = NULL WHERE status = 'running'")
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    // ---- tenants and provider secrets ----
+
+    pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(api_key_hash)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name FROM tenants WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| Tenant { id: TenantId::from_stored(r.get("id")), name: r.get("name") }))
+    }
+
+    /// The tenant whose api key hashes to `hash`.
+    pub async fn tenant_by_key_hash(&self, hash: &str) -> Result<Option<TenantId>> {
+        let row =
+            sqlx::query("SELECT id FROM tenants WHERE api_key_hash = ?").bind(hash).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| TenantId::from_stored(r.get("id"))))
+    }
+
+    pub async fn set_provider_secret(&self, tenant: &TenantId, provider: &str, secret: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provider_configs (tenant_id, provider, secret, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (tenant_id, provider) DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(provider)
+        .bind(secret)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn provider_secret(&self, tenant: &TenantId, provider: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT secret FROM provider_configs WHERE tenant_id = ? AND provider = ?")
+            .bind(tenant.as_str())
+            .bind(provider)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("secret")))
+    }
+
+    // ---- ingest ----
+
+    /// Keep a rejected request as evidence (bad signature, stale timestamp, malformed body).
+    pub async fn record_rejected(&self, receipt: &ReceiptRecord, reason: &str) -> Result<()> {
+        insert_receipt(&self.pool, receipt, "rejected", Some(reason), None, None).await
+    }
+
+    /// In one transaction: keep the receipt, store the event unless its dedupe key is already
+    /// known, and enqueue its plugin job. Only after this returns may the provider get a 2xx.
+    pub async fn accept(&self, receipt: &ReceiptRecord, event: &CanonicalEvent, dedupe_key: &str) -> Result<Accepted> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(event.tenant_id.as_str())
+        .bind(&event.event_type)
+        .bind(event.occurred_at)
+        .bind(event.source)
+        .bind(event.is_test)
+        .bind(event.payload.to_string())
+        .bind(dedupe_key)
+        .bind(receipt.received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let accepted = if inserted {
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO jobs (kind, tenant_id, event_id, status, run_at, created_at, updated_at)
+                 VALUES ('plugin', ?, ?, 'pending', ?, ?, ?)",
+            )
+            .bind(event.tenant_id.as_str())
+            .bind(&event.id)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Accepted { event_id: event.id.clone(), duplicate: false }
+        } else {
+            let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = ? AND dedupe_key = ?")
+                .bind(event.tenant_id.as_str())
+                .bind(dedupe_key)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("id");
+            Accepted { event_id: existing, duplicate: true }
+        };
+        let verdict = if accepted.duplicate { "duplicate" } else { "accepted" };
+        insert_receipt(&mut *tx, receipt, verdict, None, Some(dedupe_key), Some(&accepted.event_id)).await?;
+        tx.commit().await?;
+        Ok(accepted)
+    }
+
+    /// Receipts of a tenant, newest first: (verdict, reason, event id).
+    pub async fn receipts(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<String>, Option<String>)>> {
+        let rows =
+            sqlx::query("SELECT verdict, reason, event_id FROM receipts WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
+                .bind(tenant.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| (r.get("verdict"), r.get("reason"), r.get("event_id"))).collect())
+    }
+
+    // ---- events ----
+
+    /// Events of a tenant after the cursor `after` (a seq), oldest first.
+    pub async fn events_page(&self, tenant: &TenantId, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
+             FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    pub async fn event(&self, tenant: &TenantId, event_id: &str) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
+             FROM events WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    pub async fn plugin_runs(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<PluginRun>> {
+        let rows = sqlx::query(
+            "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at
+             FROM plugin_runs WHERE tenant_id = ? AND event_id = ? ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PluginRun {
+                plugin_name: r.get("plugin_name"),
+                plugin_version: r.get("plugin_version"),
+                outcome: r.get("outcome"),
+                error: r.get("error"),
+                fuel_used: r.get("fuel_used"),
+                wall_us: r.get("wall_us"),
+                logs: r.get("logs"),
+                ran_at: r.get("ran_at"),
+            })
+            .collect())
+    }
+
+    // ---- endpoints ----
+
+    pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&ep.id)
+        .bind(ep.tenant_id.as_str())
+        .bind(&ep.url)
+        .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
+        .bind(Value::Object(ep.headers.clone()).to_string())
+        .bind(&ep.secret)
+        .bind(ep.enabled)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, url, event_types, headers, secret, enabled FROM endpoints WHERE tenant_id = ? ORDER BY created_at, id",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(endpoint).collect()
+    }
+
+    pub async fn endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<Endpoint>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, url, event_types, headers, secret, enabled FROM endpoints WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(endpoint).transpose()
+    }
+
+    // ---- plugins ----
+
+    /// Store a new version of `name` and make it the tenant's active plugin.
+    pub async fn add_plugin_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        digest: &str,
+        component: &[u8],
+    ) -> Result<PluginVersion> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugins WHERE tenant_id = ? AND name = ?")
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("v");
+        sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(version)
+        .bind(digest)
+        .bind(component)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(PluginVersion { name: name.to_string(), version, digest: digest.to_string() })
+    }
+
+    pub async fn active_plugin(&self, tenant: &TenantId) -> Result<Option<PluginVersion>> {
+        let row = sqlx::query("SELECT name, version, digest FROM plugins WHERE tenant_id = ? AND active = 1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| PluginVersion { name: r.get("name"), version: r.get("version"), digest: r.get("digest") }))
+    }
+
+    pub async fn plugin_component(&self, tenant: &TenantId, name: &str, version: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT component FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?")
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("component")))
+    }
+
+    pub async fn kv_get(&self, tenant: &TenantId, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM kv WHERE tenant_id = ? AND key = ?")
+            .bind(tenant.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("value")))
+    }
+
+    // ---- jobs ----
+
+    /// Lease up to `limit` due jobs of `kind` for `lease`. A job whose lease expired (its worker
+    /// died) is due again.
+    pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE kind = ? AND ((status = 'pending' AND run_at <= ?) OR (status = 'running' AND lease_until < ?))
+                 ORDER BY run_at, id LIMIT ?)
+             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(kind.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Job {
+                id: r.get("id"),
+                tenant_id: TenantId::from_stored(r.get("tenant_id")),
+                event_id: r.get("event_id"),
+                endpoint_id: r.get("endpoint_id"),
+                message_id: r.get("message_id"),
+                body: r.get("body"),
+                attempts: r.get("attempts"),
+            })
+            .collect())
+    }
+
+    /// When the earliest pending job of `kind` is due (unix ms), if any.
+    pub async fn next_due(&self, kind: JobKind) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(run_at) AS due FROM jobs WHERE kind = ? AND status = 'pending'")
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get("due"))
+    }
+
+    /// Finish a plugin job: record the run, set the event's state and enqueue its deliveries,
+    /// all in one transaction.
+    pub async fn finish_plugin_job(
+        &self,
+        job: &Job,
+        run: &PluginRun,
+        event_status: &str,
+        deliveries: &[NewDelivery],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.tenant_id.as_str())
+        .bind(&job.event_id)
+        .bind(&run.plugin_name)
+        .bind(run.plugin_version)
+        .bind(&run.outcome)
+        .bind(&run.error)
+        .bind(run.fuel_used)
+        .bind(run.wall_us)
+        .bind(&run.logs)
+        .bind(run.ran_at)
+        .execute(&mut *tx)
+        .await?;
+        self.complete_plugin_job(&mut tx, job, event_status, run.error.as_deref(), deliveries, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
+    pub async fn finish_without_plugin(&self, job: &Job, deliveries: &[NewDelivery]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        self.complete_plugin_job(&mut tx, job, "processed", None, deliveries, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn complete_plugin_job(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        job: &Job,
+        event_status: &str,
+        error: Option<&str>,
+        deliveries: &[NewDelivery],
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE events SET status = ?, error = ? WHERE tenant_id = ? AND id = ?")
+            .bind(event_status)
+            .bind(error)
+            .bind(job.tenant_id.as_str())
+            .bind(&job.event_id)
+            .execute(&mut **tx)
+            .await?;
+        let job_status = if event_status == "failed" { "failed" } else { "succeeded" };
+        sqlx::query("UPDATE jobs SET status = ?, attempts = attempts + 1, lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
+            .bind(job_status)
+            .bind(error)
+            .bind(now)
+            .bind(job.id)
+            .execute(&mut **tx)
+            .await?;
+        for d in deliveries {
+            sqlx::query(
+                "INSERT INTO jobs (kind, tenant_id, event_id, endpoint_id, message_id, body, status, run_at, created_at, updated_at)
+                 VALUES ('delivery', ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            )
+            .bind(job.tenant_id.as_str())
+            .bind(&job.event_id)
+            .bind(&d.endpoint_id)
+            .bind(&d.message_id)
+            .bind(&d.body)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Record a delivery attempt and move the job to its next state, in one transaction.
+    pub async fn record_attempt(
+        &self,
+        job: &Job,
+        state: DeliveryState,
+        status_code: Option<u16>,
+        error: Option<&str>,
+        duration_ms: i64,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error, duration_ms, outcome, attempted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.id)
+        .bind(job.tenant_id.as_str())
+        .bind(&job.event_id)
+        .bind(job.endpoint_id.as_deref().unwrap_or_default())
+        .bind(job.attempts + 1)
+        .bind(status_code.map(i64::from))
+        .bind(error)
+        .bind(duration_ms)
+        .bind(state.outcome())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (status, run_at) = match state {
+            DeliveryState::Succeeded => ("succeeded", None),
+            DeliveryState::RetryAt(at) => ("pending", Some(at)),
+            DeliveryState::Failed => ("failed", None),
+            DeliveryState::Dead => ("dead", None),
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = ?, run_at = COALESCE(?, run_at), attempts = attempts + 1, lease_until = NULL,
+             last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(run_at)
+        .bind(error)
+        .bind(now)
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delivery attempts for one event of a tenant, in order.
+    pub async fn attempts(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT job_id, event_id, endpoint_id, attempt, status_code, error, duration_ms, outcome, attempted_at
+             FROM delivery_attempts WHERE tenant_id = ? AND event_id = ? ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Attempt {
+                delivery_id: r.get("job_id"),
+                event_id: r.get("event_id"),
+                endpoint_id: r.get("endpoint_id"),
+                attempt: r.get("attempt"),
+                status_code: r.get("status_code"),
+                error: r.get("error"),
+                duration_ms: r.get("duration_ms"),
+                outcome: r.get("outcome"),
+                attempted_at: r.get("attempted_at"),
+            })
+            .collect())
+    }
+
+    /// Count of jobs by (kind, status), for health and tests.
+    pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows =
+            sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status ORDER BY kind, status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| (r.get("kind"), r.get("status"), r.get("n"))).collect())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    exec: E,
+    r: &ReceiptRecord,
+    verdict: &str,
+    reason: Option<&str>,
+    dedupe_key: Option<&str>,
+    event_id: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.tenant_id.as_str())
+    .bind(r.provider)
+    .bind(&r.route)
+    .bind(r.headers.to_string())
+    .bind(&r.body)
+    .bind(r.received_at)
+    .bind(verdict)
+    .bind(reason)
+    .bind(dedupe_key)
+    .bind(event_id)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+fn stored_event(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
+    let payload: String = r.get("payload");
+    let source: String = r.get("source");
+    Ok(StoredEvent {
+        seq: r.get("seq"),
+        event: CanonicalEvent {
+            id: r.get("id"),
+            tenant_id: TenantId::from_stored(r.get("tenant_id")),
+            event_type: r.get("event_type"),
+            occurred_at: r.get("occurred_at"),
+            source: crate::normalize::source_name(&source)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown event source {source:?}")))?,
+            is_test: r.get("is_test"),
+            payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+        },
+        status: r.get("status"),
+        error: r.get("error"),
+    })
+}
+
+fn endpoint(r: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
+    let types: String = r.get("event_types");
+    let headers: String = r.get("headers");
+    Ok(Endpoint {
+        id: r.get("id"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        url: r.get("url"),
+        event_types: serde_json::from_str(&types)
+            .map_err(|e| StoreError::Corrupt(format!("endpoint event_types: {e}")))?,
+        headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(format!("endpoint headers: {e}")))?,
+        secret: r.get("secret"),
+        enabled: r.get("enabled"),
+    })
+}

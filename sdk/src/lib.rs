@@ -1,0 +1,120 @@
+//! # hookhost-sdk — write hookhost plugins in Rust
+//!
+//! A hookhost plugin is a WebAssembly component that exports one function, `handle`, from the
+//! `hookhost:plugin@0.1.0` world (`wit/plugin.wit`). hookhost calls it once per canonical event in
+//! a fresh sandbox and acts on the [`Action`]s it returns: deliver to endpoints, write to a sink,
+//! or drop. This crate owns the guest side of that contract: the generated bindings, typed
+//! helpers for payloads and actions, and redaction helpers. It must not depend on anything that
+//! needs a host capability the world does not grant (filesystem, network, environment).
+//!
+//! ```ignore
+//! use hookhost_sdk::{Action, Event, Plugin, PluginError};
+//!
+//! struct KeepMissedCalls;
+//!
+//! impl Plugin for KeepMissedCalls {
+//!     fn handle(event: Event) -> Result<Vec<Action>, PluginError> {
+//!         if event.event_type != "call.missed" {
+//!             return Ok(vec![Action::Drop("not a missed call".into())]);
+//!         }
+//!         Ok(vec![hookhost_sdk::deliver_unchanged(&event)])
+//!     }
+//! }
+//!
+//! hookhost_sdk::export!(KeepMissedCalls);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`) and upload
+//! `target/wasm32-wasip2/release/NAME.wasm` to `POST /v1/tenants/{id}/plugins`.
+//!
+//! ## The sandbox
+//! A plugin runs with no filesystem, network, environment variables, arguments or sockets; it
+//! has a fuel budget, a wall-clock deadline, a linear-memory cap, and caps on output size and
+//! the number of actions. Exceeding any stops that invocation; the event is marked failed with
+//! the reason. Only [`log`], [`kv_get`] and [`now_ms`] reach the host.
+
+#![deny(missing_docs)]
+
+// The generated code names this crate by its public path, from inside it too.
+extern crate self as hookhost_sdk;
+
+pub mod redact;
+
+/// Generated bindings for the `hookhost:plugin` world. Use the re-exports at the crate root.
+#[allow(missing_docs)]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "hookhost_sdk::bindings",
+        runtime_path: "hookhost_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+/// The trait a plugin implements: `fn handle(event: Event) -> Result<Vec<Action>, PluginError>`.
+pub use bindings::Guest as Plugin;
+pub use bindings::export;
+/// The level of a [`log`] line.
+pub use bindings::hookhost::plugin::host::Level;
+pub use bindings::hookhost::plugin::types::{Action, Deliver, Event, PluginError, SinkWrite};
+pub use serde_json;
+
+use serde_json::Value;
+
+/// Write a log line; the host captures it with the invocation (size-limited).
+pub fn log(level: Level, message: &str) {
+    bindings::hookhost::plugin::host::log(level, message);
+}
+
+/// Read a value from the tenant's key-value store, for enrichment.
+pub fn kv_get(key: &str) -> Option<String> {
+    bindings::hookhost::plugin::host::kv_get(key)
+}
+
+/// The host's wall-clock time, unix milliseconds.
+pub fn now_ms() -> u64 {
+    bindings::hookhost::plugin::host::now_ms()
+}
+
+impl Event {
+    /// The payload parsed as JSON. A payload that does not parse is a non-retryable error.
+    pub fn payload_json(&self) -> Result<Value, PluginError> {
+        serde_json::from_str(&self.payload).map_err(|e| PluginError {
+            code: "bad_payload".into(),
+            message: format!("event payload is not JSON: {e}"),
+            retryable: false,
+        })
+    }
+}
+
+/// Deliver `payload` as an event of `event_type` to every subscribed endpoint.
+pub fn deliver(event_type: &str, payload: &Value) -> Action {
+    Action::Deliver(Deliver { event_type: event_type.to_string(), payload: payload.to_string(), endpoints: Vec::new() })
+}
+
+/// Deliver the event as it came in.
+pub fn deliver_unchanged(event: &Event) -> Action {
+    Action::Deliver(Deliver {
+        event_type: event.event_type.clone(),
+        payload: event.payload.clone(),
+        endpoints: Vec::new(),
+    })
+}
+
+/// Drop the event on purpose, recording why.
+pub fn drop_event(reason: &str) -> Action {
+    Action::Drop(reason.to_string())
+}
+
+/// Write `record` to the tenant's sink named `sink`, keyed by `external_id`.
+pub fn sink(sink: &str, external_id: &str, record: &Value) -> Action {
+    Action::Sink(SinkWrite { sink: sink.to_string(), external_id: external_id.to_string(), data: record.to_string() })
+}
