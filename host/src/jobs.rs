@@ -31,7 +31,7 @@ where
     let mut running = JoinSet::new();
     while !*stop.borrow() {
         while running.try_join_next().is_some() {}
-        let free = slots.available_permits().max(1).min(64) as i64;
+        let free = slots.available_permits().clamp(1, 64) as i64;
         let jobs = match store.claim(pump.kind, free, pump.lease).await {
             Ok(jobs) => jobs,
             Err(e) => {

@@ -41,7 +41,7 @@ extern crate self as hookhost_sdk;
 pub mod redact;
 
 /// Generated bindings for the `hookhost:plugin` world. Use the re-exports at the crate root.
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({

@@ -1,1 +1,362 @@
+//! Test support for hookhost's end-to-end tests and benchmarks: the real server on 127.0.0.1
+//! with a fresh SQLite database, a recording receiver on 127.0.0.1, providers' signing done
+//! independently of the host's code, and the paths of plugins built from `plugins/`.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{KeyInit, Mac};
+use hookhost::Config;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Paths of the example plugins, built by this crate's build script.
+pub mod plugins {
+    pub const PASSTHROUGH: &str = env!("PLUGIN_PASSTHROUGH");
+    pub const REDACT_PHONE: &str = env!("PLUGIN_REDACT_PHONE");
+    pub const SPIN_FOREVER: &str = env!("PLUGIN_SPIN_FOREVER");
+    pub const MEMORY_HOG: &str = env!("PLUGIN_MEMORY_HOG");
+}
+
+/// How long a test waits for something that should happen (generous: tests assert behaviour,
+/// not speed).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub const ADMIN: &str = "adm_test_token";
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hookhost-{tag}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        hex::encode(rand_bytes())
+    ));
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    dir
+}
+
+fn rand_bytes() -> [u8; 4] {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    t.to_le_bytes()
+}
+
+/// A running hookhost.
+pub struct TestServer {
+    pub base: String,
+    /// The URL providers sign against (the listener's unless configured otherwise).
+    pub public_url: String,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), hookhost::RunError>>>,
+}
+
+/// Configuration for tests: fast retries, loopback allowed, the given database.
+pub fn test_config(database_url: &str) -> Config {
+    let mut c = Config::new(database_url, ADMIN);
+    c.retry_schedule = hookhost::config::parse_schedule("50ms,100ms,200ms").unwrap();
+    c.outbound_allow = hookhost::config::parse_cidrs("127.0.0.0/8").unwrap();
+    c.delivery_timeout = Duration::from_secs(10);
+    c.idle_poll = Duration::from_millis(50);
+    c
+}
+
+impl TestServer {
+    /// Start on a fresh SQLite database.
+    pub async fn start() -> Self {
+        let db = temp_dir("db").join("hookhost.db");
+        Self::start_with(test_config(&format!("sqlite://{}", db.display()))).await
+    }
+
+    /// Start with a config; its public URL is set to the listener's address.
+    pub async fn start_with(config: Config) -> Self {
+        Self::start_inner(config, true).await
+    }
+
+    /// Start with a config, keeping its public URL.
+    pub async fn start_keeping_public_url(config: Config) -> Self {
+        Self::start_inner(config, false).await
+    }
+
+    async fn start_inner(mut config: Config, own_public_url: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        if own_public_url {
+            config.public_url = base.clone();
+        }
+        let public_url = config.public_url.clone();
+        let database_url = config.database_url.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(hookhost::run(config, listener, async {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let server = Self { base, public_url, database_url, http, shutdown: Some(tx), handle: Some(handle) };
+        for _ in 0..500 {
+            if let Ok(r) = server.http.get(format!("{}/readyz", server.base)).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("hookhost did not become ready");
+    }
+
+    /// Stop gracefully and wait for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with a bearer token.
+    pub fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// GET JSON with a token, asserting 200.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let r = self.authed(reqwest::Method::GET, path, token).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}: {}", r.text().await.unwrap_or_default());
+        r.json().await.unwrap()
+    }
+
+    /// Create a tenant: (id, api_key).
+    pub async fn create_tenant(&self, name: &str) -> (String, String) {
+        let r = self
+            .authed(reqwest::Method::POST, "/v1/tenants", ADMIN)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        (v["id"].as_str().unwrap().to_string(), v["api_key"].as_str().unwrap().to_string())
+    }
+
+    pub async fn set_provider(&self, tenant: &str, key: &str, provider: &str, body: Value) {
+        let r = self
+            .authed(reqwest::Method::PUT, &format!("/v1/tenants/{tenant}/providers/{provider}"), key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+    }
+
+    /// Create an endpoint: (id, secret).
+    pub async fn create_endpoint(&self, tenant: &str, key: &str, url: &str, event_types: &[&str]) -> (String, String) {
+        let r = self
+            .authed(reqwest::Method::POST, &format!("/v1/tenants/{tenant}/endpoints"), key)
+            .json(&json!({ "url": url, "event_types": event_types, "headers": {} }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let v: Value = r.json().await.unwrap();
+        (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
+    }
+
+    /// Upload a plugin component file; returns the response.
+    pub async fn upload_plugin(&self, tenant: &str, key: &str, path: &str) -> reqwest::Response {
+        let bytes = std::fs::read(path).expect("plugin built by build.rs");
+        self.authed(reqwest::Method::POST, &format!("/v1/tenants/{tenant}/plugins"), key)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST a Twilio voice status callback signed with `token` over this server's public URL.
+    pub async fn twilio_status(&self, tenant: &str, token: &str, params: &[(&str, &str)]) -> reqwest::Response {
+        let path = format!("/hooks/{tenant}/twilio/voice/status");
+        let sig = twilio_signature(token, &format!("{}{path}", self.public_url), params);
+        self.post_twilio(&path, &sig, params).await
+    }
+
+    pub async fn post_twilio(&self, path: &str, signature: &str, params: &[(&str, &str)]) -> reqwest::Response {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST a Stripe event signed with `secret` at unix time `t`.
+    pub async fn stripe(&self, tenant: &str, secret: &str, t: i64, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/hooks/{tenant}/stripe")))
+            .header("content-type", "application/json")
+            .header("stripe-signature", format!("t={t},v1={}", stripe_signature(secret, t, body)))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Poll until `f` returns Some, up to [`PATIENCE`].
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Twilio's algorithm, written independently of the host: base64 HMAC-SHA1 over the URL and
+/// the sorted name+value pairs.
+pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut s = url.to_string();
+    for (k, v) in sorted {
+        s.push_str(k);
+        s.push_str(v);
+    }
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(s.as_bytes());
+    B64.encode(mac.finalize().into_bytes())
+}
+
+/// Stripe's `v1`: hex HMAC-SHA256 keyed with the whole secret over `{t}.{body}`.
+pub fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Verify a Standard Webhooks delivery as a receiver would.
+pub fn verify_standard_webhook(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (id, ts, sigs) = (get("webhook-id"), get("webhook-timestamp"), get("webhook-signature"));
+    let key = B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = B64.encode(mac.finalize().into_bytes());
+    sigs.split(' ').any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+}
+
+pub fn now_s() -> i64 {
+    hookhost::now_ms() / 1000
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The status the receiver answered.
+    pub answered: u16,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("delivery body is JSON")
+    }
+    pub fn header(&self, n: &str) -> String {
+        self.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    }
+}
+
+/// A webhook receiver on 127.0.0.1 that records every request and answers scripted statuses:
+/// first those queued with [`Receiver::script`], then the default status.
+pub struct Receiver {
+    pub url: String,
+    pub addr: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Received>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+    default_status: Arc<AtomicU16>,
+    pub count: Arc<AtomicUsize>,
+    _server: JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let default_status = Arc::new(AtomicU16::new(200));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (s, d, c) = (script.clone(), default_status.clone(), count.clone());
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let (s, d, c, tx) = (s.clone(), d.clone(), c.clone(), tx.clone());
+            async move {
+                let answered = s.lock().unwrap().pop_front().unwrap_or_else(|| d.load(Ordering::SeqCst));
+                c.fetch_add(1, Ordering::SeqCst);
+                let _ = tx.send(Received { headers, body, answered });
+                StatusCode::from_u16(answered).unwrap()
+            }
+        });
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url: format!("http://{addr}/hook"), addr, rx, script, default_status, count, _server: server }
+    }
+
+    /// Answer these statuses to the next requests, in order.
+    pub fn script(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Answer this status once the script is used up.
+    pub fn set_default(&self, status: u16) {
+        self.default_status.store(status, Ordering::SeqCst);
+    }
+
+    /// The next request, waiting up to [`PATIENCE`].
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(PATIENCE, self.rx.recv())
+            .await
+            .expect("timed out waiting for a delivery")
+            .expect("receiver open")
+    }
+
+    /// The next request if one comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Received> {
+        tokio::time::timeout(wait, self.rx.recv()).await.ok().flatten()
+    }
+}

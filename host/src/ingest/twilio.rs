@@ -13,10 +13,11 @@ pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
 }
 
 /// The string Twilio signs: the URL, then each parameter's name and value, sorted by name
-/// (byte order), values of a repeated name sorted too.
+/// (byte order); a repeated name contributes each distinct value once, sorted (as the SDKs do).
 pub fn signing_string(url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
+    sorted.dedup();
     let mut s = String::with_capacity(url.len() + params.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
     s.push_str(url);
     for (k, v) in sorted {
@@ -145,11 +146,12 @@ mod tests {
     }
 
     #[test]
-    fn repeated_parameter_values_are_sorted() {
-        let mut p = params();
-        p.push(("Digits".into(), "5678".into()));
-        p.retain(|(k, v)| !(k == "Digits" && v == "1234"));
-        p.push(("Digits".into(), "1234".into()));
+    fn repeated_parameter_values_are_sorted_and_deduplicated() {
+        let p: Vec<(String, String)> =
+            [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234"), ("Digits", "1234")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         assert!(is_valid(URL, &p, "IK+Dwps556ElfBT0I3Rgjkr1wJU=", TOKEN));
     }
 

@@ -1,0 +1,144 @@
+//! Provider ingress: signatures, replay windows, dedupe, evidence, error statuses.
+
+use hookhost_tests::{TestServer, now_s};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use crate::{STRIPE_SECRET, Setup, TWILIO_TOKEN};
+
+fn stripe_event(id: &str) -> String {
+    json!({
+        "id": id, "object": "event", "type": "customer.subscription.updated", "created": now_s(),
+        "livemode": false, "api_version": "2025-03-31.basil",
+        "data": { "object": { "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "active" },
+                  "previous_attributes": { "status": "trialing" } }
+    })
+    .to_string()
+}
+
+async fn error_code(r: reqwest::Response) -> String {
+    let v: Value = r.json().await.expect("errors are JSON");
+    v["error"]["code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_twilio_signature_and_stale_stripe_timestamp_are_401_and_nothing_is_delivered() {
+    let mut s = Setup::new(&["*"]).await;
+    let path = format!("/hooks/{}/twilio/voice/status", s.tenant);
+    let params = [("CallSid", "CA1"), ("CallStatus", "ringing")];
+    let good = hookhost_tests::twilio_signature(TWILIO_TOKEN, &s.server.url(&path), &params);
+    let mut tampered = good.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let r = s.server.post_twilio(&path, std::str::from_utf8(&tampered).unwrap(), &params).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(r).await, "invalid_signature");
+    // Signed over different params than sent.
+    let r = s.server.post_twilio(&path, &good, &[("CallSid", "CA1"), ("CallStatus", "completed")]).await;
+    assert_eq!(r.status(), 401);
+    let r = s.server.post_twilio(&path, "", &params).await;
+    assert_eq!(r.status(), 401);
+
+    let r = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s() - 301, &stripe_event("evt_stale")).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(r).await, "stale_timestamp");
+    let r = s.server.stripe(&s.tenant, "whsec_wrong", now_s(), &stripe_event("evt_wrong")).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(r).await, "invalid_signature");
+
+    assert!(s.events().await.is_empty(), "no event from a rejected request");
+    // A valid request afterwards is the first and only thing delivered.
+    s.call_status("CA2", "ringing").await;
+    let got = s.receiver.next().await;
+    assert_eq!(got.json()["payload"]["call_sid"], "CA2");
+    assert!(s.receiver.next_within(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_stripe_event_twice_is_one_event_and_one_delivery() {
+    let mut s = Setup::new(&["billing.*"]).await;
+    let body = stripe_event("evt_1NG8Du2eZvKYlo2CUI79vXWy");
+    let first: Value = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s(), &body).await.json().await.unwrap();
+    let second = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s(), &body).await;
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(first["event_id"], second["event_id"]);
+
+    let got = s.receiver.next().await;
+    let env = got.json();
+    assert_eq!(env["event_type"], "billing.subscription.updated");
+    assert_eq!(env["payload"]["stripe_event_id"], "evt_1NG8Du2eZvKYlo2CUI79vXWy");
+    assert_eq!(env["payload"]["object"]["id"], "sub_1");
+    assert_eq!(s.events().await.len(), 1);
+    let id = first["event_id"].as_str().unwrap();
+    assert_eq!(s.attempts_n(id, 1).await.len(), 1);
+    assert!(s.receiver.next_within(Duration::from_millis(300)).await.is_none(), "a duplicate is never re-processed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tenant_unconfigured_provider_oversized_and_malformed_bodies() {
+    let s = Setup::new(&["*"]).await;
+    let r = s.server.stripe("ten_doesnotexist", STRIPE_SECRET, now_s(), &stripe_event("evt_x")).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "unknown_tenant");
+
+    let (other, other_key) = s.server.create_tenant("no providers").await;
+    let r = s.server.stripe(&other, STRIPE_SECRET, now_s(), &stripe_event("evt_y")).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "provider_not_configured");
+    let _ = other_key;
+
+    let huge = "x".repeat(300 * 1024);
+    let r = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s(), &huge).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(error_code(r).await, "payload_too_large");
+
+    // Correctly signed but not a Stripe event: 400, kept as rejected evidence.
+    let r = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s(), "{\"hello\":1}").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "malformed");
+    let r = s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &[("CallStatus", "ringing")]).await;
+    assert_eq!(r.status(), 400);
+    assert!(s.events().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_twilio_status_maps_to_its_canonical_event_and_retries_dedupe() {
+    let s = Setup::new(&["call.*"]).await;
+    for (sid, status) in
+        [("CA1", "ringing"), ("CA1", "in-progress"), ("CA1", "completed"), ("CA2", "busy"), ("CA3", "failed")]
+    {
+        s.call_status(sid, status).await;
+    }
+    s.call_status("CA2", "busy").await; // a provider retry
+    let events = s.events().await;
+    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["call.ringing", "call.answered", "call.completed", "call.missed", "call.failed"]);
+    assert_eq!(events[3]["payload"]["reason"], "busy");
+    assert_eq!(events[3]["payload"]["call_sid"], "CA2");
+    assert!(events.iter().all(|e| e["tenant_id"] == s.tenant.as_str() && e["is_test"] == false));
+
+    // Polling with the cursor walks the same events in pages.
+    let path = format!("/v1/tenants/{}/events?limit=2", s.tenant);
+    let page1 = s.server.get_json(&path, &s.key).await;
+    assert_eq!(page1["data"].as_array().unwrap().len(), 2);
+    let cursor = page1["next_cursor"].as_str().unwrap();
+    let page2 = s.server.get_json(&format!("{path}&after={cursor}"), &s.key).await;
+    assert_eq!(page2["data"][0]["id"], events[2]["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_signature_covers_the_configured_public_url_not_the_listener() {
+    // A server reached by Twilio at https://hooks.example.com (behind a proxy).
+    let db = hookhost_tests::temp_dir("db").join("h.db");
+    let mut config = hookhost_tests::test_config(&format!("sqlite://{}", db.display()));
+    config.public_url = "https://hooks.example.com".into();
+    let s = Setup::on(TestServer::start_keeping_public_url(config).await, &["*"]).await;
+    s.call_status("CA9", "ringing").await; // signed over https://hooks.example.com/hooks/…
+    let path = format!("/hooks/{}/twilio/voice/status", s.tenant);
+    let params = [("CallSid", "CA10"), ("CallStatus", "ringing")];
+    let over_listener = hookhost_tests::twilio_signature(TWILIO_TOKEN, &s.server.url(&path), &params);
+    assert_eq!(s.server.post_twilio(&path, &over_listener, &params).await.status(), 401);
+    assert_eq!(s.events().await.len(), 1);
+}

@@ -1,0 +1,91 @@
+//! Plugins in the sandbox: hostile ones are stopped with a recorded reason and the tenant's
+//! next event still flows; invalid uploads are refused.
+
+use hookhost_tests::{TestServer, plugins, test_config};
+use serde_json::Value;
+
+use crate::Setup;
+
+async fn upload_ok(s: &Setup, path: &str) -> i64 {
+    let r = s.server.upload_plugin(&s.tenant, &s.key, path).await;
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["version"].as_i64().unwrap()
+}
+
+async fn last_event_id(s: &Setup) -> String {
+    let events = s.events().await;
+    events.last().unwrap()["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_forever_and_memory_hog_are_stopped_and_the_next_event_still_flows() {
+    let mut s = Setup::new(&["*"]).await;
+    assert_eq!(upload_ok(&s, plugins::SPIN_FOREVER).await, 1);
+    s.call_status("CA1", "ringing").await;
+    let spun = s.processed(&last_event_id(&s).await).await;
+    assert_eq!(spun["status"], "failed");
+    let outcome = spun["plugin_runs"][0]["outcome"].as_str().unwrap();
+    assert!(outcome == "fuel_exhausted" || outcome == "deadline", "{outcome}");
+    assert!(
+        spun["error"].as_str().unwrap().contains("exhausted") || spun["error"].as_str().unwrap().contains("deadline")
+    );
+
+    assert_eq!(upload_ok(&s, plugins::MEMORY_HOG).await, 2);
+    s.call_status("CA2", "ringing").await;
+    let hogged = s.processed(&last_event_id(&s).await).await;
+    assert_eq!(hogged["status"], "failed");
+    assert_eq!(hogged["plugin_runs"][0]["outcome"], "memory_limit");
+    assert_eq!(hogged["plugin_runs"][0]["plugin_version"], 2);
+    assert!(hogged["error"].as_str().unwrap().contains("memory limit"));
+
+    assert_eq!(upload_ok(&s, plugins::PASSTHROUGH).await, 3);
+    s.call_status("CA3", "ringing").await;
+    let got = s.receiver.next().await;
+    assert_eq!(got.json()["payload"]["call_sid"], "CA3", "nothing of the failed events was delivered");
+    let ok = s.processed(&last_event_id(&s).await).await;
+    assert_eq!(ok["status"], "processed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_tenant_does_not_stop_another_tenants_events() {
+    let db = hookhost_tests::temp_dir("db").join("two.db");
+    let server = TestServer::start_with(test_config(&format!("sqlite://{}", db.display()))).await;
+    let hostile = Setup::on(server, &["*"]).await;
+    assert_eq!(upload_ok(&hostile, plugins::SPIN_FOREVER).await, 1);
+    for i in 0..4 {
+        hostile.call_status(&format!("CAH{i}"), "ringing").await;
+    }
+    // A second tenant on the same server.
+    let (tenant, key) = hostile.server.create_tenant("calm").await;
+    hostile.server.set_provider(&tenant, &key, "twilio", serde_json::json!({ "auth_token": "calm-token" })).await;
+    let mut receiver = hookhost_tests::Receiver::start().await;
+    hostile.server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
+    let r =
+        hostile.server.twilio_status(&tenant, "calm-token", &[("CallSid", "CAOK"), ("CallStatus", "ringing")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(receiver.next().await.json()["payload"]["call_sid"], "CAOK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_uploads_are_refused_with_a_reason() {
+    let s = Setup::new(&["*"]).await;
+    let path = format!("/v1/tenants/{}/plugins", s.tenant);
+    let post = |ct: &'static str, body: Vec<u8>| {
+        s.server.authed(reqwest::Method::POST, &path, &s.key).header("content-type", ct).body(body).send()
+    };
+    let r = post("application/wasm", b"definitely not wasm".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("not a valid plugin component"), "{v}");
+
+    // A core module (not a component).
+    let r = post("application/wasm", b"\0asm\x01\0\0\0".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 422);
+
+    let r = post("application/octet-stream", std::fs::read(plugins::PASSTHROUGH).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 415);
+
+    let t = s.server.get_json(&format!("/v1/tenants/{}", s.tenant), &s.key).await;
+    assert!(t["active_plugin"].is_null(), "a refused upload changes nothing");
+}
