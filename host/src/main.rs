@@ -3,15 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use hookhost::Config;
 use hookhost::config::{DEFAULT_RETRY_SCHEDULE, parse_cidrs, parse_duration, parse_schedule};
-use hookhost::normalize::CanonicalEvent;
-use hookhost::plugin::{Kv, Limits, PluginEngine};
-use hookhost::{Config, TenantId};
-use serde_json::{Value, json};
+use hookhost::plugin::{Limits, local};
+use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -169,59 +167,16 @@ async fn plugin_run(component: PathBuf, event: PathBuf, kv: Vec<String>, limits:
     let bytes = std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
     let text = std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
-    let Some(event_type) = v.get("event_type").and_then(Value::as_str) else {
-        bail!("the event needs an \"event_type\"")
-    };
-    let event = CanonicalEvent {
-        id: v.get("id").and_then(Value::as_str).unwrap_or("evt_local").to_string(),
-        tenant_id: TenantId::from_stored(v.get("tenant_id").and_then(Value::as_str).unwrap_or("ten_local").to_string()),
-        event_type: event_type.to_string(),
-        occurred_at: v.get("timestamp_utc").and_then(Value::as_i64).unwrap_or_else(|| hookhost::now_ms() / 1000),
-        source: hookhost::normalize::source_name(v.get("source").and_then(Value::as_str).unwrap_or("hookhost"))
-            .unwrap_or("hookhost"),
-        is_test: v.get("is_test").and_then(Value::as_bool).unwrap_or(false),
-        payload: v.get("payload").cloned().unwrap_or_else(|| json!({})),
-    };
+    let event = local::event_from_envelope(&v)?;
     let mut map = HashMap::new();
     for entry in kv {
         let Some((k, val)) = entry.split_once('=') else { bail!("--kv takes key=value, got {entry:?}") };
         map.insert(k.to_string(), val.to_string());
     }
-    let engine = Arc::new(PluginEngine::new(limits.clone())?);
-    let compiled = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || engine.compile(&bytes)).await??
-    };
-    let inv = engine.invoke(&compiled, &event, &limits, Kv::Map(Arc::new(map))).await;
-    let (outcome, actions, error) = match &inv.outcome {
-        Ok(actions) => ("ok", actions.iter().map(action_json).collect::<Vec<_>>(), None),
-        Err((failure, msg)) => (failure.as_str(), Vec::new(), Some(msg.clone())),
-    };
-    let report = json!({
-        "outcome": outcome,
-        "actions": actions,
-        "error": error,
-        "fuel_used": inv.fuel_used,
-        "wall_us": inv.wall.as_micros() as u64,
-        "logs": inv.logs,
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if inv.outcome.is_err() {
+    let report = local::run(bytes, &event, map, limits).await?;
+    println!("{}", serde_json::to_string_pretty(&report.json)?);
+    if !report.ok {
         std::process::exit(2);
     }
     Ok(())
-}
-
-fn action_json(a: &hookhost::plugin::Action) -> Value {
-    use hookhost::plugin::Action;
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()));
-    match a {
-        Action::Deliver { event_type, payload, endpoints } => {
-            json!({ "deliver": { "event_type": event_type, "payload": parse(payload), "endpoints": endpoints } })
-        }
-        Action::Sink { sink, external_id, data } => {
-            json!({ "sink": { "sink": sink, "external_id": external_id, "data": parse(data) } })
-        }
-        Action::Drop { reason } => json!({ "drop": reason }),
-    }
 }

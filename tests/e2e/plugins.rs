@@ -89,3 +89,33 @@ async fn invalid_uploads_are_refused_with_a_reason() {
     let t = s.server.get_json(&format!("/v1/tenants/{}", s.tenant), &s.key).await;
     assert!(t["active_plugin"].is_null(), "a refused upload changes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_runner_reports_actions_and_each_limit_by_name() {
+    use hookhost::plugin::{Limits, local};
+    let event = local::event_from_envelope(&serde_json::json!({
+        "event_type": "call.missed",
+        "payload": { "call_sid": "CA1", "from": "+14158675309" }
+    }))
+    .unwrap();
+    let bytes = std::fs::read(plugins::REDACT_PHONE).unwrap();
+    let report = local::run(bytes, &event, Default::default(), Limits::default()).await.unwrap();
+    assert!(report.ok);
+    assert_eq!(report.json["outcome"], "ok");
+    assert_eq!(report.json["actions"][0]["deliver"]["payload"]["from"], "+*******5309");
+    assert!(report.json["logs"].as_str().unwrap().contains("masked 1 phone fields"));
+
+    let limits = Limits { fuel: 5_000_000, ..Limits::default() };
+    let report =
+        local::run(std::fs::read(plugins::SPIN_FOREVER).unwrap(), &event, Default::default(), limits).await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.json["outcome"], "fuel_exhausted");
+
+    // With fuel out of the way, the wall-clock deadline stops it.
+    let limits = Limits { fuel: u64::MAX / 2, timeout: std::time::Duration::from_millis(100), ..Limits::default() };
+    let report =
+        local::run(std::fs::read(plugins::SPIN_FOREVER).unwrap(), &event, Default::default(), limits).await.unwrap();
+    assert_eq!(report.json["outcome"], "deadline");
+
+    assert!(local::event_from_envelope(&serde_json::json!({ "payload": {} })).is_err());
+}

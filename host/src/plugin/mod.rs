@@ -19,6 +19,7 @@
 //!
 //! Must not touch SQL or HTTP; the worker in [`worker`] connects this to the store.
 
+pub mod local;
 pub mod worker;
 
 use std::collections::HashMap;

@@ -427,6 +427,11 @@ impl Store {
         component: &[u8],
     ) -> Result<PluginVersion> {
         let mut tx = self.pool.begin().await?;
+        // Write first, so the transaction holds SQLite's write lock before it reads.
+        sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
         let version: i64 =
             sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugins WHERE tenant_id = ? AND name = ?")
                 .bind(tenant.as_str())
@@ -434,10 +439,6 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
                 .get("v");
-        sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = ?")
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
         )
