@@ -46,6 +46,14 @@ async fn tampered_twilio_signature_and_stale_stripe_timestamp_are_401_and_nothin
     assert_eq!(error_code(r).await, "invalid_signature");
 
     assert!(s.events().await.is_empty(), "no event from a rejected request");
+    // Every rejected request is kept as evidence, with its reason.
+    let receipts = s.server.get_json(&format!("/v1/tenants/{}/receipts", s.tenant), &s.key).await;
+    let receipts = receipts["data"].as_array().unwrap();
+    assert_eq!(receipts.len(), 5);
+    assert!(receipts.iter().all(|r| r["verdict"] == "rejected" && r["event_id"].is_null()));
+    assert!(receipts[0]["reason"].as_str().unwrap().contains("signature does not match"));
+    assert!(receipts[1]["reason"].as_str().unwrap().contains("outside the tolerance"));
+    assert!(receipts[4]["body_bytes"].as_i64().unwrap() > 0);
     // A valid request afterwards is the first and only thing delivered.
     s.call_status("CA2", "ringing").await;
     let got = s.receiver.next().await;
@@ -71,6 +79,10 @@ async fn the_same_stripe_event_twice_is_one_event_and_one_delivery() {
     assert_eq!(env["payload"]["stripe_event_id"], "evt_1NG8Du2eZvKYlo2CUI79vXWy");
     assert_eq!(env["payload"]["object"]["id"], "sub_1");
     assert_eq!(s.events().await.len(), 1);
+    let receipts = s.server.get_json(&format!("/v1/tenants/{}/receipts", s.tenant), &s.key).await;
+    let verdicts: Vec<&str> =
+        receipts["data"].as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["duplicate", "accepted"]);
     let id = first["event_id"].as_str().unwrap();
     assert_eq!(s.attempts_n(id, 1).await.len(), 1);
     assert!(s.receiver.next_within(Duration::from_millis(300)).await.is_none(), "a duplicate is never re-processed");

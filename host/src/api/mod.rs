@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/events", get(list_events))
         .route("/v1/tenants/{id}/events/{event_id}", get(get_event))
         .route("/v1/tenants/{id}/deliveries", get(list_deliveries))
+        .route("/v1/tenants/{id}/receipts", get(list_receipts))
         .merge(hooks)
         .merge(uploads)
         .with_state(state)
@@ -418,4 +419,23 @@ async fn list_deliveries(
         q.event_id.filter(|e| !e.is_empty()).ok_or_else(|| ApiError::BadRequest("event_id is required".into()))?;
     let attempts = state.store.attempts(&tenant, &event_id).await?;
     Ok(Json(json!({ "data": attempts })))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+async fn list_receipts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    Ok(Json(json!({ "data": state.store.receipts(&tenant, limit).await? })))
 }

@@ -49,6 +49,19 @@ pub struct ReceiptRecord {
     pub received_at: i64,
 }
 
+/// A kept receipt, as the audit API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReceiptSummary {
+    pub id: i64,
+    pub provider: String,
+    pub route: String,
+    pub received_at: i64,
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub event_id: Option<String>,
+    pub body_bytes: i64,
+}
+
 /// What accepting a verified receipt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -308,19 +321,29 @@ impl Store {
         Ok(accepted)
     }
 
-    /// Receipts of a tenant, newest first: (verdict, reason, event id).
-    pub async fn receipts(
-        &self,
-        tenant: &TenantId,
-        limit: i64,
-    ) -> Result<Vec<(String, Option<String>, Option<String>)>> {
-        let rows =
-            sqlx::query("SELECT verdict, reason, event_id FROM receipts WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
-                .bind(tenant.as_str())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().map(|r| (r.get("verdict"), r.get("reason"), r.get("event_id"))).collect())
+    /// Receipts of a tenant, newest first (without bodies).
+    pub async fn receipts(&self, tenant: &TenantId, limit: i64) -> Result<Vec<ReceiptSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, provider, route, received_at, verdict, reason, event_id, length(body) AS body_bytes
+             FROM receipts WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ReceiptSummary {
+                id: r.get("id"),
+                provider: r.get("provider"),
+                route: r.get("route"),
+                received_at: r.get("received_at"),
+                verdict: r.get("verdict"),
+                reason: r.get("reason"),
+                event_id: r.get("event_id"),
+                body_bytes: r.get("body_bytes"),
+            })
+            .collect())
     }
 
     // ---- events ----
