@@ -58,7 +58,17 @@ CREATE TABLE endpoints (
     headers     TEXT NOT NULL,           -- JSON object of extra headers
     secret      TEXT NOT NULL,           -- whsec_…
     enabled     INTEGER NOT NULL DEFAULT 1,
-    created_at  INTEGER NOT NULL
+    description TEXT NOT NULL DEFAULT '',
+    signing     TEXT NOT NULL DEFAULT 'standard',  -- standard | hookhost
+    timeout_ms  INTEGER,                 -- NULL: the service default
+    ordered_by  TEXT,                    -- payload field whose value orders deliveries (e.g. call_id)
+    rate_limit_per_s REAL,               -- NULL: unlimited
+    previous_secret       TEXT,          -- still signs until previous_secret_until (rotation)
+    previous_secret_until INTEGER,
+    disabled_reason TEXT,                -- why it was disabled (auto-disable), NULL when enabled
+    failing_since   INTEGER,             -- first failed attempt of the current failure streak
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
 );
 CREATE INDEX endpoints_by_tenant ON endpoints (tenant_id);
 
@@ -82,6 +92,9 @@ CREATE TABLE jobs (
     endpoint_id TEXT,                    -- delivery only
     message_id  TEXT,                    -- delivery only: the webhook-id receivers dedupe on
     body        TEXT,                    -- delivery only: the envelope, exactly as sent
+    ordering_key TEXT,                   -- delivery only: deliveries sharing it go out in order
+    replay      INTEGER NOT NULL DEFAULT 0,  -- delivery only: 1 when made by a replay
+    manual_retries INTEGER NOT NULL DEFAULT 0,
     status      TEXT NOT NULL,           -- pending | running | succeeded | failed | dead
     attempts    INTEGER NOT NULL DEFAULT 0,
     run_at      INTEGER NOT NULL,
@@ -92,6 +105,8 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_ready ON jobs (kind, status, run_at);
 CREATE INDEX jobs_by_event ON jobs (tenant_id, event_id);
+CREATE INDEX jobs_by_endpoint ON jobs (endpoint_id, status, created_at);
+CREATE INDEX jobs_ordering ON jobs (endpoint_id, ordering_key, status, id);
 
 CREATE TABLE delivery_attempts (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,6 +117,7 @@ CREATE TABLE delivery_attempts (
     attempt      INTEGER NOT NULL,
     status_code  INTEGER,
     error        TEXT,
+    response_excerpt TEXT,               -- first KiB of the response body
     duration_ms  INTEGER NOT NULL,
     outcome      TEXT NOT NULL,          -- succeeded | retry | failed | dead
     attempted_at INTEGER NOT NULL

@@ -39,6 +39,14 @@ pub struct Config {
     pub idle_poll: Duration,
     /// How long a claimed job is leased before another worker may take it.
     pub job_lease: Duration,
+    /// Deliveries in flight at once to one endpoint (so one slow receiver cannot hold others).
+    pub endpoint_concurrency: usize,
+    /// Disable an endpoint whose every attempt has failed for this long (`None`: never).
+    pub endpoint_disable_after: Option<Duration>,
+    /// How long a rotated-out endpoint secret keeps signing.
+    pub secret_overlap: Duration,
+    /// Allow plain-http endpoint URLs to any host (otherwise only to allow-listed addresses).
+    pub allow_http: bool,
 }
 
 impl Config {
@@ -59,6 +67,10 @@ impl Config {
             delivery_concurrency: 64,
             idle_poll: Duration::from_millis(500),
             job_lease: Duration::from_secs(120),
+            endpoint_concurrency: 8,
+            endpoint_disable_after: Some(Duration::from_secs(5 * 86_400)),
+            secret_overlap: Duration::from_secs(86_400),
+            allow_http: false,
         }
     }
 }

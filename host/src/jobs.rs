@@ -10,20 +10,27 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::now_ms;
-use crate::store::{Job, JobKind, Store};
+use crate::store::{Job, JobKind, Store, StoreError};
 
 /// Settings of one pump.
 #[derive(Debug, Clone)]
 pub struct Pump {
     pub kind: JobKind,
     pub concurrency: usize,
-    pub lease: Duration,
     pub idle_poll: Duration,
 }
 
-/// Run `handle` on every due job of `pump.kind` until `stop` turns true.
-pub async fn pump<H, Fut>(store: Store, pump: Pump, notify: &Notify, mut stop: watch::Receiver<bool>, handle: H)
-where
+/// Run `handle` on every job `claim(n)` leases, until `stop` turns true.
+pub async fn pump<C, CFut, H, Fut>(
+    store: Store,
+    pump: Pump,
+    notify: &Notify,
+    mut stop: watch::Receiver<bool>,
+    claim: C,
+    handle: H,
+) where
+    C: Fn(i64) -> CFut,
+    CFut: Future<Output = Result<Vec<Job>, StoreError>>,
     H: Fn(Job) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -32,7 +39,7 @@ where
     while !*stop.borrow() {
         while running.try_join_next().is_some() {}
         let free = slots.available_permits().clamp(1, 64) as i64;
-        let jobs = match store.claim(pump.kind, free, pump.lease).await {
+        let jobs = match claim(free).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::error!(kind = ?pump.kind, error = %e, "claiming jobs failed; retrying");
@@ -48,7 +55,7 @@ where
             };
             tokio::select! {
                 _ = notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
                 _ = stop.changed() => {}
             }
             continue;

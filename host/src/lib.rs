@@ -118,10 +118,15 @@ pub async fn run(
 
     let plugin_worker =
         tokio::spawn(plugin::worker::run(store.clone(), engine.clone(), wake.clone(), config.clone(), stop_rx.clone()));
-    let delivery_worker =
-        tokio::spawn(deliver::worker::run(store.clone(), sender, wake.clone(), config.clone(), stop_rx.clone()));
+    let delivery_worker = tokio::spawn(deliver::worker::run(
+        store.clone(),
+        sender.clone(),
+        wake.clone(),
+        config.clone(),
+        stop_rx.clone(),
+    ));
 
-    let state = api::AppState::new(store.clone(), engine, wake, config.clone());
+    let state = api::AppState::new(store.clone(), engine, sender, wake, config.clone());
     let app = api::router(state);
     tracing::info!(addr = %listener.local_addr()?, "hookhost listening");
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);

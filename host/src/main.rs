@@ -59,6 +59,18 @@ struct ServeArgs {
     /// Stripe signature timestamp tolerance.
     #[arg(long, env = "HOOKHOST_STRIPE_TOLERANCE", default_value = "300s")]
     stripe_tolerance: String,
+    /// Deliveries in flight at once to one endpoint.
+    #[arg(long, env = "HOOKHOST_ENDPOINT_CONCURRENCY", default_value_t = 8)]
+    endpoint_concurrency: usize,
+    /// Disable an endpoint whose every attempt failed for this long (`off`: never).
+    #[arg(long, env = "HOOKHOST_ENDPOINT_DISABLE_AFTER", default_value = "5d")]
+    endpoint_disable_after: String,
+    /// How long a rotated-out endpoint secret keeps signing.
+    #[arg(long, env = "HOOKHOST_SECRET_OVERLAP", default_value = "24h")]
+    secret_overlap: String,
+    /// Allow plain-http endpoint URLs to any host.
+    #[arg(long, env = "HOOKHOST_ALLOW_HTTP", default_value_t = false)]
+    allow_http: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -147,6 +159,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.delivery_timeout = parse_duration(&args.delivery_timeout).context("HOOKHOST_DELIVERY_TIMEOUT")?;
     config.stripe_tolerance = parse_duration(&args.stripe_tolerance).context("HOOKHOST_STRIPE_TOLERANCE")?;
     config.plugin_limits = args.limits.limits()?;
+    config.endpoint_concurrency = args.endpoint_concurrency.max(1);
+    config.endpoint_disable_after = match args.endpoint_disable_after.as_str() {
+        "off" | "never" => None,
+        d => Some(parse_duration(d).context("HOOKHOST_ENDPOINT_DISABLE_AFTER")?),
+    };
+    config.secret_overlap = parse_duration(&args.secret_overlap).context("HOOKHOST_SECRET_OVERLAP")?;
+    config.allow_http = args.allow_http;
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -21,10 +21,10 @@ use subtle::ConstantTimeEq;
 
 pub use error::ApiError;
 
-use crate::deliver::{sign, validate_url};
+use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
 use crate::ingest::{HookRequest, Ingestor};
 use crate::plugin::PluginEngine;
-use crate::store::{Endpoint, Store};
+use crate::store::{Endpoint, NewDelivery, Store};
 use crate::{Config, TenantId, Wakeups, new_id};
 
 /// What every handler can reach.
@@ -34,15 +34,26 @@ pub struct AppState {
     ingest: Ingestor,
     plugins: Arc<PluginEngine>,
     config: Arc<Config>,
+    /// Sends endpoint test deliveries.
+    sender: Sender,
+    outbound: OutboundPolicy,
+    wake: Arc<Wakeups>,
     /// sha256 of the operator token, compared in constant time.
     admin_digest: [u8; 32],
 }
 
 impl AppState {
-    pub fn new(store: Store, plugins: Arc<PluginEngine>, wake: Arc<Wakeups>, config: Arc<Config>) -> Self {
-        let ingest = Ingestor::new(store.clone(), config.clone(), wake);
+    pub fn new(
+        store: Store,
+        plugins: Arc<PluginEngine>,
+        sender: Sender,
+        wake: Arc<Wakeups>,
+        config: Arc<Config>,
+    ) -> Self {
+        let ingest = Ingestor::new(store.clone(), config.clone(), wake.clone());
         let admin_digest = Sha256::digest(config.admin_token.as_bytes()).into();
-        Self { store, ingest, plugins, config, admin_digest }
+        let outbound = OutboundPolicy::from_config(&config);
+        Self { store, ingest, plugins, config, sender, outbound, wake, admin_digest }
     }
 }
 
@@ -63,6 +74,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}", get(get_tenant))
         .route("/v1/tenants/{id}/providers/{provider}", put(put_provider))
         .route("/v1/tenants/{id}/endpoints", post(create_endpoint).get(list_endpoints))
+        .route("/v1/tenants/{id}/endpoints/{eid}", get(get_endpoint).patch(patch_endpoint).delete(delete_endpoint))
+        .route("/v1/tenants/{id}/endpoints/{eid}/rotate-secret", post(rotate_secret))
+        .route("/v1/tenants/{id}/endpoints/{eid}/test", post(test_endpoint))
+        .route("/v1/tenants/{id}/endpoints/{eid}/recover", post(recover_endpoint))
+        .route("/v1/tenants/{id}/deliveries/{did}/retry", post(retry_delivery))
+        .route("/v1/tenants/{id}/events/{event_id}/replay", post(replay_event))
         .route("/v1/tenants/{id}/events", get(list_events))
         .route("/v1/tenants/{id}/events/{event_id}", get(get_event))
         .route("/v1/tenants/{id}/deliveries", get(list_deliveries))
@@ -245,62 +262,165 @@ async fn put_provider(
 
 // ---- endpoints ----
 
-#[derive(Deserialize)]
-struct NewEndpoint {
-    url: String,
-    #[serde(default = "all_events")]
-    event_types: Vec<String>,
-    #[serde(default)]
-    headers: serde_json::Map<String, Value>,
-}
-
-fn all_events() -> Vec<String> {
-    vec!["*".into()]
-}
-
+/// The endpoint as the API shows it.
 fn endpoint_json(ep: &Endpoint) -> Value {
     json!({
         "id": ep.id,
         "url": ep.url,
+        "description": ep.description,
         "event_types": ep.event_types,
         "headers": ep.headers,
         "enabled": ep.enabled,
+        "disabled_reason": ep.disabled_reason,
+        "signing": ep.signing,
+        "timeout_ms": ep.timeout_ms,
+        "ordered_by": ep.ordered_by,
+        "rate_limit_per_s": ep.rate_limit_per_s,
         "secret": ep.secret,
+        "previous_secret_expires_at": ep.previous_secret_until.filter(|until| *until > crate::now_ms()),
     })
+}
+
+fn unprocessable(msg: impl Into<String>) -> ApiError {
+    ApiError::Unprocessable(msg.into())
+}
+
+/// Apply the settings in `body` to `ep` (create and PATCH share this); unknown keys are refused.
+fn apply_endpoint_settings(
+    ep: &mut Endpoint,
+    body: &serde_json::Map<String, Value>,
+    policy: &OutboundPolicy,
+) -> Result<(), ApiError> {
+    for (key, v) in body {
+        match key.as_str() {
+            "url" => ep.url = v.as_str().ok_or_else(|| unprocessable("url must be a string"))?.to_string(),
+            "event_types" => {
+                let types: Option<Vec<String>> = v
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|t| t.as_str().map(str::trim).map(String::from)).collect());
+                match types {
+                    Some(t)
+                        if !t.is_empty()
+                            && t.len() == v.as_array().map_or(0, Vec::len)
+                            && t.iter().all(|x| !x.is_empty()) =>
+                    {
+                        ep.event_types = t
+                    }
+                    _ => {
+                        return Err(unprocessable(
+                            "event_types must be a non-empty list of patterns such as \"call.*\"",
+                        ));
+                    }
+                }
+            }
+            "headers" => {
+                let map = v.as_object().ok_or_else(|| unprocessable("headers must be an object of strings"))?;
+                for (name, value) in map {
+                    let valid_name = axum::http::HeaderName::try_from(name.as_str()).is_ok();
+                    let valid_value = value.as_str().is_some_and(|v| axum::http::HeaderValue::from_str(v).is_ok());
+                    if !valid_name || !valid_value {
+                        return Err(unprocessable(format!(
+                            "header {name:?} must be a valid header name with a string value"
+                        )));
+                    }
+                }
+                ep.headers = map.clone();
+            }
+            "enabled" => {
+                ep.enabled = v.as_bool().ok_or_else(|| unprocessable("enabled must be true or false"))?;
+                if ep.enabled {
+                    ep.disabled_reason = None;
+                    ep.failing_since = None;
+                } else if ep.disabled_reason.is_none() {
+                    ep.disabled_reason = Some("disabled by the tenant".into());
+                }
+            }
+            "description" => {
+                let d = v.as_str().ok_or_else(|| unprocessable("description must be a string"))?;
+                if d.len() > 1000 {
+                    return Err(unprocessable("description is limited to 1000 characters"));
+                }
+                ep.description = d.to_string();
+            }
+            "signing" => match v.as_str() {
+                Some(style @ ("standard" | "hookhost")) => ep.signing = style.to_string(),
+                _ => return Err(unprocessable("signing must be \"standard\" or \"hookhost\"")),
+            },
+            "timeout_ms" => {
+                ep.timeout_ms = match v {
+                    Value::Null => None,
+                    _ => Some(
+                        v.as_i64()
+                            .filter(|ms| (1..=120_000).contains(ms))
+                            .ok_or_else(|| unprocessable("timeout_ms must be 1 to 120000"))?,
+                    ),
+                }
+            }
+            "ordered_by" => {
+                ep.ordered_by = match v {
+                    Value::Null => None,
+                    _ => Some(
+                        v.as_str()
+                            .filter(|f| !f.is_empty())
+                            .ok_or_else(|| unprocessable("ordered_by must be a payload field name"))?
+                            .to_string(),
+                    ),
+                }
+            }
+            "rate_limit_per_s" => {
+                ep.rate_limit_per_s = match v {
+                    Value::Null => None,
+                    _ => Some(
+                        v.as_f64()
+                            .filter(|r| *r > 0.0)
+                            .ok_or_else(|| unprocessable("rate_limit_per_s must be a positive number"))?,
+                    ),
+                }
+            }
+            other => return Err(unprocessable(format!("unknown endpoint field {other:?}"))),
+        }
+    }
+    validate_url(&ep.url, policy).map_err(|e| unprocessable(e.to_string()))?;
+    Ok(())
+}
+
+fn object_body(body: Result<Json<Value>, JsonRejection>) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match json_body(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(unprocessable("the body must be a JSON object")),
+    }
 }
 
 async fn create_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<NewEndpoint>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
-    let req = json_body(body)?;
-    validate_url(&req.url, &state.config.outbound_allow).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    if req.event_types.is_empty() || req.event_types.iter().any(|t| t.trim().is_empty()) {
-        return Err(ApiError::Unprocessable(
-            "event_types must be a non-empty list of patterns such as \"call.*\"".into(),
-        ));
+    let body = object_body(body)?;
+    if !body.contains_key("url") {
+        return Err(unprocessable("url is required"));
     }
-    for (name, value) in &req.headers {
-        let valid_name = axum::http::HeaderName::try_from(name.as_str()).is_ok();
-        let valid_value = value.as_str().is_some_and(|v| axum::http::HeaderValue::from_str(v).is_ok());
-        if !valid_name || !valid_value {
-            return Err(ApiError::Unprocessable(format!(
-                "header {name:?} must be a valid header name with a string value"
-            )));
-        }
-    }
-    let ep = Endpoint {
+    let mut ep = Endpoint {
         id: new_id("ep"),
         tenant_id: tenant,
-        url: req.url,
-        event_types: req.event_types,
-        headers: req.headers,
+        url: String::new(),
+        event_types: vec!["*".into()],
+        headers: serde_json::Map::new(),
         secret: sign::new_secret(),
         enabled: true,
+        description: String::new(),
+        signing: "standard".into(),
+        timeout_ms: None,
+        ordered_by: None,
+        rate_limit_per_s: None,
+        previous_secret: None,
+        previous_secret_until: None,
+        disabled_reason: None,
+        failing_since: None,
     };
+    apply_endpoint_settings(&mut ep, &body, &state.outbound)?;
     state.store.create_endpoint(&ep).await?;
     tracing::info!(tenant = %ep.tenant_id, endpoint = %ep.id, "endpoint created");
     Ok((StatusCode::CREATED, Json(endpoint_json(&ep))).into_response())
@@ -314,6 +434,121 @@ async fn list_endpoints(
     let tenant = authorize(&state, &headers, &id).await?;
     let eps = state.store.endpoints(&tenant).await?;
     Ok(Json(json!({ "data": eps.iter().map(endpoint_json).collect::<Vec<_>>() })))
+}
+
+async fn find_endpoint(state: &AppState, tenant: &TenantId, eid: &str) -> Result<Endpoint, ApiError> {
+    state.store.endpoint(tenant, eid).await?.ok_or_else(|| ApiError::NotFound(format!("unknown endpoint {eid}")))
+}
+
+async fn get_endpoint(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    Ok(Json(endpoint_json(&find_endpoint(&state, &tenant, &eid).await?)))
+}
+
+async fn patch_endpoint(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let body = object_body(body)?;
+    let mut ep = find_endpoint(&state, &tenant, &eid).await?;
+    let was_enabled = ep.enabled;
+    apply_endpoint_settings(&mut ep, &body, &state.outbound)?;
+    if !state.store.update_endpoint(&ep).await? {
+        return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
+    }
+    if ep.enabled && !was_enabled {
+        tracing::info!(%tenant, endpoint = %eid, "endpoint re-enabled; its pending deliveries resume");
+        state.wake.delivery.notify_one();
+    }
+    Ok(Json(endpoint_json(&ep)))
+}
+
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !state.store.delete_endpoint(&tenant, &eid).await? {
+        return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
+    }
+    tracing::info!(%tenant, endpoint = %eid, "endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let secret = sign::new_secret();
+    let until = crate::now_ms() + state.config.secret_overlap.as_millis() as i64;
+    if !state.store.rotate_secret(&tenant, &eid, &secret, until).await? {
+        return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
+    }
+    tracing::info!(%tenant, endpoint = %eid, "endpoint secret rotated");
+    Ok(Json(json!({ "secret": secret, "previous_secret_expires_at": until })))
+}
+
+#[derive(Deserialize)]
+struct TestRequest {
+    event_type: Option<String>,
+}
+
+async fn test_endpoint(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<TestRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let req = json_body(body)?;
+    let event_type = req.event_type.unwrap_or_else(|| "call.missed".into());
+    if event_type.trim().is_empty() {
+        return Err(unprocessable("event_type must not be empty"));
+    }
+    let ep = find_endpoint(&state, &tenant, &eid).await?;
+    let id = new_id("evt_test");
+    let body = crate::normalize::envelope(
+        &id,
+        &event_type,
+        crate::now_ms() / 1000,
+        &tenant,
+        &sample_payload(&event_type),
+        true,
+    );
+    let r = state.sender.send(&ep, &id, &body.to_string()).await;
+    Ok(Json(json!({
+        "event_id": id,
+        "event_type": event_type,
+        "succeeded": r.status.is_some_and(|s| (200..300).contains(&s)),
+        "status_code": r.status,
+        "error": r.error,
+        "response_excerpt": r.excerpt,
+        "duration_ms": r.duration.as_millis() as u64,
+    })))
+}
+
+/// A realistic sample payload for a test delivery.
+fn sample_payload(event_type: &str) -> Value {
+    if event_type.starts_with("call.") {
+        json!({ "call_sid": "CA00000000000000000000000000000000", "call_id": "CA00000000000000000000000000000000",
+                "from": "+14155550100", "to": "+14155550199", "direction": "inbound", "call_status": "no-answer", "reason": "no-answer" })
+    } else if event_type.starts_with("sms.") {
+        json!({ "message_sid": "SM00000000000000000000000000000000", "from": "+14155550100", "to": "+14155550199", "body": "Hello" })
+    } else if event_type.starts_with("billing.") {
+        json!({ "stripe_event_id": "evt_00000000000000", "object_id": "sub_00000000000000", "customer_id": "cus_00000000000000" })
+    } else {
+        json!({ "sample": true })
+    }
 }
 
 // ---- plugins ----
@@ -406,8 +641,13 @@ async fn get_event(
 #[derive(Deserialize)]
 struct DeliveriesQuery {
     event_id: Option<String>,
+    status: Option<String>,
+    endpoint_id: Option<String>,
+    limit: Option<i64>,
 }
 
+/// With `event_id`: that event's attempts, in order. Otherwise: deliveries, newest first,
+/// filtered by `status` (pending, succeeded, failed) and `endpoint_id`.
 async fn list_deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -415,10 +655,104 @@ async fn list_deliveries(
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
-    let event_id =
-        q.event_id.filter(|e| !e.is_empty()).ok_or_else(|| ApiError::BadRequest("event_id is required".into()))?;
-    let attempts = state.store.attempts(&tenant, &event_id).await?;
-    Ok(Json(json!({ "data": attempts })))
+    if let Some(event_id) = q.event_id.filter(|e| !e.is_empty()) {
+        let attempts = state.store.attempts(&tenant, &event_id).await?;
+        return Ok(Json(json!({ "data": attempts })));
+    }
+    let status = q.status.filter(|s| !s.is_empty());
+    if let Some(s) = status.as_deref()
+        && !matches!(s, "pending" | "succeeded" | "failed")
+    {
+        return Err(ApiError::BadRequest(format!("status must be pending, succeeded or failed, not {s:?}")));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    let endpoint = q.endpoint_id.filter(|e| !e.is_empty());
+    let deliveries = state.store.deliveries(&tenant, status.as_deref(), endpoint.as_deref(), limit).await?;
+    Ok(Json(json!({ "data": deliveries })))
+}
+
+async fn retry_delivery(
+    State(state): State<AppState>,
+    Path((id, did)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let did: i64 = did.parse().map_err(|_| ApiError::NotFound(format!("unknown delivery {did}")))?;
+    match state.store.retry_delivery(&tenant, did).await? {
+        None => Err(ApiError::NotFound(format!("unknown delivery {did}"))),
+        Some(false) => {
+            Err(ApiError::Conflict(format!("delivery {did} has not failed; only failed deliveries are retried")))
+        }
+        Some(true) => {
+            tracing::info!(%tenant, delivery = did, "failed delivery queued again");
+            state.wake.delivery.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(json!({ "id": did, "status": "pending" }))).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RecoverRequest {
+    since: Value,
+}
+
+/// `since` as unix seconds, or an RFC 3339 UTC time such as `2026-11-24T10:00:00Z`.
+fn parse_since(v: &Value) -> Result<i64, ApiError> {
+    let bad = || unprocessable("since must be unix seconds or an RFC 3339 time like 2026-11-24T10:00:00Z");
+    match v {
+        Value::Number(n) => n.as_i64().map(|s| s * 1000).ok_or_else(bad),
+        Value::String(s) => crate::normalize::parse_rfc3339(s).map(|secs| secs * 1000).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+async fn recover_endpoint(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<RecoverRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let since = parse_since(&json_body(body)?.since)?;
+    find_endpoint(&state, &tenant, &eid).await?;
+    let n = state.store.recover(&tenant, &eid, since).await?;
+    tracing::info!(%tenant, endpoint = %eid, requeued = n, "failed deliveries recovered");
+    state.wake.delivery.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "requeued": n }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReplayRequest {
+    endpoint_id: String,
+}
+
+async fn replay_event(
+    State(state): State<AppState>,
+    Path((id, event_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<ReplayRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let req = json_body(body)?;
+    let ep = find_endpoint(&state, &tenant, &req.endpoint_id).await?;
+    let stored = state
+        .store
+        .event(&tenant, &event_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown event {event_id}")))?;
+    let fallback = NewDelivery {
+        endpoint_id: ep.id.clone(),
+        message_id: stored.event.id.clone(),
+        body: stored.event.envelope().to_string(),
+        ordering_key: None,
+    };
+    let ids = state.store.replay(&tenant, &event_id, &ep.id, fallback).await?;
+    tracing::info!(%tenant, %event_id, endpoint = %ep.id, deliveries = ?ids, "event replayed");
+    state.wake.delivery.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "delivery_ids": ids }))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -33,21 +33,52 @@ pub enum UrlError {
     Scheme,
     #[error("URL points to an internal address {0}; allow it with HOOKHOST_OUTBOUND_ALLOW")]
     Internal(std::net::IpAddr),
+    #[error(
+        "plain http is only allowed to addresses in HOOKHOST_OUTBOUND_ALLOW (or with HOOKHOST_ALLOW_HTTP=true); use https"
+    )]
+    HttpsRequired,
 }
 
-/// Check an endpoint URL at creation: http(s), and not an internal IP literal unless allowed.
-/// (Names are checked at every delivery, when they resolve.)
-pub fn validate_url(url: &str, allow: &[IpNet]) -> Result<Url, UrlError> {
+/// Where outbound deliveries may go.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    /// Internal ranges let through.
+    pub allow: Vec<IpNet>,
+    /// Plain http to any host.
+    pub allow_http: bool,
+}
+
+impl OutboundPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        Self { allow: config.outbound_allow.clone(), allow_http: config.allow_http }
+    }
+}
+
+/// Check an endpoint URL: http(s); https unless the host is an allow-listed address (or http
+/// is allowed); not an internal IP literal unless allow-listed. Names are checked again at
+/// every delivery, when they resolve.
+pub fn validate_url(url: &str, policy: &OutboundPolicy) -> Result<Url, UrlError> {
     let u = Url::parse(url).map_err(|e| UrlError::Invalid(e.to_string()))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(UrlError::Scheme);
     }
-    match u.host() {
-        None => Err(UrlError::Invalid("no host".into())),
-        Some(url::Host::Ipv4(ip)) if !guard::permitted(ip.into(), allow) => Err(UrlError::Internal(ip.into())),
-        Some(url::Host::Ipv6(ip)) if !guard::permitted(ip.into(), allow) => Err(UrlError::Internal(ip.into())),
-        Some(_) => Ok(u),
+    let literal: Option<std::net::IpAddr> = match u.host() {
+        None => return Err(UrlError::Invalid("no host".into())),
+        Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+        Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        Some(url::Host::Domain(_)) => None,
+    };
+    if let Some(ip) = literal
+        && !guard::permitted(ip, &policy.allow)
+    {
+        return Err(UrlError::Internal(ip));
     }
+    let allow_listed = literal.is_some_and(|ip| policy.allow.iter().any(|net| net.contains(&ip)));
+    if u.scheme() == "http" && !policy.allow_http && !allow_listed {
+        return Err(UrlError::HttpsRequired);
+    }
+    Ok(u)
 }
 
 /// Whether an endpoint subscribed to `patterns` gets `event_type`: `*` matches all, `call.*`
@@ -66,49 +97,65 @@ pub struct Response {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub retry_after: Option<Duration>,
+    /// The first [`EXCERPT_BYTES`] of the response body.
+    pub excerpt: Option<String>,
     pub duration: Duration,
 }
+
+/// How much of a response body is kept.
+pub const EXCERPT_BYTES: usize = 1024;
 
 /// Sends signed deliveries.
 #[derive(Debug, Clone)]
 pub struct Sender {
     client: reqwest::Client,
-    allow: Arc<Vec<IpNet>>,
+    policy: Arc<OutboundPolicy>,
 }
 
 /// Headers an endpoint's extra headers may not override.
-const RESERVED: [&str; 5] = ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "host"];
+const RESERVED: [&str; 7] = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-hookhost-event-id",
+    "x-hookhost-signature",
+    "content-type",
+    "host",
+];
 
 impl Sender {
     pub fn new(config: &Config) -> Result<Self, DeliverError> {
-        let allow = Arc::new(config.outbound_allow.clone());
+        let policy = Arc::new(OutboundPolicy::from_config(config));
         let client = reqwest::Client::builder()
             .timeout(config.delivery_timeout)
             .connect_timeout(config.delivery_timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(guard::GuardedResolver { allow: allow.clone() }))
+            .dns_resolver(Arc::new(guard::GuardedResolver { allow: Arc::new(policy.allow.clone()) }))
             .pool_max_idle_per_host(16)
             .build()
             .map_err(|e| DeliverError::Client(e.to_string()))?;
-        Ok(Self { client, allow })
+        Ok(Self { client, policy })
     }
 
-    /// POST `body` to the endpoint, signed with its secret.
+    /// POST `body` to the endpoint, signed in its style with its current secrets.
     pub async fn send(&self, ep: &Endpoint, message_id: &str, body: &str) -> Response {
         let started = Instant::now();
         let fail = |error: String| Response {
             status: None,
             error: Some(error),
             retry_after: None,
+            excerpt: None,
             duration: started.elapsed(),
         };
-        let url = match validate_url(&ep.url, &self.allow) {
+        let url = match validate_url(&ep.url, &self.policy) {
             Ok(u) => u,
             Err(e) => return fail(e.to_string()),
         };
-        let timestamp = crate::now_ms() / 1000;
-        let signature = match sign::standard_signature(&ep.secret, message_id, timestamp, body.as_bytes()) {
-            Ok(s) => s,
+        let now = crate::now_ms();
+        let signed =
+            sign::signature_headers(&ep.signing, &ep.signing_secrets(now), message_id, now / 1000, body.as_bytes());
+        let signed = match signed {
+            Ok(h) => h,
             Err(e) => return fail(e.to_string()),
         };
         let mut headers = HeaderMap::new();
@@ -123,21 +170,33 @@ impl Sender {
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(concat!("hookhost/", env!("CARGO_PKG_VERSION"))));
-        for (name, value) in [
-            ("webhook-id", message_id.to_string()),
-            ("webhook-timestamp", timestamp.to_string()),
-            ("webhook-signature", signature),
-        ] {
-            headers
-                .insert(name, HeaderValue::from_str(&value).expect("ids, digits and base64 are valid header values"));
+        for (name, value) in signed {
+            headers.insert(
+                name,
+                HeaderValue::from_str(&value).expect("ids, digits, hex and base64 are valid header values"),
+            );
         }
-        match self.client.post(url).headers(headers).body(body.to_string()).send().await {
-            Ok(resp) => {
+        let mut request = self.client.post(url).headers(headers).body(body.to_string());
+        if let Some(ms) = ep.timeout_ms.filter(|ms| *ms > 0) {
+            request = request.timeout(Duration::from_millis(ms as u64));
+        }
+        match request.send().await {
+            Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 let retry_after =
                     resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(policy::parse_retry_after);
+                let mut excerpt = Vec::new();
+                while excerpt.len() < EXCERPT_BYTES {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) => {
+                            excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())])
+                        }
+                        _ => break,
+                    }
+                }
                 let error = (!resp.status().is_success()).then(|| format!("endpoint answered {status}"));
-                Response { status: Some(status), error, retry_after, duration: started.elapsed() }
+                let excerpt = (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+                Response { status: Some(status), error, retry_after, excerpt, duration: started.elapsed() }
             }
             Err(e) => {
                 let kind = if e.is_timeout() {
@@ -176,13 +235,20 @@ mod tests {
 
     #[test]
     fn urls() {
-        let allow = crate::config::parse_cidrs("127.0.0.0/8").unwrap();
-        assert!(validate_url("http://127.0.0.1:9/x", &allow).is_ok());
-        assert!(matches!(validate_url("http://127.0.0.1:9/x", &[]), Err(UrlError::Internal(_))));
-        assert!(matches!(validate_url("http://169.254.169.254/latest", &allow), Err(UrlError::Internal(_))));
-        assert!(matches!(validate_url("http://[::1]/", &allow), Err(UrlError::Internal(_))));
-        assert_eq!(validate_url("ftp://example.com/", &[]), Err(UrlError::Scheme));
-        assert!(validate_url("https://example.com/hook", &[]).is_ok());
-        assert!(matches!(validate_url("not a url", &[]), Err(UrlError::Invalid(_))));
+        let local = OutboundPolicy { allow: crate::config::parse_cidrs("127.0.0.0/8").unwrap(), allow_http: false };
+        let strict = OutboundPolicy::default();
+        assert!(validate_url("http://127.0.0.1:9/x", &local).is_ok());
+        assert!(validate_url("http://localhost:9/x", &local).is_ok());
+        assert!(matches!(validate_url("http://127.0.0.1:9/x", &strict), Err(UrlError::Internal(_))));
+        assert!(matches!(validate_url("http://localhost/", &strict), Err(UrlError::Internal(_))));
+        assert!(matches!(validate_url("http://169.254.169.254/latest", &local), Err(UrlError::Internal(_))));
+        assert!(matches!(validate_url("http://[::1]/", &local), Err(UrlError::Internal(_))));
+        assert_eq!(validate_url("ftp://example.com/", &strict), Err(UrlError::Scheme));
+        assert!(validate_url("https://example.com/hook", &strict).is_ok());
+        assert_eq!(validate_url("http://example.com/hook", &local), Err(UrlError::HttpsRequired));
+        assert!(
+            validate_url("http://example.com/hook", &OutboundPolicy { allow_http: true, ..strict.clone() }).is_ok()
+        );
+        assert!(matches!(validate_url("not a url", &strict), Err(UrlError::Invalid(_))));
     }
 }

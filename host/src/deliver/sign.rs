@@ -24,15 +24,52 @@ pub fn secret_key(secret: &str) -> Result<Vec<u8>, BadSecret> {
     B64.decode(b64).map_err(|_| BadSecret)
 }
 
+fn hmac_parts(secret: &str, parts: &[&[u8]]) -> Result<Vec<u8>, BadSecret> {
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&secret_key(secret)?).expect("HMAC takes any key length");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            mac.update(b".");
+        }
+        mac.update(part);
+    }
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
 /// The `webhook-signature` value for one secret: `v1,<base64>`.
 pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&secret_key(secret)?).expect("HMAC takes any key length");
-    mac.update(msg_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Ok(format!("v1,{}", B64.encode(mac.finalize().into_bytes())))
+    let mac = hmac_parts(secret, &[msg_id.as_bytes(), timestamp.to_string().as_bytes(), body])?;
+    Ok(format!("v1,{}", B64.encode(mac)))
+}
+
+/// The `v1` of the hookhost style for one secret: hex HMAC-SHA256(key, "{t}.{body}").
+pub fn hookhost_v1(secret: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
+    Ok(hex::encode(hmac_parts(secret, &[timestamp.to_string().as_bytes(), body])?))
+}
+
+/// Signature headers for `body`, signed with every secret in `secrets` (rotation overlap):
+/// Standard Webhooks (`webhook-id`, `webhook-timestamp`, space-separated `webhook-signature`)
+/// or the hookhost style (`X-Hookhost-Event-Id`, `X-Hookhost-Signature: t=…,v1=…[,v1=…]`).
+pub fn signature_headers(
+    style: &str,
+    secrets: &[&str],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<Vec<(&'static str, String)>, BadSecret> {
+    if style == "hookhost" {
+        let mut sig = format!("t={timestamp}");
+        for s in secrets {
+            sig.push_str(",v1=");
+            sig.push_str(&hookhost_v1(s, timestamp, body)?);
+        }
+        return Ok(vec![("x-hookhost-event-id", msg_id.to_string()), ("x-hookhost-signature", sig)]);
+    }
+    let sigs = secrets.iter().map(|s| standard_signature(s, msg_id, timestamp, body)).collect::<Result<Vec<_>, _>>()?;
+    Ok(vec![
+        ("webhook-id", msg_id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", sigs.join(" ")),
+    ])
 }
 
 #[cfg(test)]
@@ -62,6 +99,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sig, "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
+    }
+
+    #[test]
+    fn both_styles_sign_with_every_overlapping_secret() {
+        let (a, b) = (new_secret(), new_secret());
+        let std = signature_headers("standard", &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
+        assert_eq!(std[0], ("webhook-id", "evt_1".to_string()));
+        let sigs: Vec<&str> = std[2].1.split(' ').collect();
+        assert_eq!(
+            sigs,
+            [
+                standard_signature(&a, "evt_1", 1700000000, b"{}").unwrap(),
+                standard_signature(&b, "evt_1", 1700000000, b"{}").unwrap()
+            ]
+        );
+        let hh = signature_headers("hookhost", &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
+        assert_eq!(hh[0], ("x-hookhost-event-id", "evt_1".to_string()));
+        assert_eq!(
+            hh[1].1,
+            format!(
+                "t=1700000000,v1={},v1={}",
+                hookhost_v1(&a, 1700000000, b"{}").unwrap(),
+                hookhost_v1(&b, 1700000000, b"{}").unwrap()
+            )
+        );
     }
 
     #[test]

@@ -1,56 +1,189 @@
-//! The delivery worker: for each due delivery job, send it, record the attempt, and schedule
-//! the retry, the permanent failure or the dead letter.
+//! The delivery worker: for each due delivery, send it, record the attempt, and schedule the
+//! retry, the permanent failure or the dead letter; keep each endpoint's failure streak and
+//! disable it after sustained failure.
+//!
+//! Fairness: at most `endpoint_concurrency` deliveries are in flight per endpoint and an
+//! endpoint's `rate_limit_per_s` is a token bucket, so one slow or limited receiver never holds
+//! the shared slots; saturated endpoints are left out of the next claim. Ordering per key is
+//! the store's claim rule (only the oldest unfinished delivery of a key is due).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use super::policy::{self, Verdict};
 use super::{Response, Sender};
 use crate::jobs::{Pump, pump};
-use crate::store::{DeliveryState, Job, JobKind, Store, StoreError};
+use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, Store, StoreError};
 use crate::{Config, Wakeups, now_ms};
+
+/// A token bucket: `rate` tokens a second, holding at most `max(rate, 1)`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last_ms: i64,
+}
+
+/// In-process per-endpoint limits.
+#[derive(Debug, Default)]
+struct Gate {
+    in_flight: HashMap<String, usize>,
+    buckets: HashMap<String, Bucket>,
+    /// Endpoints whose bucket is empty, until when (unix ms).
+    throttled_until: HashMap<String, i64>,
+}
+
+impl Gate {
+    /// Endpoints the next claim must leave out.
+    fn saturated(&mut self, cap: usize, now: i64) -> Vec<String> {
+        self.throttled_until.retain(|_, until| *until > now);
+        let mut out: Vec<String> = self.in_flight.iter().filter(|(_, n)| **n >= cap).map(|(k, _)| k.clone()).collect();
+        out.extend(self.throttled_until.keys().cloned());
+        out
+    }
+
+    /// Take a slot for the endpoint unless it is full.
+    fn enter(&mut self, endpoint: &str, cap: usize) -> bool {
+        let n = self.in_flight.entry(endpoint.to_string()).or_default();
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&mut self, endpoint: &str) {
+        if let Some(n) = self.in_flight.get_mut(endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(endpoint);
+            }
+        }
+    }
+
+    /// Take a token at `rate`/s; `Err(when)` if none is available before `when` (unix ms).
+    fn take(&mut self, endpoint: &str, rate: f64, now: i64) -> Result<(), i64> {
+        let burst = rate.max(1.0);
+        let b = self.buckets.entry(endpoint.to_string()).or_insert(Bucket { tokens: burst, last_ms: now });
+        b.tokens = (b.tokens + (now - b.last_ms) as f64 / 1000.0 * rate).min(burst);
+        b.last_ms = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            let when = now + ((1.0 - b.tokens) / rate * 1000.0).ceil() as i64;
+            self.throttled_until.insert(endpoint.to_string(), when);
+            Err(when)
+        }
+    }
+}
 
 /// Run the delivery worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
-    let settings = Pump {
-        kind: JobKind::Delivery,
-        concurrency: config.delivery_concurrency,
-        lease: config.job_lease.max(config.delivery_timeout * 2),
-        idle_poll: config.idle_poll,
+    let settings =
+        Pump { kind: JobKind::Delivery, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll };
+    let lease = config.job_lease.max(config.delivery_timeout * 2);
+    let cap = config.endpoint_concurrency.max(1);
+    let gate = Arc::new(Mutex::new(Gate::default()));
+    let claim = |n| {
+        let exclude = gate.lock().expect("gate lock").saturated(cap, now_ms());
+        let store = store.clone();
+        async move { store.claim_deliveries(n, lease, &exclude).await }
     };
-    pump(store.clone(), settings, &wake.delivery, stop, |job| {
-        let (store, sender, config) = (store.clone(), sender.clone(), config.clone());
+    pump(store.clone(), settings, &wake.delivery, stop, claim, |job| {
+        let (store, sender, config, gate, wake) = (store.clone(), sender.clone(), config.clone(), gate.clone(), wake.clone());
         async move {
-            let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);
-            if let Err(e) = deliver(&store, &sender, &config, job).await {
-                tracing::error!(%tenant, %event_id, job_id, error = %e, "recording a delivery failed; it will be retried when its lease expires");
+            let endpoint = job.endpoint_id.clone().unwrap_or_default();
+            if !gate.lock().expect("gate lock").enter(&endpoint, cap) {
+                // Claimed in the same batch as others for a full endpoint: put it back.
+                if let Err(e) = store.defer(&job, now_ms()).await {
+                    tracing::error!(job_id = job.id, error = %e, "could not put back a delivery; its lease will expire");
+                }
+                return;
             }
+            let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);
+            match deliver(&store, &sender, &config, &gate, job).await {
+                Ok(Some(disabled_event)) => {
+                    tracing::warn!(%tenant, endpoint, event_id = %disabled_event, "endpoint disabled after sustained failure");
+                    wake.plugin.notify_one();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(%tenant, %event_id, job_id, error = %e, "recording a delivery failed; it will be retried when its lease expires")
+                }
+            }
+            gate.lock().expect("gate lock").leave(&endpoint);
         }
     })
     .await;
 }
 
-async fn deliver(store: &Store, sender: &Sender, config: &Config, job: Job) -> Result<(), StoreError> {
+/// Make one attempt; returns the id of an `endpoint.disabled` event if this attempt disabled
+/// the endpoint.
+async fn deliver(
+    store: &Store,
+    sender: &Sender,
+    config: &Config,
+    gate: &Mutex<Gate>,
+    job: Job,
+) -> Result<Option<String>, StoreError> {
     let endpoint_id = job.endpoint_id.clone().unwrap_or_default();
     let endpoint = store.endpoint(&job.tenant_id, &endpoint_id).await?;
     let (Some(ep), Some(message_id), Some(body)) = (endpoint, job.message_id.as_deref(), job.body.as_deref()) else {
-        let why = "endpoint no longer exists";
-        return store.record_attempt(&job, DeliveryState::Failed, None, Some(why), 0).await;
+        let record = AttemptRecord { error: Some("endpoint no longer exists".into()), ..Default::default() };
+        return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
     };
-    if !ep.enabled {
-        return store.record_attempt(&job, DeliveryState::Failed, None, Some("endpoint is disabled"), 0).await;
+    if let Some(rate) = ep.rate_limit_per_s.filter(|r| *r > 0.0) {
+        let taken = gate.lock().expect("gate lock").take(&ep.id, rate, now_ms());
+        if let Err(when) = taken {
+            store.defer(&job, when).await?;
+            return Ok(None);
+        }
     }
-    let Response { status, error, retry_after, duration } = sender.send(&ep, message_id, body).await;
+    let Response { status, error, retry_after, excerpt, duration } = sender.send(&ep, message_id, body).await;
     let verdict = policy::classify(status);
     let attempt = job.attempts as usize + 1;
     let state =
         policy::next_state(verdict, attempt, &config.retry_schedule, retry_after, now_ms(), rand::random::<f64>());
-    let level_ok = verdict == Verdict::Success;
-    if level_ok {
+    if verdict == Verdict::Success {
         tracing::debug!(tenant = %job.tenant_id, event_id = %job.event_id, endpoint = %ep.id, attempt, ?status, "delivered");
     } else {
-        tracing::warn!(tenant = %job.tenant_id, event_id = %job.event_id, endpoint = %ep.id, attempt, ?status, error = error.as_deref().unwrap_or(""), next = ?state, "delivery attempt failed");
+        tracing::warn!(tenant = %job.tenant_id, event_id = %job.event_id, endpoint = %ep.id, attempt, ?status,
+            error = error.as_deref().unwrap_or(""), next = ?state, "delivery attempt failed");
     }
-    store.record_attempt(&job, state, status, error.as_deref(), duration.as_millis() as i64).await
+    let record = AttemptRecord { status_code: status, error, excerpt, duration_ms: duration.as_millis() as i64 };
+    store.record_attempt(&job, state, &record, config.endpoint_disable_after).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_caps_in_flight_per_endpoint() {
+        let mut g = Gate::default();
+        assert!(g.enter("a", 2));
+        assert!(g.enter("a", 2));
+        assert!(!g.enter("a", 2));
+        assert!(g.enter("b", 2));
+        assert_eq!(g.saturated(2, 0), vec!["a".to_string()]);
+        g.leave("a");
+        assert!(g.saturated(2, 0).is_empty());
+    }
+
+    #[test]
+    fn token_bucket_spaces_requests() {
+        let mut g = Gate::default();
+        // 2/s: a burst of 2, then one every 500 ms.
+        assert_eq!(g.take("a", 2.0, 0), Ok(()));
+        assert_eq!(g.take("a", 2.0, 0), Ok(()));
+        assert_eq!(g.take("a", 2.0, 0), Err(500));
+        assert_eq!(g.saturated(8, 100), vec!["a".to_string()]);
+        assert_eq!(g.take("a", 2.0, 500), Ok(()));
+        assert!(g.saturated(8, 600).is_empty());
+        // 0.5/s: one, then one every 2 s.
+        assert_eq!(g.take("b", 0.5, 0), Ok(()));
+        assert_eq!(g.take("b", 0.5, 1000), Err(2000));
+    }
 }

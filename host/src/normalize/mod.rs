@@ -77,3 +77,43 @@ pub enum NormalizeError {
 pub fn source_name(s: &str) -> Option<&'static str> {
     ["twilio", "stripe", "hookhost"].into_iter().find(|k| *k == s)
 }
+
+/// Parse an RFC 3339 time (`2026-11-24T10:00:00Z`, `…+05:30`, fractional seconds ignored) to
+/// unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let zone_at = rest.find(['Z', 'z', '+', '-'])?;
+    let (time, zone) = rest.split_at(zone_at);
+    let mut t = time.split(':');
+    let (h, min): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let sec: i64 = t.next().map(|x| x.split('.').next().unwrap_or("0")).unwrap_or("0").parse().ok()?;
+    let offset = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (zh, zm) = zone[1..].split_once(':')?;
+            sign * (zh.parse::<i64>().ok()? * 3600 + zm.parse::<i64>().ok()? * 60)
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    Some(twilio::days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-01-01T12:01:00Z"), Some(1_767_268_860));
+        assert_eq!(parse_rfc3339("2026-01-01T17:31:00.250+05:30"), Some(1_767_268_860));
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

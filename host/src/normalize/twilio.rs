@@ -32,6 +32,7 @@ pub fn voice_status(params: &Params, received_at: i64) -> Result<Normalized, Nor
     let event_type = call_event_type(status);
 
     let mut p = Map::new();
+    p.insert("call_id".into(), call_sid.into());
     p.insert("call_sid".into(), call_sid.into());
     p.insert("call_status".into(), status.into());
     for (src, dst) in [
@@ -107,7 +108,7 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -32,13 +32,10 @@ pub async fn run(
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
 ) {
-    let settings = Pump {
-        kind: JobKind::Plugin,
-        concurrency: config.plugin_concurrency,
-        lease: config.job_lease,
-        idle_poll: config.idle_poll,
-    };
-    pump(store.clone(), settings, &wake.plugin, stop, |job| {
+    let settings = Pump { kind: JobKind::Plugin, concurrency: config.plugin_concurrency, idle_poll: config.idle_poll };
+    let lease = config.job_lease;
+    let claim = |n| store.claim(JobKind::Plugin, n, lease);
+    pump(store.clone(), settings, &wake.plugin, stop, claim, |job| {
         let (store, engine, wake) = (store.clone(), engine.clone(), wake.clone());
         async move {
             let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
@@ -156,6 +153,20 @@ fn fan_out(
     endpoints
         .iter()
         .filter(|ep| subscribed(&ep.event_types, event_type) && (only.is_empty() || only.contains(&ep.id)))
-        .map(|ep| NewDelivery { endpoint_id: ep.id.clone(), message_id: message_id.to_string(), body: body.clone() })
+        .map(|ep| NewDelivery {
+            endpoint_id: ep.id.clone(),
+            message_id: message_id.to_string(),
+            body: body.clone(),
+            ordering_key: ep.ordered_by.as_deref().and_then(|field| ordering_key(payload, field)),
+        })
         .collect()
+}
+
+/// The value of `field` in the payload, as an ordering key (strings and numbers only).
+fn ordering_key(payload: &Value, field: &str) -> Option<String> {
+    match payload.get(field)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }

@@ -80,6 +80,38 @@ pub struct Endpoint {
     pub headers: serde_json::Map<String, Value>,
     pub secret: String,
     pub enabled: bool,
+    pub description: String,
+    /// `standard` (Standard Webhooks) or `hookhost` (`X-Hookhost-Signature: t=…,v1=…`).
+    pub signing: String,
+    pub timeout_ms: Option<i64>,
+    /// Payload field whose value orders this endpoint's deliveries (e.g. `call_id`).
+    pub ordered_by: Option<String>,
+    pub rate_limit_per_s: Option<f64>,
+    /// The secret before the last rotation, still signing until `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<i64>,
+}
+
+impl Endpoint {
+    /// The secrets that sign at `now_ms`: the current one, then the previous during its overlap.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut out = vec![self.secret.as_str()];
+        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && now_ms < until
+        {
+            out.push(prev);
+        }
+        out
+    }
+}
+
+macro_rules! endpoint_columns {
+    () => {
+        "id, tenant_id, url, event_types, headers, secret, enabled, description, signing, timeout_ms, ordered_by, \
+         rate_limit_per_s, previous_secret, previous_secret_until, disabled_reason, failing_since"
+    };
 }
 
 /// A stored plugin version.
@@ -137,6 +169,7 @@ pub struct Attempt {
     pub attempt: i64,
     pub status_code: Option<i64>,
     pub error: Option<String>,
+    pub response_excerpt: Option<String>,
     pub duration_ms: i64,
     pub outcome: String,
     pub attempted_at: i64,
@@ -161,6 +194,38 @@ pub struct NewDelivery {
     pub endpoint_id: String,
     pub message_id: String,
     pub body: String,
+    /// Deliveries to the same endpoint sharing a key go out one at a time, in order.
+    pub ordering_key: Option<String>,
+}
+
+/// What one delivery attempt returned, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptRecord {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The first KiB of the response body.
+    pub excerpt: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A delivery (one envelope to one endpoint) and where it stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub message_id: String,
+    /// pending | succeeded | failed
+    pub status: String,
+    /// For failed deliveries: true when retries ran out (dead letter), false when permanent.
+    pub dead_letter: bool,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub replay: bool,
+    pub manual_retries: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// How a delivery attempt ended, for the job's next state.
@@ -274,37 +339,8 @@ impl Store {
     /// known, and enqueue its plugin job. Only after this returns may the provider get a 2xx.
     pub async fn accept(&self, receipt: &ReceiptRecord, event: &CanonicalEvent, dedupe_key: &str) -> Result<Accepted> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(event.tenant_id.as_str())
-        .bind(&event.event_type)
-        .bind(event.occurred_at)
-        .bind(event.source)
-        .bind(event.is_test)
-        .bind(event.payload.to_string())
-        .bind(dedupe_key)
-        .bind(receipt.received_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let inserted = insert_event_with_job(&mut tx, event, dedupe_key, receipt.received_at).await?;
         let accepted = if inserted {
-            let now = now_ms();
-            sqlx::query(
-                "INSERT INTO jobs (kind, tenant_id, event_id, status, run_at, created_at, updated_at)
-                 VALUES ('plugin', ?, ?, 'pending', ?, ?, ?)",
-            )
-            .bind(event.tenant_id.as_str())
-            .bind(&event.id)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
             Accepted { event_id: event.id.clone(), duplicate: false }
         } else {
             let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = ? AND dedupe_key = ?")
@@ -401,9 +437,11 @@ impl Store {
     // ---- endpoints ----
 
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let now = now_ms();
         sqlx::query(
-            "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
+                 timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&ep.id)
         .bind(ep.tenant_id.as_str())
@@ -412,16 +450,97 @@ impl Store {
         .bind(Value::Object(ep.headers.clone()).to_string())
         .bind(&ep.secret)
         .bind(ep.enabled)
-        .bind(now_ms())
+        .bind(&ep.description)
+        .bind(&ep.signing)
+        .bind(ep.timeout_ms)
+        .bind(&ep.ordered_by)
+        .bind(ep.rate_limit_per_s)
+        .bind(now)
+        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, url, event_types, headers, secret, enabled FROM endpoints WHERE tenant_id = ? ORDER BY created_at, id",
+    /// Write back an endpoint's settings (the API reads, changes, then updates).
+    pub async fn update_endpoint(&self, ep: &Endpoint) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE endpoints SET url = ?, event_types = ?, headers = ?, enabled = ?, description = ?, signing = ?,
+                 timeout_ms = ?, ordered_by = ?, rate_limit_per_s = ?, disabled_reason = ?, failing_since = ?, updated_at = ?
+             WHERE tenant_id = ? AND id = ?",
         )
+        .bind(&ep.url)
+        .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
+        .bind(Value::Object(ep.headers.clone()).to_string())
+        .bind(ep.enabled)
+        .bind(&ep.description)
+        .bind(&ep.signing)
+        .bind(ep.timeout_ms)
+        .bind(&ep.ordered_by)
+        .bind(ep.rate_limit_per_s)
+        .bind(&ep.disabled_reason)
+        .bind(ep.failing_since)
+        .bind(now_ms())
+        .bind(ep.tenant_id.as_str())
+        .bind(&ep.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Delete an endpoint; its deliveries not yet made fail with the reason.
+    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM endpoints WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if gone {
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', last_error = 'endpoint deleted', lease_until = NULL, updated_at = ?
+                 WHERE kind = 'delivery' AND tenant_id = ? AND endpoint_id = ? AND status IN ('pending', 'running')",
+            )
+            .bind(now_ms())
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    /// Replace the endpoint's secret; the old one keeps signing until `previous_until` (unix ms).
+    pub async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        new_secret: &str,
+        previous_until: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE endpoints SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ?
+             WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(previous_until)
+        .bind(new_secret)
+        .bind(now_ms())
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM endpoints WHERE tenant_id = ? ORDER BY created_at, id"
+        ))
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
@@ -429,13 +548,12 @@ impl Store {
     }
 
     pub async fn endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<Endpoint>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, url, event_types, headers, secret, enabled FROM endpoints WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query(concat!("SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = ? AND id = ?"))
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(endpoint).transpose()
     }
 
@@ -526,18 +644,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Job {
-                id: r.get("id"),
-                tenant_id: TenantId::from_stored(r.get("tenant_id")),
-                event_id: r.get("event_id"),
-                endpoint_id: r.get("endpoint_id"),
-                message_id: r.get("message_id"),
-                body: r.get("body"),
-                attempts: r.get("attempts"),
-            })
-            .collect())
+        Ok(rows.iter().map(job).collect())
     }
 
     /// When the earliest pending job of `kind` is due (unix ms), if any.
@@ -614,47 +721,39 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         for d in deliveries {
-            sqlx::query(
-                "INSERT INTO jobs (kind, tenant_id, event_id, endpoint_id, message_id, body, status, run_at, created_at, updated_at)
-                 VALUES ('delivery', ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            )
-            .bind(job.tenant_id.as_str())
-            .bind(&job.event_id)
-            .bind(&d.endpoint_id)
-            .bind(&d.message_id)
-            .bind(&d.body)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, false, now).await?;
         }
         Ok(())
     }
 
-    /// Record a delivery attempt and move the job to its next state, in one transaction.
+    /// Record a delivery attempt, move the job to its next state and keep the endpoint's
+    /// failure streak, in one transaction. When the streak has lasted `disable_after`, the
+    /// endpoint is disabled and an `endpoint.disabled` event is stored for the tenant's other
+    /// endpoints; its id is returned.
     pub async fn record_attempt(
         &self,
         job: &Job,
         state: DeliveryState,
-        status_code: Option<u16>,
-        error: Option<&str>,
-        duration_ms: i64,
-    ) -> Result<()> {
+        attempt: &AttemptRecord,
+        disable_after: Option<Duration>,
+    ) -> Result<Option<String>> {
         let now = now_ms();
+        let endpoint_id = job.endpoint_id.as_deref().unwrap_or_default();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error, duration_ms, outcome, attempted_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
+                 response_excerpt, duration_ms, outcome, attempted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(job.id)
         .bind(job.tenant_id.as_str())
         .bind(&job.event_id)
-        .bind(job.endpoint_id.as_deref().unwrap_or_default())
+        .bind(endpoint_id)
         .bind(job.attempts + 1)
-        .bind(status_code.map(i64::from))
-        .bind(error)
-        .bind(duration_ms)
+        .bind(attempt.status_code.map(i64::from))
+        .bind(&attempt.error)
+        .bind(&attempt.excerpt)
+        .bind(attempt.duration_ms)
         .bind(state.outcome())
         .bind(now)
         .execute(&mut *tx)
@@ -671,19 +770,235 @@ impl Store {
         )
         .bind(status)
         .bind(run_at)
-        .bind(error)
+        .bind(&attempt.error)
         .bind(now)
         .bind(job.id)
         .execute(&mut *tx)
         .await?;
+
+        let mut disabled_event = None;
+        if state == DeliveryState::Succeeded {
+            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE tenant_id = ? AND id = ? AND failing_since IS NOT NULL")
+                .bind(job.tenant_id.as_str())
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let since: Option<i64> = sqlx::query(
+                "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?) WHERE tenant_id = ? AND id = ?
+                 RETURNING failing_since",
+            )
+            .bind(now)
+            .bind(job.tenant_id.as_str())
+            .bind(endpoint_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get("failing_since"));
+            if let (Some(since), Some(after)) = (since, disable_after)
+                && now - since >= after.as_millis() as i64
+            {
+                disabled_event = disable_endpoint(&mut tx, &job.tenant_id, endpoint_id, since, now).await?;
+            }
+        }
         tx.commit().await?;
+        Ok(disabled_event)
+    }
+
+    /// Put a claimed delivery back, untried, to run at `run_at` (rate limiting).
+    pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'pending', run_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?")
+            .bind(run_at)
+            .bind(now_ms())
+            .bind(job.id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    /// Lease due deliveries: only to enabled endpoints, none to the endpoints in `exclude`
+    /// (saturated or rate-limited here), and for an ordering key only the oldest unfinished one.
+    pub async fn claim_deliveries(&self, limit: i64, lease: Duration, exclude: &[String]) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let excluded = serde_json::to_string(exclude).expect("strings serialize");
+        let rows = sqlx::query(
+            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
+             WHERE id IN (
+                 SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
+                 WHERE j.kind = 'delivery' AND e.enabled = 1
+                   AND ((j.status = 'pending' AND j.run_at <= ?) OR (j.status = 'running' AND j.lease_until < ?))
+                   AND j.endpoint_id NOT IN (SELECT value FROM json_each(?))
+                   AND (j.ordering_key IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
+                         AND o.ordering_key = j.ordering_key AND o.id < j.id AND o.status IN ('pending', 'running')))
+                 ORDER BY j.run_at, j.id LIMIT ?)
+             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(excluded)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(job).collect())
+    }
+
+    /// Deliveries of a tenant, newest first, optionally by status (`pending`, `succeeded`,
+    /// `failed`) and endpoint.
+    pub async fn deliveries(
+        &self,
+        tenant: &TenantId,
+        status: Option<&str>,
+        endpoint_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
+        let statuses: &[&str] = match status {
+            None => &["pending", "running", "succeeded", "failed", "dead"],
+            Some("pending") => &["pending", "running"],
+            Some("succeeded") => &["succeeded"],
+            Some("failed") => &["failed", "dead"],
+            Some(_) => &[],
+        };
+        let rows = sqlx::query(
+            "SELECT id, event_id, endpoint_id, message_id, status, attempts, run_at, last_error, replay, manual_retries,
+                 created_at, updated_at
+             FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND status IN (SELECT value FROM json_each(?))
+               AND (? IS NULL OR endpoint_id = ?)
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(serde_json::to_string(statuses).expect("strings serialize"))
+        .bind(endpoint_id)
+        .bind(endpoint_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let raw: String = r.get("status");
+                let status = match raw.as_str() {
+                    "pending" | "running" => "pending",
+                    "dead" => "failed",
+                    other => other,
+                };
+                Delivery {
+                    id: r.get("id"),
+                    event_id: r.get("event_id"),
+                    endpoint_id: r.get::<Option<String>, _>("endpoint_id").unwrap_or_default(),
+                    message_id: r.get::<Option<String>, _>("message_id").unwrap_or_default(),
+                    status: status.to_string(),
+                    dead_letter: raw == "dead",
+                    attempts: r.get("attempts"),
+                    next_attempt_at: (status == "pending").then(|| r.get("run_at")),
+                    last_error: r.get("last_error"),
+                    replay: r.get("replay"),
+                    manual_retries: r.get("manual_retries"),
+                    created_at: r.get("created_at"),
+                    updated_at: r.get("updated_at"),
+                }
+            })
+            .collect())
+    }
+
+    /// Queue a failed delivery again, now, with a fresh retry schedule. `None` when there is no
+    /// such delivery, `Some(false)` when it has not failed.
+    pub async fn retry_delivery(&self, tenant: &TenantId, id: i64) -> Result<Option<bool>> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = ?, attempts = 0, manual_retries = manual_retries + 1,
+                 lease_until = NULL, updated_at = ?
+             WHERE kind = 'delivery' AND tenant_id = ? AND id = ? AND status IN ('failed', 'dead')",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(Some(true));
+        }
+        let exists = sqlx::query("SELECT 1 FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        Ok(exists.then_some(false))
+    }
+
+    /// Queue again every failed delivery of an endpoint created at or after `since` (unix ms).
+    pub async fn recover(&self, tenant: &TenantId, endpoint_id: &str, since: i64) -> Result<u64> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = ?, attempts = 0, manual_retries = manual_retries + 1,
+                 lease_until = NULL, updated_at = ?
+             WHERE kind = 'delivery' AND tenant_id = ? AND endpoint_id = ? AND status IN ('failed', 'dead') AND created_at >= ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(tenant.as_str())
+        .bind(endpoint_id)
+        .bind(since)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Queue a new delivery of the event to an endpoint, marked as a replay: the envelopes
+    /// the event produced before (as the plugin shaped them), or `fallback` when it produced none.
+    pub async fn replay(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        endpoint_id: &str,
+        fallback: NewDelivery,
+    ) -> Result<Vec<i64>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let previous = sqlx::query(
+            "SELECT message_id, body, ordering_key FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND event_id = ?
+             GROUP BY message_id ORDER BY MIN(id)",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut deliveries: Vec<NewDelivery> = previous
+            .into_iter()
+            .map(|r| NewDelivery {
+                endpoint_id: endpoint_id.to_string(),
+                message_id: r.get("message_id"),
+                body: r.get("body"),
+                ordering_key: r.get("ordering_key"),
+            })
+            .collect();
+        if deliveries.is_empty() {
+            deliveries.push(fallback);
+        }
+        let mut ids = Vec::new();
+        for d in &deliveries {
+            ids.push(insert_delivery(&mut *tx, tenant, event_id, d, true, now).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Replays made, for metrics.
+    pub async fn replay_count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'delivery' AND replay = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .get("n"))
     }
 
     /// Delivery attempts for one event of a tenant, in order.
     pub async fn attempts(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
-            "SELECT job_id, event_id, endpoint_id, attempt, status_code, error, duration_ms, outcome, attempted_at
+            "SELECT job_id, event_id, endpoint_id, attempt, status_code, error, response_excerpt, duration_ms, outcome,
+                 attempted_at
              FROM delivery_attempts WHERE tenant_id = ? AND event_id = ? ORDER BY id",
         )
         .bind(tenant.as_str())
@@ -699,6 +1014,7 @@ impl Store {
                 attempt: r.get("attempt"),
                 status_code: r.get("status_code"),
                 error: r.get("error"),
+                response_excerpt: r.get("response_excerpt"),
                 duration_ms: r.get("duration_ms"),
                 outcome: r.get("outcome"),
                 attempted_at: r.get("attempted_at"),
@@ -753,6 +1069,128 @@ async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     Ok(())
 }
 
+fn job(r: &sqlx::sqlite::SqliteRow) -> Job {
+    Job {
+        id: r.get("id"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        event_id: r.get("event_id"),
+        endpoint_id: r.get("endpoint_id"),
+        message_id: r.get("message_id"),
+        body: r.get("body"),
+        attempts: r.get("attempts"),
+    }
+}
+
+async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    exec: E,
+    tenant: &TenantId,
+    event_id: &str,
+    d: &NewDelivery,
+    replay: bool,
+    now: i64,
+) -> Result<i64> {
+    let id = sqlx::query(
+        "INSERT INTO jobs (kind, tenant_id, event_id, endpoint_id, message_id, body, ordering_key, replay, status, run_at,
+             created_at, updated_at)
+         VALUES ('delivery', ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING id",
+    )
+    .bind(tenant.as_str())
+    .bind(event_id)
+    .bind(&d.endpoint_id)
+    .bind(&d.message_id)
+    .bind(&d.body)
+    .bind(&d.ordering_key)
+    .bind(replay)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .fetch_one(exec)
+    .await?
+    .get("id");
+    Ok(id)
+}
+
+/// Insert a canonical event with its plugin job; false when its dedupe key is known.
+async fn insert_event_with_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    event: &CanonicalEvent,
+    dedupe_key: &str,
+    now: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(event.tenant_id.as_str())
+    .bind(&event.event_type)
+    .bind(event.occurred_at)
+    .bind(event.source)
+    .bind(event.is_test)
+    .bind(event.payload.to_string())
+    .bind(dedupe_key)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        sqlx::query(
+            "INSERT INTO jobs (kind, tenant_id, event_id, status, run_at, created_at, updated_at)
+             VALUES ('plugin', ?, ?, 'pending', ?, ?, ?)",
+        )
+        .bind(event.tenant_id.as_str())
+        .bind(&event.id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(inserted)
+}
+
+/// Disable an endpoint whose attempts have all failed since `since`, and store the
+/// `endpoint.disabled` event (the pipeline delivers it to the tenant's other endpoints).
+async fn disable_endpoint(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tenant: &TenantId,
+    endpoint_id: &str,
+    since: i64,
+    now: i64,
+) -> Result<Option<String>> {
+    let reason = format!("every delivery attempt failed for {} s", (now - since) / 1000);
+    let row = sqlx::query(
+        "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND enabled = 1
+         RETURNING url",
+    )
+    .bind(&reason)
+    .bind(now)
+    .bind(tenant.as_str())
+    .bind(endpoint_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let url: String = row.get("url");
+    let event = CanonicalEvent {
+        id: crate::new_id("evt"),
+        tenant_id: tenant.clone(),
+        event_type: "endpoint.disabled".into(),
+        occurred_at: now / 1000,
+        source: "hookhost",
+        is_test: false,
+        payload: serde_json::json!({
+            "endpoint_id": endpoint_id,
+            "url": url,
+            "reason": reason,
+            "failing_since": since / 1000,
+        }),
+    };
+    insert_event_with_job(tx, &event, &format!("hookhost:endpoint.disabled:{endpoint_id}:{now}"), now).await?;
+    Ok(Some(event.id))
+}
+
 fn stored_event(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
     let payload: String = r.get("payload");
     let source: String = r.get("source");
@@ -785,5 +1223,14 @@ fn endpoint(r: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
         headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(format!("endpoint headers: {e}")))?,
         secret: r.get("secret"),
         enabled: r.get("enabled"),
+        description: r.get("description"),
+        signing: r.get("signing"),
+        timeout_ms: r.get("timeout_ms"),
+        ordered_by: r.get("ordered_by"),
+        rate_limit_per_s: r.get("rate_limit_per_s"),
+        previous_secret: r.get("previous_secret"),
+        previous_secret_until: r.get("previous_secret_until"),
+        disabled_reason: r.get("disabled_reason"),
+        failing_since: r.get("failing_since"),
     })
 }
