@@ -89,6 +89,7 @@ CREATE TABLE jobs (
     kind        TEXT NOT NULL,           -- plugin | delivery
     tenant_id   TEXT NOT NULL,
     event_id    TEXT NOT NULL,
+    event_seq   INTEGER NOT NULL,        -- the event's seq: orders a key's deliveries by event order
     endpoint_id TEXT,                    -- delivery only
     message_id  TEXT,                    -- delivery only: the webhook-id receivers dedupe on
     body        TEXT,                    -- delivery only: the envelope, exactly as sent
@@ -106,7 +107,8 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_ready ON jobs (kind, status, run_at);
 CREATE INDEX jobs_by_event ON jobs (tenant_id, event_id);
 CREATE INDEX jobs_by_endpoint ON jobs (endpoint_id, status, created_at);
-CREATE INDEX jobs_ordering ON jobs (endpoint_id, ordering_key, status, id);
+CREATE INDEX jobs_ordering ON jobs (endpoint_id, ordering_key, status, event_seq);
+CREATE INDEX jobs_tenant_stage ON jobs (tenant_id, kind, status, event_seq);
 
 CREATE TABLE delivery_attempts (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -4,6 +4,7 @@
 
 mod api;
 mod delivery;
+mod endpoints;
 mod ingest;
 mod plugins;
 

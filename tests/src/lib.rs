@@ -279,6 +279,28 @@ pub fn verify_standard_webhook(secret: &str, headers: &HeaderMap, body: &[u8]) -
     sigs.split(' ').any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
 }
 
+/// Verify the hookhost style (`X-Hookhost-Signature: t=…,v1=…`) as a receiver would: hex
+/// HMAC-SHA256 with the decoded `whsec_` key over `{t}.{body}`; any `v1` may match.
+pub fn verify_hookhost_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = headers.get("x-hookhost-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for pair in header.split(',') {
+        match pair.split_once('=') {
+            Some(("t", v)) => t = Some(v.to_string()),
+            Some(("v1", v)) => sigs.push(v.to_string()),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    let key = B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    sigs.iter().any(|s| *s == expected)
+}
+
 pub fn now_s() -> i64 {
     hookhost::now_ms() / 1000
 }
@@ -290,6 +312,8 @@ pub struct Received {
     pub body: Bytes,
     /// The status the receiver answered.
     pub answered: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -309,6 +333,9 @@ pub struct Receiver {
     rx: mpsc::UnboundedReceiver<Received>,
     script: Arc<Mutex<VecDeque<u16>>>,
     default_status: Arc<AtomicU16>,
+    /// (substring, remaining): requests whose body contains it get 503 while remaining > 0.
+    fail_rules: Arc<Mutex<Vec<(String, usize)>>>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     pub count: Arc<AtomicUsize>,
     _server: JoinHandle<()>,
 }
@@ -321,20 +348,59 @@ impl Receiver {
         let script = Arc::new(Mutex::new(VecDeque::new()));
         let default_status = Arc::new(AtomicU16::new(200));
         let count = Arc::new(AtomicUsize::new(0));
-        let (s, d, c) = (script.clone(), default_status.clone(), count.clone());
+        let fail_rules: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (s, d, c, f, dl) =
+            (script.clone(), default_status.clone(), count.clone(), fail_rules.clone(), delay_ms.clone());
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let (s, d, c, tx) = (s.clone(), d.clone(), c.clone(), tx.clone());
+            let (s, d, c, f, dl, tx) = (s.clone(), d.clone(), c.clone(), f.clone(), dl.clone(), tx.clone());
             async move {
-                let answered = s.lock().unwrap().pop_front().unwrap_or_else(|| d.load(Ordering::SeqCst));
+                let at = std::time::Instant::now();
+                let delay = dl.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let ruled = f
+                    .lock()
+                    .unwrap()
+                    .iter_mut()
+                    .find(|(needle, left)| *left > 0 && text.contains(needle.as_str()))
+                    .map(|(_, left)| {
+                        *left -= 1;
+                        503
+                    });
+                let answered =
+                    ruled.unwrap_or_else(|| s.lock().unwrap().pop_front().unwrap_or_else(|| d.load(Ordering::SeqCst)));
                 c.fetch_add(1, Ordering::SeqCst);
-                let _ = tx.send(Received { headers, body, answered });
+                let _ = tx.send(Received { headers, body, answered, at });
                 StatusCode::from_u16(answered).unwrap()
             }
         });
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { url: format!("http://{addr}/hook"), addr, rx, script, default_status, count, _server: server }
+        Self {
+            url: format!("http://{addr}/hook"),
+            addr,
+            rx,
+            script,
+            default_status,
+            fail_rules,
+            delay_ms,
+            count,
+            _server: server,
+        }
+    }
+
+    /// Answer 503 to the first `times` requests whose body contains `needle`.
+    pub fn fail_matching(&self, needle: &str, times: usize) {
+        self.fail_rules.lock().unwrap().push((needle.to_string(), times));
+    }
+
+    /// Take this long to answer each request.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answer these statuses to the next requests, in order.

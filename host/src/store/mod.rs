@@ -816,7 +816,8 @@ impl Store {
     }
 
     /// Lease due deliveries: only to enabled endpoints, none to the endpoints in `exclude`
-    /// (saturated or rate-limited here), and for an ordering key only the oldest unfinished one.
+    /// (saturated or rate-limited here), and for an ordering key only the unfinished one of the
+    /// earliest event, once no earlier event of the tenant is still in the plugin stage.
     pub async fn claim_deliveries(&self, limit: i64, lease: Duration, exclude: &[String]) -> Result<Vec<Job>> {
         let now = now_ms();
         let excluded = serde_json::to_string(exclude).expect("strings serialize");
@@ -827,9 +828,15 @@ impl Store {
                  WHERE j.kind = 'delivery' AND e.enabled = 1
                    AND ((j.status = 'pending' AND j.run_at <= ?) OR (j.status = 'running' AND j.lease_until < ?))
                    AND j.endpoint_id NOT IN (SELECT value FROM json_each(?))
-                   AND (j.ordering_key IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
-                         AND o.ordering_key = j.ordering_key AND o.id < j.id AND o.status IN ('pending', 'running')))
+                   AND (j.ordering_key IS NULL OR (
+                       NOT EXISTS (
+                           SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
+                             AND o.ordering_key = j.ordering_key AND o.status IN ('pending', 'running')
+                             AND (o.event_seq < j.event_seq OR (o.event_seq = j.event_seq AND o.id < j.id)))
+                       -- an earlier event still in the plugin stage may yet produce a delivery for this key
+                       AND NOT EXISTS (
+                           SELECT 1 FROM jobs p WHERE p.tenant_id = j.tenant_id AND p.kind = 'plugin'
+                             AND p.status IN ('pending', 'running') AND p.event_seq < j.event_seq)))
                  ORDER BY j.run_at, j.id LIMIT ?)
              RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts",
         )
@@ -1090,10 +1097,13 @@ async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     now: i64,
 ) -> Result<i64> {
     let id = sqlx::query(
-        "INSERT INTO jobs (kind, tenant_id, event_id, endpoint_id, message_id, body, ordering_key, replay, status, run_at,
-             created_at, updated_at)
-         VALUES ('delivery', ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING id",
+        "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, ordering_key, replay, status,
+             run_at, created_at, updated_at)
+         VALUES ('delivery', ?, ?, (SELECT seq FROM events WHERE tenant_id = ? AND id = ?), ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+         RETURNING id",
     )
+    .bind(tenant.as_str())
+    .bind(event_id)
     .bind(tenant.as_str())
     .bind(event_id)
     .bind(&d.endpoint_id)
@@ -1137,10 +1147,11 @@ async fn insert_event_with_job(
         == 1;
     if inserted {
         sqlx::query(
-            "INSERT INTO jobs (kind, tenant_id, event_id, status, run_at, created_at, updated_at)
-             VALUES ('plugin', ?, ?, 'pending', ?, ?, ?)",
+            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at)
+             VALUES ('plugin', ?, ?, (SELECT seq FROM events WHERE id = ?), 'pending', ?, ?, ?)",
         )
         .bind(event.tenant_id.as_str())
+        .bind(&event.id)
         .bind(&event.id)
         .bind(now)
         .bind(now)
