@@ -298,7 +298,7 @@ pub fn verify_hookhost_signature(secret: &str, headers: &HeaderMap, body: &[u8])
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     let expected = hex::encode(mac.finalize().into_bytes());
-    sigs.iter().any(|s| *s == expected)
+    sigs.contains(&expected)
 }
 
 pub fn now_s() -> i64 {
