@@ -7,7 +7,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: [&str; 4] = ["passthrough", "redact-phone", "spin-forever", "memory-hog"];
+const PLUGINS: [&str; 5] = ["passthrough", "redact-phone", "spin-forever", "memory-hog", "crm-sink"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -86,13 +86,16 @@ CREATE TABLE plugins (
 -- The outbox: plugin and delivery work, leased by workers.
 CREATE TABLE jobs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind        TEXT NOT NULL,           -- plugin | delivery
+    kind        TEXT NOT NULL,           -- plugin | delivery | sink
     tenant_id   TEXT NOT NULL,
     event_id    TEXT NOT NULL,
     event_seq   INTEGER NOT NULL,        -- the event's seq: orders a key's deliveries by event order
     endpoint_id TEXT,                    -- delivery only
-    message_id  TEXT,                    -- delivery only: the webhook-id receivers dedupe on
-    body        TEXT,                    -- delivery only: the envelope, exactly as sent
+    sink_id     TEXT,                    -- sink only
+    external_id TEXT,                    -- sink only: the record's id in the sink
+    record_version INTEGER,              -- sink only: a write applies only if newer than the sink's
+    message_id  TEXT,                    -- delivery: the webhook-id receivers dedupe on; sink: the Idempotency-Key
+    body        TEXT,                    -- delivery: the envelope, exactly as sent; sink: the record
     ordering_key TEXT,                   -- delivery only: deliveries sharing it go out in order
     replay      INTEGER NOT NULL DEFAULT 0,  -- delivery only: 1 when made by a replay
     manual_retries INTEGER NOT NULL DEFAULT 0,
@@ -110,6 +113,7 @@ CREATE INDEX jobs_by_endpoint ON jobs (endpoint_id, status, created_at);
 CREATE INDEX jobs_ordering ON jobs (endpoint_id, ordering_key, status, event_seq);
 CREATE INDEX jobs_tenant_stage ON jobs (tenant_id, kind, status, event_seq);
 
+-- Attempts of deliveries and of sink writes (endpoint_id then holds the sink id).
 CREATE TABLE delivery_attempts (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id       INTEGER NOT NULL,
@@ -146,4 +150,26 @@ CREATE TABLE kv (
     key       TEXT NOT NULL,
     value     TEXT NOT NULL,
     PRIMARY KEY (tenant_id, key)
+);
+
+-- CRM sinks: where sink actions (and the default mapping) write records.
+CREATE TABLE sinks (
+    id                TEXT PRIMARY KEY,
+    tenant_id         TEXT NOT NULL REFERENCES tenants(id),
+    name              TEXT NOT NULL,
+    kind              TEXT NOT NULL,     -- http-upsert | sql
+    config            TEXT NOT NULL,     -- JSON: kind-specific settings
+    event_types       TEXT NOT NULL,     -- JSON array: events written by the default mapping
+    external_id_field TEXT,              -- default mapping: payload field holding the external id
+    created_at        INTEGER NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
+-- The newest record version written per external id: older writes are skipped.
+CREATE TABLE sink_versions (
+    sink_id     TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (sink_id, external_id)
 );

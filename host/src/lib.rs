@@ -16,8 +16,10 @@
 //! - [`store`]: sqlx over SQLite; every row, the job outbox with leases; the only SQL.
 //! - [`plugin`]: the wasmtime sandbox (the only module that imports wasmtime) and the plugin
 //!   worker that turns a stored event into deliveries.
-//! - [`deliver`]: Standard Webhooks signing, the retry policy, the outbound address guard and
-//!   the delivery worker.
+//! - [`deliver`]: endpoint signing (Standard Webhooks or the hookhost style), the retry policy,
+//!   the outbound address guard, per-endpoint fairness and ordering, and the delivery worker.
+//! - [`sink`]: CRM sinks (HTTP upsert, SQL upsert) and the sink worker: newest version wins,
+//!   never written twice.
 //! - [`api`]: axum routes — provider hooks, the admin and polling API, health. No SQL, no wasmtime.
 //! - [`config`]: settings, parsed and validated once at start.
 //!
@@ -33,6 +35,7 @@ pub mod ingest;
 mod jobs;
 pub mod normalize;
 pub mod plugin;
+pub mod sink;
 pub mod store;
 
 use std::future::Future;
@@ -95,10 +98,11 @@ pub enum RunError {
 pub struct Wakeups {
     pub plugin: tokio::sync::Notify,
     pub delivery: tokio::sync::Notify,
+    pub sink: tokio::sync::Notify,
 }
 
-/// Run the service on `listener` until `shutdown` completes: HTTP API, plugin worker and
-/// delivery worker. Work in flight at shutdown is given a grace period; what is left keeps its
+/// Run the service on `listener` until `shutdown` completes: HTTP API, plugin, delivery and
+/// sink workers. Work in flight at shutdown is given a grace period; what is left keeps its
 /// lease in the store and is picked up at the next start.
 pub async fn run(
     config: Config,
@@ -125,6 +129,8 @@ pub async fn run(
         config.clone(),
         stop_rx.clone(),
     ));
+    let sink_worker =
+        tokio::spawn(sink::worker::run(store.clone(), sender.clone(), wake.clone(), config.clone(), stop_rx.clone()));
 
     let state = api::AppState::new(store.clone(), engine, sender, wake, config.clone());
     let app = api::router(state);
@@ -137,6 +143,7 @@ pub async fn run(
     let _ = tokio::time::timeout(grace, async {
         let _ = plugin_worker.await;
         let _ = delivery_worker.await;
+        let _ = sink_worker.await;
     })
     .await;
     store.close().await;

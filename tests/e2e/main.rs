@@ -7,6 +7,7 @@ mod delivery;
 mod endpoints;
 mod ingest;
 mod plugins;
+mod sinks;
 
 use hookhost_tests::{Receiver, TestServer};
 use serde_json::Value;

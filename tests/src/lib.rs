@@ -25,6 +25,7 @@ pub mod plugins {
     pub const REDACT_PHONE: &str = env!("PLUGIN_REDACT_PHONE");
     pub const SPIN_FOREVER: &str = env!("PLUGIN_SPIN_FOREVER");
     pub const MEMORY_HOG: &str = env!("PLUGIN_MEMORY_HOG");
+    pub const CRM_SINK: &str = env!("PLUGIN_CRM_SINK");
 }
 
 /// How long a test waits for something that should happen (generous: tests assert behaviour,
@@ -217,6 +218,26 @@ impl TestServer {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Jobs of `kind` not yet finished (pending or running), from `/metrics`.
+    pub async fn unfinished_jobs(&self, kind: &str) -> i64 {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&format!("hookhost_jobs{{kind=\"{kind}\",status=\"pending\"}}"))
+                    || l.starts_with(&format!("hookhost_jobs{{kind=\"{kind}\",status=\"running\"}}"))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum()
+    }
+
+    /// Wait until every job of `kind` has finished.
+    pub async fn settled(&self, kind: &str) {
+        self.eventually(&format!("all {kind} jobs to finish"), || async {
+            (self.unfinished_jobs("plugin").await == 0 && self.unfinished_jobs(kind).await == 0).then_some(())
+        })
+        .await
     }
 
     /// Poll until `f` returns Some, up to [`PATIENCE`].

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Sends endpoint test deliveries.
     sender: Sender,
     outbound: OutboundPolicy,
+    /// Checks sink databases when a sql sink is created.
+    sql_sinks: Arc<crate::sink::SqlSinks>,
     wake: Arc<Wakeups>,
     /// sha256 of the operator token, compared in constant time.
     admin_digest: [u8; 32],
@@ -53,7 +55,8 @@ impl AppState {
         let ingest = Ingestor::new(store.clone(), config.clone(), wake.clone());
         let admin_digest = Sha256::digest(config.admin_token.as_bytes()).into();
         let outbound = OutboundPolicy::from_config(&config);
-        Self { store, ingest, plugins, config, sender, outbound, wake, admin_digest }
+        let sql_sinks = Arc::default();
+        Self { store, ingest, plugins, config, sender, outbound, sql_sinks, wake, admin_digest }
     }
 }
 
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/events/{event_id}", get(get_event))
         .route("/v1/tenants/{id}/deliveries", get(list_deliveries))
         .route("/v1/tenants/{id}/receipts", get(list_receipts))
+        .route("/v1/tenants/{id}/sinks", post(create_sink).get(list_sinks))
         .merge(hooks)
         .merge(uploads)
         .with_state(state)
@@ -114,8 +118,14 @@ fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
 
 /// The operator token or the tenant's own api key; another tenant's key is 403.
 async fn authorize(state: &AppState, headers: &HeaderMap, tenant: &str) -> Result<TenantId, ApiError> {
+    Ok(authorize_as(state, headers, tenant).await?.0)
+}
+
+/// As [`authorize`], also telling whether the caller is the operator.
+async fn authorize_as(state: &AppState, headers: &HeaderMap, tenant: &str) -> Result<(TenantId, bool), ApiError> {
     let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if !is_operator(state, token) {
+    let operator = is_operator(state, token);
+    if !operator {
         match state.store.tenant_by_key_hash(&sha256_hex(token)).await? {
             None => return Err(ApiError::Unauthorized),
             Some(own) if own.as_str() != tenant => return Err(ApiError::Forbidden),
@@ -123,7 +133,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, tenant: &str) -> Resul
         }
     }
     let t = state.store.tenant(tenant).await?.ok_or_else(|| ApiError::NotFound(format!("unknown tenant {tenant}")))?;
-    Ok(t.id)
+    Ok((t.id, operator))
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -772,4 +782,81 @@ async fn list_receipts(
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
     Ok(Json(json!({ "data": state.store.receipts(&tenant, limit).await? })))
+}
+
+// ---- sinks ----
+
+fn sink_json(s: &crate::store::Sink) -> Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "kind": s.kind,
+        "config": crate::sink::redacted(&s.kind, &s.config),
+        "event_types": s.event_types,
+        "external_id_field": s.external_id_field,
+    })
+}
+
+async fn create_sink(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let (tenant, operator) = authorize_as(&state, &headers, &id).await?;
+    let body = object_body(body)?;
+    let name = body.get("name").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+    if name.is_empty() || name.len() > 100 {
+        return Err(unprocessable("name is required (1 to 100 characters)"));
+    }
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let config = crate::sink::validate_config(kind, &body, &state.outbound, operator).map_err(|e| match e {
+        crate::sink::SinkError::OperatorOnly => ApiError::Forbidden,
+        other => unprocessable(other.to_string()),
+    })?;
+    let event_types: Vec<String> = match body.get("event_types") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|_| unprocessable("event_types must be a list of patterns"))?
+        }
+    };
+    let external_id_field = body.get("external_id_field").and_then(Value::as_str).map(String::from);
+    if !event_types.is_empty() && external_id_field.is_none() {
+        return Err(unprocessable(
+            "the default mapping (event_types) needs external_id_field, the payload field holding the id",
+        ));
+    }
+    let sink = crate::store::Sink {
+        id: new_id("snk"),
+        tenant_id: tenant.clone(),
+        name: name.to_string(),
+        kind: kind.to_string(),
+        config,
+        event_types,
+        external_id_field,
+    };
+    if kind == "sql" {
+        let url = sink.config["database_url"].as_str().unwrap_or_default();
+        let table = sink.config["table"].as_str().unwrap_or_default();
+        state
+            .sql_sinks
+            .prepare(url, table)
+            .await
+            .map_err(|e| unprocessable(format!("cannot prepare the sink table: {e}")))?;
+    }
+    if !state.store.create_sink(&sink).await? {
+        return Err(ApiError::Conflict(format!("a sink named {name:?} exists")));
+    }
+    tracing::info!(%tenant, sink = %sink.name, kind, "sink created");
+    Ok((StatusCode::CREATED, Json(sink_json(&sink))).into_response())
+}
+
+async fn list_sinks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let sinks = state.store.sinks(&tenant).await?;
+    Ok(Json(json!({ "data": sinks.iter().map(sink_json).collect::<Vec<_>>() })))
 }

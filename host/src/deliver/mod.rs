@@ -180,40 +180,72 @@ impl Sender {
         if let Some(ms) = ep.timeout_ms.filter(|ms| *ms > 0) {
             request = request.timeout(Duration::from_millis(ms as u64));
         }
-        match request.send().await {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let retry_after =
-                    resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(policy::parse_retry_after);
-                let mut excerpt = Vec::new();
-                while excerpt.len() < EXCERPT_BYTES {
-                    match resp.chunk().await {
-                        Ok(Some(chunk)) => {
-                            excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())])
-                        }
-                        _ => break,
-                    }
-                }
-                let error = (!resp.status().is_success()).then(|| format!("endpoint answered {status}"));
-                let excerpt = (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
-                Response { status: Some(status), error, retry_after, excerpt, duration: started.elapsed() }
-            }
+        execute(request, started).await
+    }
+
+    /// PUT a JSON record (sinks): the URL is checked like an endpoint's; `headers` are the
+    /// sink's own plus its idempotency key.
+    pub async fn put_json(&self, url: &str, headers: &[(String, String)], body: &str) -> Response {
+        let started = Instant::now();
+        let url = match validate_url(url, &self.policy) {
+            Ok(u) => u,
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connection error"
-                } else {
-                    "request error"
+                return Response {
+                    status: None,
+                    error: Some(e.to_string()),
+                    retry_after: None,
+                    excerpt: None,
+                    duration: started.elapsed(),
                 };
-                let mut msg = format!("{kind}: {e}");
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
-                fail(msg)
             }
+        };
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+                map.insert(n, v);
+            }
+        }
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        map.insert(USER_AGENT, HeaderValue::from_static(concat!("hookhost/", env!("CARGO_PKG_VERSION"))));
+        execute(self.client.put(url).headers(map).body(body.to_string()), started).await
+    }
+}
+
+/// Send a request and read what an attempt records: status, `Retry-After`, a body excerpt.
+async fn execute(request: reqwest::RequestBuilder, started: Instant) -> Response {
+    match request.send().await {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let retry_after =
+                resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(policy::parse_retry_after);
+            let mut excerpt = Vec::new();
+            while excerpt.len() < EXCERPT_BYTES {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())])
+                    }
+                    _ => break,
+                }
+            }
+            let error = (!resp.status().is_success()).then(|| format!("endpoint answered {status}"));
+            let excerpt = (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+            Response { status: Some(status), error, retry_after, excerpt, duration: started.elapsed() }
+        }
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connection error"
+            } else {
+                "request error"
+            };
+            let mut msg = format!("{kind}: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            Response { status: None, error: Some(msg), retry_after: None, excerpt: None, duration: started.elapsed() }
         }
     }
 }

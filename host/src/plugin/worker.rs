@@ -11,7 +11,8 @@ use super::{Action, Compiled, Failure, Kv, PluginEngine, PluginError};
 use crate::deliver::subscribed;
 use crate::jobs::{Pump, pump};
 use crate::normalize::{CanonicalEvent, envelope};
-use crate::store::{Endpoint, Job, JobKind, NewDelivery, PluginRun, Store, StoreError};
+use crate::sink::record_version;
+use crate::store::{Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginRun, Sink, Store, StoreError};
 use crate::{Config, Wakeups, now_ms};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +41,10 @@ pub async fn run(
         async move {
             let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
             match process(&store, &engine, job).await {
-                Ok(delivered) if delivered > 0 => wake.delivery.notify_one(),
+                Ok(written) if written > 0 => {
+                    wake.delivery.notify_one();
+                    wake.sink.notify_one();
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
             }
@@ -57,10 +61,15 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<
     let event = stored.event;
     let endpoints: Vec<Endpoint> = store.endpoints(&job.tenant_id).await?.into_iter().filter(|e| e.enabled).collect();
 
+    let sinks = store.sinks(&job.tenant_id).await?;
+
     let Some(active) = store.active_plugin(&job.tenant_id).await? else {
-        let deliveries = fan_out(&event, &endpoints, &event.id, &event.event_type, &event.payload, &[]);
-        store.finish_without_plugin(&job, &deliveries).await?;
-        return Ok(deliveries.len());
+        let outputs = Outputs {
+            deliveries: fan_out(&event, &endpoints, &event.id, &event.event_type, &event.payload, &[]),
+            sink_writes: default_mapping(&event, &sinks, &event.id, &event.event_type, &event.payload),
+        };
+        store.finish_without_plugin(&job, &outputs).await?;
+        return Ok(outputs.deliveries.len() + outputs.sink_writes.len());
     };
 
     let compiled: Compiled = engine
@@ -74,13 +83,13 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<
     let limits = engine.limits().clone();
     let inv = engine.invoke(&compiled, &event, &limits, Kv::Store(store.clone())).await;
 
-    let mut deliveries = Vec::new();
+    let mut outputs = Outputs::default();
     let mut notes = Vec::new();
     let (status, outcome, error) = match inv.outcome {
-        Ok(actions) => match apply(&event, &endpoints, actions, &mut deliveries, &mut notes) {
+        Ok(actions) => match apply(&event, &endpoints, &sinks, actions, &mut outputs, &mut notes) {
             Ok(status) => (status, "ok".to_string(), (!notes.is_empty()).then(|| notes.join("; "))),
             Err(msg) => {
-                deliveries.clear();
+                outputs = Outputs::default();
                 ("failed", Failure::PluginError.as_str().to_string(), Some(msg))
             }
         },
@@ -99,22 +108,23 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<
         logs: inv.logs,
         ran_at: now_ms(),
     };
-    store.finish_plugin_job(&job, &run, status, &deliveries).await?;
-    Ok(deliveries.len())
+    store.finish_plugin_job(&job, &run, status, &outputs).await?;
+    Ok(outputs.deliveries.len() + outputs.sink_writes.len())
 }
 
-/// Turn actions into deliveries. Returns the event's status (`processed` or `dropped`), or an
-/// error message when the output is unusable (then nothing is delivered).
+/// Turn actions into deliveries and sink writes. Returns the event's status (`processed` or
+/// `dropped`), or an error message when the output is unusable (then nothing is written).
 fn apply(
     event: &CanonicalEvent,
     endpoints: &[Endpoint],
+    sinks: &[Sink],
     actions: Vec<Action>,
-    deliveries: &mut Vec<NewDelivery>,
+    out: &mut Outputs,
     notes: &mut Vec<String>,
 ) -> Result<&'static str, String> {
-    let mut delivered_any = false;
+    let mut used = false;
     let mut n = 0usize;
-    for action in actions {
+    for (i, action) in actions.into_iter().enumerate() {
         match action {
             Action::Deliver { event_type, payload, endpoints: only } => {
                 let payload: Value =
@@ -124,19 +134,61 @@ fn apply(
                 }
                 let message_id = if n == 0 { event.id.clone() } else { format!("{}_{n}", event.id) };
                 n += 1;
-                deliveries.extend(fan_out(event, endpoints, &message_id, &event_type, &payload, &only));
-                delivered_any = true;
+                out.deliveries.extend(fan_out(event, endpoints, &message_id, &event_type, &payload, &only));
+                out.sink_writes.extend(default_mapping(event, sinks, &message_id, &event_type, &payload));
+                used = true;
             }
-            Action::Sink { sink, external_id, .. } => {
-                notes.push(format!("sink action for {sink:?} (external id {external_id:?}) not applied: no such sink"));
+            Action::Sink { sink, external_id, data } => {
+                let record: Value =
+                    serde_json::from_str(&data).map_err(|e| format!("sink action record is not JSON: {e}"))?;
+                if external_id.is_empty() {
+                    return Err("sink action has an empty external id".into());
+                }
+                let Some(target) = sinks.iter().find(|s| s.name == sink) else {
+                    notes.push(format!("sink action for unknown sink {sink:?} not applied"));
+                    continue;
+                };
+                out.sink_writes.push(NewSinkWrite {
+                    sink_id: target.id.clone(),
+                    idempotency_key: format!("{}:{}:{external_id}:{i}", event.id, target.name),
+                    version: record_version(&record, event.occurred_at),
+                    external_id,
+                    record: record.to_string(),
+                });
+                used = true;
             }
             Action::Drop { reason } => notes.push(format!("dropped: {reason}")),
         }
     }
-    if !delivered_any && notes.is_empty() {
+    if !used && notes.is_empty() {
         notes.push("dropped: plugin returned no actions".into());
     }
-    Ok(if delivered_any { "processed" } else { "dropped" })
+    Ok(if used { "processed" } else { "dropped" })
+}
+
+/// The default mapping: every sink subscribed to `event_type` gets the payload, keyed by its
+/// `external_id_field`.
+fn default_mapping(
+    event: &CanonicalEvent,
+    sinks: &[Sink],
+    message_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Vec<NewSinkWrite> {
+    sinks
+        .iter()
+        .filter(|s| subscribed(&s.event_types, event_type))
+        .filter_map(|s| {
+            let external_id = ordering_key(payload, s.external_id_field.as_deref()?)?;
+            Some(NewSinkWrite {
+                sink_id: s.id.clone(),
+                idempotency_key: format!("{message_id}:{}:{external_id}", s.name),
+                version: record_version(payload, event.occurred_at),
+                external_id,
+                record: payload.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// One delivery per enabled endpoint subscribed to `event_type` (and named in `only`, if any).
@@ -162,7 +214,7 @@ fn fan_out(
         .collect()
 }
 
-/// The value of `field` in the payload, as an ordering key (strings and numbers only).
+/// The value of `field` in the payload as a key (strings and numbers only).
 fn ordering_key(payload: &Value, field: &str) -> Option<String> {
     match payload.get(field)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),

@@ -127,6 +127,7 @@ pub struct PluginVersion {
 pub enum JobKind {
     Plugin,
     Delivery,
+    Sink,
 }
 
 impl JobKind {
@@ -134,6 +135,7 @@ impl JobKind {
         match self {
             JobKind::Plugin => "plugin",
             JobKind::Delivery => "delivery",
+            JobKind::Sink => "sink",
         }
     }
 }
@@ -149,6 +151,9 @@ pub struct Job {
     pub body: Option<String>,
     /// Attempts made before this one.
     pub attempts: i64,
+    pub sink_id: Option<String>,
+    pub external_id: Option<String>,
+    pub record_version: Option<i64>,
 }
 
 /// A stored canonical event with its processing state.
@@ -198,6 +203,41 @@ pub struct NewDelivery {
     pub ordering_key: Option<String>,
 }
 
+/// A sink write to enqueue once the plugin has run.
+#[derive(Debug, Clone)]
+pub struct NewSinkWrite {
+    pub sink_id: String,
+    pub external_id: String,
+    /// Stable across retries and duplicates of the same write: the sink's `Idempotency-Key`.
+    pub idempotency_key: String,
+    pub record: String,
+    /// The write applies only if newer than the version the sink already holds.
+    pub version: i64,
+}
+
+/// What a plugin job produces.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub deliveries: Vec<NewDelivery>,
+    pub sink_writes: Vec<NewSinkWrite>,
+}
+
+/// A CRM sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sink {
+    pub id: String,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// `http-upsert` or `sql`.
+    pub kind: String,
+    /// Kind-specific settings.
+    pub config: Value,
+    /// Events the default mapping writes (payload keyed by `external_id_field`).
+    pub event_types: Vec<String>,
+    pub external_id_field: Option<String>,
+}
+
 /// What one delivery attempt returned, as recorded.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptRecord {
@@ -238,6 +278,8 @@ pub enum DeliveryState {
     Failed,
     /// Retries exhausted: dead letter.
     Dead,
+    /// Not sent: the sink already holds a newer version of the record.
+    Skipped,
 }
 
 impl DeliveryState {
@@ -247,6 +289,7 @@ impl DeliveryState {
             DeliveryState::RetryAt(_) => "retry",
             DeliveryState::Failed => "failed",
             DeliveryState::Dead => "dead",
+            DeliveryState::Skipped => "skipped",
         }
     }
 }
@@ -634,7 +677,7 @@ impl Store {
                  SELECT id FROM jobs
                  WHERE kind = ? AND ((status = 'pending' AND run_at <= ?) OR (status = 'running' AND lease_until < ?))
                  ORDER BY run_at, id LIMIT ?)
-             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts",
+             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
         )
         .bind(now + lease.as_millis() as i64)
         .bind(now)
@@ -663,7 +706,7 @@ impl Store {
         job: &Job,
         run: &PluginRun,
         event_status: &str,
-        deliveries: &[NewDelivery],
+        outputs: &Outputs,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
@@ -683,15 +726,15 @@ impl Store {
         .bind(run.ran_at)
         .execute(&mut *tx)
         .await?;
-        self.complete_plugin_job(&mut tx, job, event_status, run.error.as_deref(), deliveries, now).await?;
+        self.complete_plugin_job(&mut tx, job, event_status, run.error.as_deref(), outputs, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
-    pub async fn finish_without_plugin(&self, job: &Job, deliveries: &[NewDelivery]) -> Result<()> {
+    pub async fn finish_without_plugin(&self, job: &Job, outputs: &Outputs) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        self.complete_plugin_job(&mut tx, job, "processed", None, deliveries, now_ms()).await?;
+        self.complete_plugin_job(&mut tx, job, "processed", None, outputs, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -702,7 +745,7 @@ impl Store {
         job: &Job,
         event_status: &str,
         error: Option<&str>,
-        deliveries: &[NewDelivery],
+        outputs: &Outputs,
         now: i64,
     ) -> Result<()> {
         sqlx::query("UPDATE events SET status = ?, error = ? WHERE tenant_id = ? AND id = ?")
@@ -720,10 +763,110 @@ impl Store {
             .bind(job.id)
             .execute(&mut **tx)
             .await?;
-        for d in deliveries {
+        for d in &outputs.deliveries {
             insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, false, now).await?;
         }
+        for w in &outputs.sink_writes {
+            sqlx::query(
+                "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, sink_id, external_id, record_version, message_id, body,
+                     status, run_at, created_at, updated_at)
+                 VALUES ('sink', ?, ?, (SELECT seq FROM events WHERE tenant_id = ? AND id = ?), ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            )
+            .bind(job.tenant_id.as_str())
+            .bind(&job.event_id)
+            .bind(job.tenant_id.as_str())
+            .bind(&job.event_id)
+            .bind(&w.sink_id)
+            .bind(&w.external_id)
+            .bind(w.version)
+            .bind(&w.idempotency_key)
+            .bind(&w.record)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
         Ok(())
+    }
+
+    // ---- sinks ----
+
+    pub async fn create_sink(&self, sink: &Sink) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO sinks (id, tenant_id, name, kind, config, event_types, external_id_field, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING",
+        )
+        .bind(&sink.id)
+        .bind(sink.tenant_id.as_str())
+        .bind(&sink.name)
+        .bind(&sink.kind)
+        .bind(sink.config.to_string())
+        .bind(serde_json::to_string(&sink.event_types).expect("strings serialize"))
+        .bind(&sink.external_id_field)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn sinks(&self, tenant: &TenantId) -> Result<Vec<Sink>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = ? ORDER BY name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sink).collect()
+    }
+
+    pub async fn sink(&self, tenant: &TenantId, id: &str) -> Result<Option<Sink>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(sink).transpose()
+    }
+
+    /// The newest version written to a sink for an external id.
+    pub async fn sink_version(&self, sink_id: &str, external_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT version FROM sink_versions WHERE sink_id = ? AND external_id = ?")
+            .bind(sink_id)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("version")))
+    }
+
+    /// Lease due sink writes; writes to the same record (sink, external id) run one at a time.
+    pub async fn claim_sink_writes(&self, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
+             WHERE id IN (
+                 SELECT MIN(j.id) FROM jobs j
+                 WHERE j.kind = 'sink'
+                   AND ((j.status = 'pending' AND j.run_at <= ?) OR (j.status = 'running' AND j.lease_until < ?))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM jobs o WHERE o.kind = 'sink' AND o.sink_id = j.sink_id AND o.external_id = j.external_id
+                         AND o.id != j.id AND o.status = 'running' AND o.lease_until >= ?)
+                 GROUP BY j.sink_id, j.external_id
+                 ORDER BY MIN(j.run_at)
+                 LIMIT ?)
+             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(job).collect())
     }
 
     /// Record a delivery attempt, move the job to its next state and keep the endpoint's
@@ -738,7 +881,7 @@ impl Store {
         disable_after: Option<Duration>,
     ) -> Result<Option<String>> {
         let now = now_ms();
-        let endpoint_id = job.endpoint_id.as_deref().unwrap_or_default();
+        let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
@@ -763,6 +906,7 @@ impl Store {
             DeliveryState::RetryAt(at) => ("pending", Some(at)),
             DeliveryState::Failed => ("failed", None),
             DeliveryState::Dead => ("dead", None),
+            DeliveryState::Skipped => ("succeeded", None),
         };
         sqlx::query(
             "UPDATE jobs SET status = ?, run_at = COALESCE(?, run_at), attempts = attempts + 1, lease_until = NULL,
@@ -776,8 +920,24 @@ impl Store {
         .execute(&mut *tx)
         .await?;
 
+        if let (DeliveryState::Succeeded, Some(sink), Some(ext), Some(version)) =
+            (state, &job.sink_id, &job.external_id, job.record_version)
+        {
+            sqlx::query(
+                "INSERT INTO sink_versions (sink_id, external_id, version, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (sink_id, external_id) DO UPDATE SET version = MAX(version, excluded.version), updated_at = excluded.updated_at",
+            )
+            .bind(sink)
+            .bind(ext)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut disabled_event = None;
-        if state == DeliveryState::Succeeded {
+        if job.sink_id.is_some() || state == DeliveryState::Skipped {
+            // Sinks have no health streak.
+        } else if state == DeliveryState::Succeeded {
             sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE tenant_id = ? AND id = ? AND failing_since IS NOT NULL")
                 .bind(job.tenant_id.as_str())
                 .bind(endpoint_id)
@@ -838,7 +998,7 @@ impl Store {
                            SELECT 1 FROM jobs p WHERE p.tenant_id = j.tenant_id AND p.kind = 'plugin'
                              AND p.status IN ('pending', 'running') AND p.event_seq < j.event_seq)))
                  ORDER BY j.run_at, j.id LIMIT ?)
-             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts",
+             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
         )
         .bind(now + lease.as_millis() as i64)
         .bind(now)
@@ -1085,6 +1245,9 @@ fn job(r: &sqlx::sqlite::SqliteRow) -> Job {
         message_id: r.get("message_id"),
         body: r.get("body"),
         attempts: r.get("attempts"),
+        sink_id: r.get("sink_id"),
+        external_id: r.get("external_id"),
+        record_version: r.get("record_version"),
     }
 }
 
@@ -1200,6 +1363,20 @@ async fn disable_endpoint(
     };
     insert_event_with_job(tx, &event, &format!("hookhost:endpoint.disabled:{endpoint_id}:{now}"), now).await?;
     Ok(Some(event.id))
+}
+
+fn sink(r: &sqlx::sqlite::SqliteRow) -> Result<Sink> {
+    let config: String = r.get("config");
+    let types: String = r.get("event_types");
+    Ok(Sink {
+        id: r.get("id"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        name: r.get("name"),
+        kind: r.get("kind"),
+        config: serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("sink config: {e}")))?,
+        event_types: serde_json::from_str(&types).map_err(|e| StoreError::Corrupt(format!("sink event_types: {e}")))?,
+        external_id_field: r.get("external_id_field"),
+    })
 }
 
 fn stored_event(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {

@@ -1,0 +1,306 @@
+//! CRM sinks: where plugins' `sink` actions and the default mapping write records, keyed by
+//! external id, never twice and never older over newer.
+//!
+//! - `http-upsert`: `PUT {base_url}/{object}/{external_id}` with the record as JSON, an
+//!   `Idempotency-Key` stable across retries, the sink's own headers (e.g. auth), and the
+//!   delivery retry rules.
+//! - `sql`: an upsert into a table of a SQLite or PostgreSQL database given by URL,
+//!   `(external_id PRIMARY KEY, version, record, updated_at)`, applied only when the record's
+//!   version is newer than the row's.
+//!
+//! Writes to one record run one at a time, and a write whose version is not newer than the one
+//! already written is skipped. This module owns the SQL it sends to *tenants'* databases; it
+//! must not touch hookhost's own tables (that is the store's).
+
+pub mod worker;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
+
+use crate::deliver::{OutboundPolicy, validate_url};
+
+/// Why a sink cannot be configured or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("only the operator may configure a sqlite sink (it writes to the server's disk)")]
+    OperatorOnly,
+    #[error("sink database: {0}")]
+    Database(String),
+}
+
+/// The version a record is written at: its `version` or `updated_at` (integers), else the
+/// time of the event that produced it.
+pub fn record_version(record: &Value, occurred_at: i64) -> i64 {
+    ["version", "updated_at"].iter().find_map(|k| record.get(*k).and_then(Value::as_i64)).unwrap_or(occurred_at)
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Validate a sink's kind-specific settings from an API body; returns the config to store.
+pub fn validate_config(
+    kind: &str,
+    body: &Map<String, Value>,
+    policy: &OutboundPolicy,
+    operator: bool,
+) -> Result<Value, SinkError> {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    match kind {
+        "http-upsert" => {
+            let base = text("base_url").ok_or_else(|| SinkError::Invalid("base_url is required".into()))?;
+            validate_url(base, policy).map_err(|e| SinkError::Invalid(e.to_string()))?;
+            let object =
+                text("object").ok_or_else(|| SinkError::Invalid("object is required (e.g. \"contacts\")".into()))?;
+            if !object.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(SinkError::Invalid("object must be a plain path segment".into()));
+            }
+            let headers = body.get("headers").cloned().unwrap_or_else(|| json!({}));
+            let ok = headers.as_object().is_some_and(|m| {
+                m.iter().all(|(k, v)| {
+                    axum::http::HeaderName::try_from(k.as_str()).is_ok()
+                        && v.as_str().is_some_and(|v| axum::http::HeaderValue::from_str(v).is_ok())
+                })
+            });
+            if !ok {
+                return Err(SinkError::Invalid(
+                    "headers must be an object of valid header names and string values".into(),
+                ));
+            }
+            Ok(json!({ "base_url": base.trim_end_matches('/'), "object": object, "headers": headers }))
+        }
+        "sql" => {
+            let url = text("database_url").ok_or_else(|| SinkError::Invalid("database_url is required".into()))?;
+            let table = text("table").ok_or_else(|| SinkError::Invalid("table is required".into()))?;
+            if !is_identifier(table) {
+                return Err(SinkError::Invalid(
+                    "table must be an identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63)".into(),
+                ));
+            }
+            if url.starts_with("sqlite:") {
+                if !operator {
+                    return Err(SinkError::OperatorOnly);
+                }
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let parsed = reqwest::Url::parse(url).map_err(|e| SinkError::Invalid(format!("database_url: {e}")))?;
+                let host = parsed.host_str().unwrap_or_default();
+                // Reuse the outbound rule: an internal database host must be allow-listed.
+                validate_url(&format!("https://{host}/"), policy).map_err(|e| SinkError::Invalid(e.to_string()))?;
+            } else {
+                return Err(SinkError::Invalid("database_url must be sqlite:… or postgres://…".into()));
+            }
+            Ok(json!({ "database_url": url, "table": table }))
+        }
+        other => Err(SinkError::Invalid(format!("unknown sink kind {other:?}; known: http-upsert, sql"))),
+    }
+}
+
+/// The config as the API shows it: header values and database passwords hidden.
+pub fn redacted(kind: &str, config: &Value) -> Value {
+    let mut c = config.clone();
+    if kind == "http-upsert"
+        && let Some(h) = c.get_mut("headers").and_then(Value::as_object_mut)
+    {
+        for v in h.values_mut() {
+            *v = Value::String("…".into());
+        }
+    }
+    if kind == "sql"
+        && let Some(url) = config.get("database_url").and_then(Value::as_str)
+        && let Ok(mut u) = reqwest::Url::parse(url)
+        && u.password().is_some()
+    {
+        let _ = u.set_password(Some("…"));
+        c["database_url"] = Value::String(u.to_string());
+    }
+    c
+}
+
+enum Target {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Connections to tenants' sink databases, opened on first use and kept.
+#[derive(Default)]
+pub struct SqlSinks {
+    pools: Mutex<HashMap<String, std::sync::Arc<Target>>>,
+}
+
+impl std::fmt::Debug for SqlSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlSinks")
+    }
+}
+
+fn db_err(e: sqlx::Error) -> SinkError {
+    SinkError::Database(e.to_string())
+}
+
+impl SqlSinks {
+    async fn target(&self, url: &str) -> Result<std::sync::Arc<Target>, SinkError> {
+        if let Some(t) = self.pools.lock().expect("pools lock").get(url) {
+            return Ok(t.clone());
+        }
+        let target = if url.starts_with("sqlite:") {
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(db_err)?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10));
+            Target::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(db_err)?,
+            )
+        } else {
+            Target::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(db_err)?,
+            )
+        };
+        let target = std::sync::Arc::new(target);
+        self.pools.lock().expect("pools lock").insert(url.to_string(), target.clone());
+        Ok(target)
+    }
+
+    /// Connect and create the table if it does not exist.
+    pub async fn prepare(&self, url: &str, table: &str) -> Result<(), SinkError> {
+        if !is_identifier(table) {
+            return Err(SinkError::Invalid("bad table name".into()));
+        }
+        let target = self.target(url).await?;
+        let columns = match &*target {
+            Target::Sqlite(_) => {
+                "external_id TEXT PRIMARY KEY, version INTEGER NOT NULL, record TEXT NOT NULL, updated_at INTEGER NOT NULL"
+            }
+            Target::Postgres(_) => {
+                "external_id TEXT PRIMARY KEY, version BIGINT NOT NULL, record JSONB NOT NULL, updated_at BIGINT NOT NULL"
+            }
+        };
+        let create = AssertSqlSafe(format!("CREATE TABLE IF NOT EXISTS {table} ({columns})"));
+        match &*target {
+            Target::Sqlite(p) => sqlx::query(create).execute(p).await.map(drop).map_err(db_err)?,
+            Target::Postgres(p) => sqlx::query(create).execute(p).await.map(drop).map_err(db_err)?,
+        }
+        Ok(())
+    }
+
+    /// Upsert the record if its version is newer than the row's; true when it was applied.
+    pub async fn upsert(
+        &self,
+        url: &str,
+        table: &str,
+        external_id: &str,
+        version: i64,
+        record: &str,
+    ) -> Result<bool, SinkError> {
+        self.prepare(url, table).await?;
+        let now = crate::now_ms();
+        let applied = match &*self.target(url).await? {
+            Target::Sqlite(p) => sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} (external_id, version, record, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (external_id) DO UPDATE SET version = excluded.version, record = excluded.record,
+                     updated_at = excluded.updated_at
+                 WHERE excluded.version > {table}.version"
+            )))
+            .bind(external_id)
+            .bind(version)
+            .bind(record)
+            .bind(now)
+            .execute(p)
+            .await
+            .map_err(db_err)?
+            .rows_affected(),
+            Target::Postgres(p) => sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} (external_id, version, record, updated_at) VALUES ($1, $2, $3::jsonb, $4)
+                 ON CONFLICT (external_id) DO UPDATE SET version = excluded.version, record = excluded.record,
+                     updated_at = excluded.updated_at
+                 WHERE excluded.version > {table}.version"
+            )))
+            .bind(external_id)
+            .bind(version)
+            .bind(record)
+            .bind(now)
+            .execute(p)
+            .await
+            .map_err(db_err)?
+            .rows_affected(),
+        };
+        Ok(applied == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_identifiers() {
+        assert_eq!(record_version(&json!({ "version": 7 }), 100), 7);
+        assert_eq!(record_version(&json!({ "updated_at": 9 }), 100), 9);
+        assert_eq!(record_version(&json!({ "version": "x" }), 100), 100);
+        assert!(is_identifier("crm_calls"));
+        assert!(!is_identifier("calls; DROP TABLE x"));
+        assert!(!is_identifier("1calls"));
+    }
+
+    #[test]
+    fn config_validation() {
+        let policy = OutboundPolicy { allow: crate::config::parse_cidrs("127.0.0.0/8").unwrap(), allow_http: false };
+        let body = |v: Value| v.as_object().unwrap().clone();
+        let ok = validate_config(
+            "http-upsert",
+            &body(json!({ "base_url": "http://127.0.0.1:9/api/", "object": "contacts",
+            "headers": { "authorization": "Bearer x" } })),
+            &policy,
+            false,
+        )
+        .unwrap();
+        assert_eq!(ok["base_url"], "http://127.0.0.1:9/api");
+        assert_eq!(redacted("http-upsert", &ok)["headers"]["authorization"], "…");
+        assert!(
+            validate_config(
+                "http-upsert",
+                &body(json!({ "base_url": "http://10.0.0.1/", "object": "c" })),
+                &policy,
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            validate_config(
+                "http-upsert",
+                &body(json!({ "base_url": "https://crm.example", "object": "a/b" })),
+                &policy,
+                false
+            )
+            .is_err()
+        );
+        let sql = body(json!({ "database_url": "sqlite:///tmp/x.db", "table": "calls" }));
+        assert!(matches!(validate_config("sql", &sql, &policy, false), Err(SinkError::OperatorOnly)));
+        assert!(validate_config("sql", &sql, &policy, true).is_ok());
+        let pg = body(json!({ "database_url": "postgres://u:secret@127.0.0.1:5432/test", "table": "calls" }));
+        let c = validate_config("sql", &pg, &policy, false).unwrap();
+        assert!(!redacted("sql", &c)["database_url"].as_str().unwrap().contains("secret"));
+        let pg_private = body(json!({ "database_url": "postgres://10.1.1.1/test", "table": "calls" }));
+        assert!(validate_config("sql", &pg_private, &policy, false).is_err());
+        assert!(
+            validate_config("sql", &body(json!({ "database_url": "sqlite:x.db", "table": "x y" })), &policy, true)
+                .is_err()
+        );
+        assert!(validate_config("ftp", &body(json!({})), &policy, true).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! The sink worker: for each due sink write, skip it if the sink already holds a newer version
+//! of the record, else write it (HTTP upsert or SQL upsert) with the delivery retry rules, and
+//! record the attempt.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::SqlSinks;
+use crate::deliver::Sender;
+use crate::deliver::policy::{self, Verdict};
+use crate::jobs::{Pump, pump};
+use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, Store, StoreError};
+use crate::{Config, Wakeups, now_ms};
+
+/// Run the sink worker until `stop` turns true.
+pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
+    let settings = Pump { kind: JobKind::Sink, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll };
+    let lease = config.job_lease.max(config.delivery_timeout * 2);
+    let sql = Arc::new(SqlSinks::default());
+    let claim = |n| store.claim_sink_writes(n, lease);
+    pump(store.clone(), settings, &wake.sink, stop, claim, |job| {
+        let (store, sender, config, sql) = (store.clone(), sender.clone(), config.clone(), sql.clone());
+        async move {
+            let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);
+            if let Err(e) = write(&store, &sender, &sql, &config, job).await {
+                tracing::error!(%tenant, %event_id, job_id, error = %e, "recording a sink write failed; it will be retried when its lease expires");
+            }
+        }
+    })
+    .await;
+}
+
+async fn write(store: &Store, sender: &Sender, sql: &SqlSinks, config: &Config, job: Job) -> Result<(), StoreError> {
+    let (Some(sink_id), Some(external_id), Some(record), Some(version)) =
+        (job.sink_id.clone(), job.external_id.clone(), job.body.clone(), job.record_version)
+    else {
+        let record = AttemptRecord { error: Some("malformed sink job".into()), ..Default::default() };
+        return store.record_attempt(&job, DeliveryState::Failed, &record, None).await.map(drop);
+    };
+    let Some(sink) = store.sink(&job.tenant_id, &sink_id).await? else {
+        let record = AttemptRecord { error: Some("sink no longer exists".into()), ..Default::default() };
+        return store.record_attempt(&job, DeliveryState::Failed, &record, None).await.map(drop);
+    };
+    if let Some(held) = store.sink_version(&sink_id, &external_id).await?
+        && held >= version
+    {
+        let note = format!("skipped: the sink already holds version {held} (this is {version})");
+        let record = AttemptRecord { error: Some(note), ..Default::default() };
+        return store.record_attempt(&job, DeliveryState::Skipped, &record, None).await.map(drop);
+    }
+    let started = std::time::Instant::now();
+    let (status, error, excerpt, retry_after, applied) = match sink.kind.as_str() {
+        "http-upsert" => {
+            let base = sink.config["base_url"].as_str().unwrap_or_default();
+            let object = sink.config["object"].as_str().unwrap_or_default();
+            let ext: String = form_urlencoded::byte_serialize(external_id.as_bytes()).collect();
+            let mut headers: Vec<(String, String)> = sink.config["headers"]
+                .as_object()
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default();
+            headers.push(("idempotency-key".into(), job.message_id.clone().unwrap_or_default()));
+            headers.push(("x-hookhost-record-version".into(), version.to_string()));
+            let r = sender.put_json(&format!("{base}/{object}/{ext}"), &headers, &record).await;
+            (r.status, r.error, r.excerpt, r.retry_after, true)
+        }
+        "sql" => {
+            let url = sink.config["database_url"].as_str().unwrap_or_default();
+            let table = sink.config["table"].as_str().unwrap_or_default();
+            match sql.upsert(url, table, &external_id, version, &record).await {
+                Ok(applied) => (Some(200), None, None, None, applied),
+                Err(e) => (None, Some(e.to_string()), None, None, false),
+            }
+        }
+        other => (None, Some(format!("unknown sink kind {other}")), None, None, false),
+    };
+    let verdict = policy::classify(status);
+    let state = match verdict {
+        Verdict::Success if !applied => DeliveryState::Skipped,
+        _ => policy::next_state(
+            verdict,
+            job.attempts as usize + 1,
+            &config.retry_schedule,
+            retry_after,
+            now_ms(),
+            rand::random::<f64>(),
+        ),
+    };
+    if verdict != Verdict::Success {
+        tracing::warn!(tenant = %job.tenant_id, sink = %sink.name, %external_id, ?status, error = error.as_deref().unwrap_or(""), next = ?state, "sink write failed");
+    }
+    let note = (state == DeliveryState::Skipped).then(|| "skipped: the row holds a newer version".to_string());
+    let record = AttemptRecord {
+        status_code: status,
+        error: error.or(note),
+        excerpt,
+        duration_ms: started.elapsed().as_millis() as i64,
+    };
+    store.record_attempt(&job, state, &record, None).await.map(drop)
+}
