@@ -67,7 +67,7 @@ impl Config {
             delivery_concurrency: 64,
             idle_poll: Duration::from_millis(500),
             job_lease: Duration::from_secs(120),
-            endpoint_concurrency: 8,
+            endpoint_concurrency: 16,
             endpoint_disable_after: Some(Duration::from_secs(5 * 86_400)),
             secret_overlap: Duration::from_secs(86_400),
             allow_http: false,

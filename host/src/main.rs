@@ -60,7 +60,7 @@ struct ServeArgs {
     #[arg(long, env = "HOOKHOST_STRIPE_TOLERANCE", default_value = "300s")]
     stripe_tolerance: String,
     /// Deliveries in flight at once to one endpoint.
-    #[arg(long, env = "HOOKHOST_ENDPOINT_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "HOOKHOST_ENDPOINT_CONCURRENCY", default_value_t = 16)]
     endpoint_concurrency: usize,
     /// Disable an endpoint whose every attempt failed for this long (`off`: never).
     #[arg(long, env = "HOOKHOST_ENDPOINT_DISABLE_AFTER", default_value = "5d")]

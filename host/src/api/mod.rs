@@ -168,7 +168,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     for (kind, status, n) in state.store.job_counts().await? {
         out.push_str(&format!("hookhost_jobs{{kind=\"{kind}\",status=\"{status}\"}} {n}\n"));
     }
-    out.push_str("# HELP hookhost_replays_total Deliveries made by event replays.\n# TYPE hookhost_replays_total counter\n");
+    out.push_str(
+        "# HELP hookhost_replays_total Deliveries made by event replays.\n# TYPE hookhost_replays_total counter\n",
+    );
     out.push_str(&format!("hookhost_replays_total {}\n", state.store.replay_count().await?));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -102,8 +102,9 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
                 }
                 return;
             }
+            let slot = Slot { gate: gate.clone(), endpoint: endpoint.clone() };
             let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);
-            match deliver(&store, &sender, &config, &gate, job).await {
+            match deliver(&store, &sender, &config, &gate, slot, job).await {
                 Ok(Some(disabled_event)) => {
                     tracing::warn!(%tenant, endpoint, event_id = %disabled_event, "endpoint disabled after sustained failure");
                     wake.plugin.notify_one();
@@ -113,10 +114,22 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
                     tracing::error!(%tenant, %event_id, job_id, error = %e, "recording a delivery failed; it will be retried when its lease expires")
                 }
             }
-            gate.lock().expect("gate lock").leave(&endpoint);
         }
     })
     .await;
+}
+
+/// An endpoint's in-flight slot, given back when dropped (as soon as the HTTP exchange ends;
+/// recording the attempt need not hold it).
+struct Slot {
+    gate: Arc<Mutex<Gate>>,
+    endpoint: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gate.lock().expect("gate lock").leave(&self.endpoint);
+    }
 }
 
 /// Make one attempt; returns the id of an `endpoint.disabled` event if this attempt disabled
@@ -126,6 +139,7 @@ async fn deliver(
     sender: &Sender,
     config: &Config,
     gate: &Mutex<Gate>,
+    slot: Slot,
     job: Job,
 ) -> Result<Option<String>, StoreError> {
     let endpoint_id = job.endpoint_id.clone().unwrap_or_default();
@@ -142,6 +156,7 @@ async fn deliver(
         }
     }
     let Response { status, error, retry_after, excerpt, duration } = sender.send(&ep, message_id, body).await;
+    drop(slot);
     let verdict = policy::classify(status);
     let attempt = job.attempts as usize + 1;
     let state =

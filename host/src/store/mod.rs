@@ -297,7 +297,10 @@ impl DeliveryState {
 /// The store handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Readers (several connections; WAL lets them run beside the writer).
     pool: SqlitePool,
+    /// The one writer connection: writes queue here instead of spinning on SQLite's lock.
+    write: SqlitePool,
 }
 
 impl Store {
@@ -309,30 +312,48 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        MIGRATOR.run(&write).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, write })
+    }
+
+    /// A write transaction on the writer connection. `durable` commits fsync (`synchronous =
+    /// FULL`): for everything an acknowledgement promises (accepted events, API changes).
+    /// Worker bookkeeping commits without (`NORMAL`): losing one to a power cut only repeats
+    /// work (at-least-once), and the next durable commit syncs it anyway.
+    async fn begin(&self, durable: bool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        let sql = if durable {
+            "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+        } else {
+            "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+        };
+        Ok(self.write.begin_with(sql).await?)
     }
 
     /// Release every lease: with SQLite one process owns the database, so at start nothing
     /// else can be running a job. Returns how many jobs were released.
     pub async fn release_all_leases(&self) -> Result<u64> {
+        let mut tx = self.begin(false).await?;
         let r = sqlx::query("UPDATE jobs SET status = 'pending', lease_until = NULL WHERE status = 'running'")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 
     // ---- tenants and provider secrets ----
 
     pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str) -> Result<()> {
+        let mut tx = self.begin(true).await?;
         sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES (?, ?, ?, ?)")
             .bind(id.as_str())
             .bind(name)
             .bind(api_key_hash)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -349,6 +370,7 @@ impl Store {
     }
 
     pub async fn set_provider_secret(&self, tenant: &TenantId, provider: &str, secret: &str) -> Result<()> {
+        let mut tx = self.begin(true).await?;
         sqlx::query(
             "INSERT INTO provider_configs (tenant_id, provider, secret, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (tenant_id, provider) DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
@@ -357,8 +379,9 @@ impl Store {
         .bind(provider)
         .bind(secret)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -375,13 +398,16 @@ impl Store {
 
     /// Keep a rejected request as evidence (bad signature, stale timestamp, malformed body).
     pub async fn record_rejected(&self, receipt: &ReceiptRecord, reason: &str) -> Result<()> {
-        insert_receipt(&self.pool, receipt, "rejected", Some(reason), None, None).await
+        let mut tx = self.begin(true).await?;
+        insert_receipt(&mut *tx, receipt, "rejected", Some(reason), None, None).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// In one transaction: keep the receipt, store the event unless its dedupe key is already
     /// known, and enqueue its plugin job. Only after this returns may the provider get a 2xx.
     pub async fn accept(&self, receipt: &ReceiptRecord, event: &CanonicalEvent, dedupe_key: &str) -> Result<Accepted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(true).await?;
         let inserted = insert_event_with_job(&mut tx, event, dedupe_key, receipt.received_at).await?;
         let accepted = if inserted {
             Accepted { event_id: event.id.clone(), duplicate: false }
@@ -480,6 +506,7 @@ impl Store {
     // ---- endpoints ----
 
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let mut tx = self.begin(true).await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
@@ -500,13 +527,15 @@ impl Store {
         .bind(ep.rate_limit_per_s)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Write back an endpoint's settings (the API reads, changes, then updates).
     pub async fn update_endpoint(&self, ep: &Endpoint) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
         let r = sqlx::query(
             "UPDATE endpoints SET url = ?, event_types = ?, headers = ?, enabled = ?, description = ?, signing = ?,
                  timeout_ms = ?, ordered_by = ?, rate_limit_per_s = ?, disabled_reason = ?, failing_since = ?, updated_at = ?
@@ -526,14 +555,15 @@ impl Store {
         .bind(now_ms())
         .bind(ep.tenant_id.as_str())
         .bind(&ep.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Delete an endpoint; its deliveries not yet made fail with the reason.
     pub async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(true).await?;
         let gone = sqlx::query("DELETE FROM endpoints WHERE tenant_id = ? AND id = ?")
             .bind(tenant.as_str())
             .bind(id)
@@ -564,6 +594,7 @@ impl Store {
         new_secret: &str,
         previous_until: i64,
     ) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
         let r = sqlx::query(
             "UPDATE endpoints SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ?
              WHERE tenant_id = ? AND id = ?",
@@ -573,8 +604,9 @@ impl Store {
         .bind(now_ms())
         .bind(tenant.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -610,7 +642,7 @@ impl Store {
         digest: &str,
         component: &[u8],
     ) -> Result<PluginVersion> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(true).await?;
         // Write first, so the transaction holds SQLite's write lock before it reads.
         sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = ?")
             .bind(tenant.as_str())
@@ -670,6 +702,7 @@ impl Store {
     /// Lease up to `limit` due jobs of `kind` for `lease`. A job whose lease expired (its worker
     /// died) is due again.
     pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
         let now = now_ms();
         let rows = sqlx::query(
             "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
@@ -685,8 +718,9 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(job).collect())
     }
 
@@ -708,7 +742,7 @@ impl Store {
         event_status: &str,
         outputs: &Outputs,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(false).await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at)
@@ -733,7 +767,7 @@ impl Store {
 
     /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
     pub async fn finish_without_plugin(&self, job: &Job, outputs: &Outputs) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(false).await?;
         self.complete_plugin_job(&mut tx, job, "processed", None, outputs, now_ms()).await?;
         tx.commit().await?;
         Ok(())
@@ -793,6 +827,7 @@ impl Store {
     // ---- sinks ----
 
     pub async fn create_sink(&self, sink: &Sink) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
         let r = sqlx::query(
             "INSERT INTO sinks (id, tenant_id, name, kind, config, event_types, external_id_field, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -805,8 +840,9 @@ impl Store {
         .bind(serde_json::to_string(&sink.event_types).expect("strings serialize"))
         .bind(&sink.external_id_field)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -843,6 +879,7 @@ impl Store {
 
     /// Lease due sink writes; writes to the same record (sink, external id) run one at a time.
     pub async fn claim_sink_writes(&self, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
         let now = now_ms();
         let rows = sqlx::query(
             "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
@@ -864,8 +901,9 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(job).collect())
     }
 
@@ -882,7 +920,7 @@ impl Store {
     ) -> Result<Option<String>> {
         let now = now_ms();
         let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(false).await?;
         sqlx::query(
             "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
                  response_excerpt, duration_ms, outcome, attempted_at)
@@ -966,12 +1004,14 @@ impl Store {
 
     /// Put a claimed delivery back, untried, to run at `run_at` (rate limiting).
     pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
+        let mut tx = self.begin(false).await?;
         sqlx::query("UPDATE jobs SET status = 'pending', run_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?")
             .bind(run_at)
             .bind(now_ms())
             .bind(job.id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -979,6 +1019,7 @@ impl Store {
     /// (saturated or rate-limited here), and for an ordering key only the unfinished one of the
     /// earliest event, once no earlier event of the tenant is still in the plugin stage.
     pub async fn claim_deliveries(&self, limit: i64, lease: Duration, exclude: &[String]) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
         let now = now_ms();
         let excluded = serde_json::to_string(exclude).expect("strings serialize");
         let rows = sqlx::query(
@@ -1006,8 +1047,9 @@ impl Store {
         .bind(now)
         .bind(excluded)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(job).collect())
     }
 
@@ -1072,6 +1114,7 @@ impl Store {
     /// Queue a failed delivery again, now, with a fresh retry schedule. `None` when there is no
     /// such delivery, `Some(false)` when it has not failed.
     pub async fn retry_delivery(&self, tenant: &TenantId, id: i64) -> Result<Option<bool>> {
+        let mut tx = self.begin(true).await?;
         let now = now_ms();
         let r = sqlx::query(
             "UPDATE jobs SET status = 'pending', run_at = ?, attempts = 0, manual_retries = manual_retries + 1,
@@ -1082,22 +1125,25 @@ impl Store {
         .bind(now)
         .bind(tenant.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 1 {
+            tx.commit().await?;
             return Ok(Some(true));
         }
         let exists = sqlx::query("SELECT 1 FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND id = ?")
             .bind(tenant.as_str())
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?
             .is_some();
+        tx.commit().await?;
         Ok(exists.then_some(false))
     }
 
     /// Queue again every failed delivery of an endpoint created at or after `since` (unix ms).
     pub async fn recover(&self, tenant: &TenantId, endpoint_id: &str, since: i64) -> Result<u64> {
+        let mut tx = self.begin(true).await?;
         let now = now_ms();
         let r = sqlx::query(
             "UPDATE jobs SET status = 'pending', run_at = ?, attempts = 0, manual_retries = manual_retries + 1,
@@ -1109,8 +1155,9 @@ impl Store {
         .bind(tenant.as_str())
         .bind(endpoint_id)
         .bind(since)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 
@@ -1124,7 +1171,7 @@ impl Store {
         fallback: NewDelivery,
     ) -> Result<Vec<i64>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(true).await?;
         let previous = sqlx::query(
             "SELECT message_id, body, ordering_key FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND event_id = ?
              GROUP BY message_id ORDER BY MIN(id)",
@@ -1206,6 +1253,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write.close().await;
     }
 }
 
