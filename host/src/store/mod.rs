@@ -301,6 +301,97 @@ pub struct Store {
     pool: SqlitePool,
     /// The one writer connection: writes queue here instead of spinning on SQLite's lock.
     write: SqlitePool,
+    /// Accepts go to the group committer: many in one durable transaction, one fsync.
+    accepts: tokio::sync::mpsc::Sender<AcceptRequest>,
+}
+
+/// One provider request to accept, and where to send the outcome once committed.
+#[derive(Debug)]
+struct AcceptRequest {
+    receipt: ReceiptRecord,
+    event: CanonicalEvent,
+    dedupe_key: String,
+    reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
+}
+
+/// Most accepts committed together.
+const GROUP_COMMIT_MAX: usize = 256;
+
+/// The group committer: takes every accept waiting, applies each in its own savepoint inside
+/// one durable transaction, commits once, then answers each. An accept is answered only after
+/// the commit that holds it; a failing one is rolled back alone.
+async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<AcceptRequest>) {
+    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
+    while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
+        let mut results = Vec::with_capacity(batch.len());
+        let committed: Result<()> = async {
+            let mut tx = begin_on(&write, true).await?;
+            for req in &batch {
+                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                match accept_one(&mut sp, &req.receipt, &req.event, &req.dedupe_key).await {
+                    Ok(a) => {
+                        sp.commit().await?;
+                        results.push(Ok(a));
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                for (req, result) in batch.drain(..).zip(results) {
+                    let _ = req.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, n = batch.len(), "group commit of accepts failed; none was acknowledged");
+                for req in batch.drain(..) {
+                    let _ = req.reply.send(Err(StoreError::Corrupt(format!("commit failed: {msg}"))));
+                }
+            }
+        }
+    }
+}
+
+async fn begin_on(write: &SqlitePool, durable: bool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    let sql = if durable {
+        "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+    } else {
+        "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+    };
+    Ok(write.begin_with(sql).await?)
+}
+
+/// The statements of one accept: the event unless its dedupe key is known, its plugin job,
+/// and the receipt with its verdict.
+async fn accept_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    receipt: &ReceiptRecord,
+    event: &CanonicalEvent,
+    dedupe_key: &str,
+) -> Result<Accepted> {
+    let inserted = insert_event_with_job(tx, event, dedupe_key, receipt.received_at).await?;
+    let accepted = if inserted {
+        Accepted { event_id: event.id.clone(), duplicate: false }
+    } else {
+        let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = ? AND dedupe_key = ?")
+            .bind(event.tenant_id.as_str())
+            .bind(dedupe_key)
+            .fetch_one(&mut **tx)
+            .await?
+            .get("id");
+        Accepted { event_id: existing, duplicate: true }
+    };
+    let verdict = if accepted.duplicate { "duplicate" } else { "accepted" };
+    insert_receipt(&mut **tx, receipt, verdict, None, Some(dedupe_key), Some(&accepted.event_id)).await?;
+    Ok(accepted)
 }
 
 impl Store {
@@ -315,7 +406,10 @@ impl Store {
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         MIGRATOR.run(&write).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        Ok(Self { pool, write })
+        let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
+        // The committer holds only the writer pool: it ends when every Store handle is gone.
+        tokio::spawn(group_commit(write.clone(), rx));
+        Ok(Self { pool, write, accepts })
     }
 
     /// A write transaction on the writer connection. `durable` commits fsync (`synchronous =
@@ -407,23 +501,12 @@ impl Store {
     /// In one transaction: keep the receipt, store the event unless its dedupe key is already
     /// known, and enqueue its plugin job. Only after this returns may the provider get a 2xx.
     pub async fn accept(&self, receipt: &ReceiptRecord, event: &CanonicalEvent, dedupe_key: &str) -> Result<Accepted> {
-        let mut tx = self.begin(true).await?;
-        let inserted = insert_event_with_job(&mut tx, event, dedupe_key, receipt.received_at).await?;
-        let accepted = if inserted {
-            Accepted { event_id: event.id.clone(), duplicate: false }
-        } else {
-            let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = ? AND dedupe_key = ?")
-                .bind(event.tenant_id.as_str())
-                .bind(dedupe_key)
-                .fetch_one(&mut *tx)
-                .await?
-                .get("id");
-            Accepted { event_id: existing, duplicate: true }
-        };
-        let verdict = if accepted.duplicate { "duplicate" } else { "accepted" };
-        insert_receipt(&mut *tx, receipt, verdict, None, Some(dedupe_key), Some(&accepted.event_id)).await?;
-        tx.commit().await?;
-        Ok(accepted)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request =
+            AcceptRequest { receipt: receipt.clone(), event: event.clone(), dedupe_key: dedupe_key.to_string(), reply };
+        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
+        self.accepts.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     /// Receipts of a tenant, newest first (without bodies).
@@ -1469,4 +1552,63 @@ fn endpoint(r: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
         disabled_reason: r.get("disabled_reason"),
         failing_since: r.get("failing_since"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db() -> String {
+        let dir = std::env::temp_dir().join(format!("hookhost-store-{}-{}", std::process::id(), crate::new_id("t")));
+        std::fs::create_dir_all(&dir).unwrap();
+        format!("sqlite://{}", dir.join("s.db").display())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_accepts_commit_together_and_dedupe_within_a_batch() {
+        let store = Store::connect(&temp_db()).await.unwrap();
+        let tenant = TenantId::generate();
+        store.create_tenant(&tenant, "t", "hash").await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let (store, tenant) = (store.clone(), tenant.clone());
+            tasks.push(tokio::spawn(async move {
+                let receipt = ReceiptRecord {
+                    tenant_id: tenant.clone(),
+                    provider: "stripe",
+                    route: "/hooks/x/stripe".into(),
+                    headers: serde_json::json!({}),
+                    body: b"{}".to_vec(),
+                    received_at: now_ms(),
+                };
+                let event = CanonicalEvent {
+                    id: crate::new_id("evt"),
+                    tenant_id: tenant,
+                    event_type: "billing.stripe.test".into(),
+                    occurred_at: 0,
+                    source: "stripe",
+                    is_test: false,
+                    payload: serde_json::json!({ "n": i }),
+                };
+                // 50 distinct identities, each sent four times.
+                store.accept(&receipt, &event, &format!("stripe:evt_{}", i % 50)).await.unwrap()
+            }));
+        }
+        let mut fresh = std::collections::HashMap::new();
+        let mut duplicates = 0;
+        for t in tasks {
+            let a = t.await.unwrap();
+            if a.duplicate {
+                duplicates += 1;
+            } else {
+                fresh.insert(a.event_id, ());
+            }
+        }
+        assert_eq!(fresh.len(), 50);
+        assert_eq!(duplicates, 150);
+        assert_eq!(store.events_page(&tenant, 0, 1000).await.unwrap().len(), 50);
+        assert_eq!(store.receipts(&tenant, 1000).await.unwrap().len(), 200);
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!(counts, vec![("plugin".to_string(), "pending".to_string(), 50)]);
+    }
 }
