@@ -173,3 +173,25 @@ CREATE TABLE sink_versions (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (sink_id, external_id)
 );
+
+-- Tracked business numbers: where an inbound call is forwarded, and whether voicemail follows.
+CREATE TABLE numbers (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+    e164       TEXT NOT NULL,
+    forward_to TEXT,
+    label      TEXT NOT NULL DEFAULT '',
+    voicemail  INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, e164)
+);
+
+-- The per-call outcome state machine's state (normalize::calls::CallState as JSON).
+CREATE TABLE calls (
+    tenant_id  TEXT NOT NULL,
+    call_sid   TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    outcome    TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, call_sid)
+);

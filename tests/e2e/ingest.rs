@@ -116,7 +116,7 @@ async fn unknown_tenant_unconfigured_provider_oversized_and_malformed_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_twilio_status_maps_to_its_canonical_event_and_retries_dedupe() {
+async fn twilio_statuses_map_to_lifecycle_and_outcome_events_and_retries_dedupe() {
     let s = Setup::new(&["call.*"]).await;
     for (sid, status) in
         [("CA1", "ringing"), ("CA1", "in-progress"), ("CA1", "completed"), ("CA2", "busy"), ("CA3", "failed")]
@@ -126,9 +126,24 @@ async fn every_twilio_status_maps_to_its_canonical_event_and_retries_dedupe() {
     s.call_status("CA2", "busy").await; // a provider retry
     let events = s.events().await;
     let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["call.ringing", "call.answered", "call.completed", "call.missed", "call.failed"]);
-    assert_eq!(events[3]["payload"]["reason"], "busy");
-    assert_eq!(events[3]["payload"]["call_sid"], "CA2");
+    assert_eq!(
+        types,
+        [
+            "call.ringing",
+            "call.answered",
+            "call.completed",
+            "call.completed",
+            "call.missed",
+            "call.completed",
+            "call.failed"
+        ]
+    );
+    assert_eq!(events[2]["payload"]["outcome"], "answered");
+    assert_eq!(events[3]["payload"]["outcome"], "missed");
+    assert_eq!(events[4]["payload"]["reason"], "busy");
+    assert_eq!(events[4]["payload"]["call_sid"], "CA2");
+    assert_eq!(events[4]["payload"]["from"], "+14158675309");
+    assert_eq!(events[6]["payload"]["outcome"], "failed");
     assert!(events.iter().all(|e| e["tenant_id"] == s.tenant.as_str() && e["is_test"] == false));
 
     // Polling with the cursor walks the same events in pages.

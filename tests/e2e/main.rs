@@ -99,6 +99,16 @@ impl Setup {
             .await
     }
 
+    /// The id of the (first) event of a type.
+    pub async fn event_id_of(&self, event_type: &str) -> String {
+        let events = self.events().await;
+        let e = events
+            .iter()
+            .find(|e| e["event_type"] == event_type)
+            .unwrap_or_else(|| panic!("no {event_type} in {events:?}"));
+        e["id"].as_str().unwrap().to_string()
+    }
+
     /// The only event's id, once there is one.
     pub async fn single_event_id(&self) -> String {
         let events = self.events().await;

@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 pub use error::ApiError;
 
 use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
-use crate::ingest::{HookRequest, Ingestor};
+use crate::ingest::{HookRequest, Ingestor, VoiceLeg};
 use crate::plugin::PluginEngine;
 use crate::store::{Endpoint, NewDelivery, Store};
 use crate::{Config, TenantId, Wakeups, new_id};
@@ -63,7 +63,9 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let hooks = Router::new()
+        .route("/hooks/{tenant}/twilio/voice/inbound", post(twilio_voice_inbound))
         .route("/hooks/{tenant}/twilio/voice/status", post(twilio_voice_status))
+        .route("/hooks/{tenant}/twilio/voice/dial-complete", post(twilio_voice_dial_complete))
         .route("/hooks/{tenant}/stripe", post(stripe_hook))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let uploads = Router::new()
@@ -88,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/deliveries", get(list_deliveries))
         .route("/v1/tenants/{id}/receipts", get(list_receipts))
         .route("/v1/tenants/{id}/sinks", post(create_sink).get(list_sinks))
+        .route("/v1/tenants/{id}/numbers/{e164}", put(put_number).get(get_number))
+        .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
         .merge(hooks)
         .merge(uploads)
         .with_state(state)
@@ -177,11 +181,32 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 // ---- provider hooks ----
 
-const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
-
 fn hook_request(tenant: String, uri: &Uri, headers: HeaderMap, body: Bytes) -> HookRequest {
     let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
     HookRequest { tenant, path_and_query, headers, body: body.to_vec() }
+}
+
+async fn twilio_voice(
+    state: &AppState,
+    leg: VoiceLeg,
+    tenant: String,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = raw_body(body, state.config.max_body_bytes)?;
+    let twiml = state.ingest.twilio_voice(hook_request(tenant, uri, headers, body), leg).await?;
+    Ok(([(header::CONTENT_TYPE, "text/xml")], twiml).into_response())
+}
+
+async fn twilio_voice_inbound(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    twilio_voice(&state, VoiceLeg::Inbound, tenant, &uri, headers, body).await
 }
 
 async fn twilio_voice_status(
@@ -191,9 +216,17 @@ async fn twilio_voice_status(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = raw_body(body, state.config.max_body_bytes)?;
-    state.ingest.twilio_voice_status(hook_request(tenant, &uri, headers, body)).await?;
-    Ok(([(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response())
+    twilio_voice(&state, VoiceLeg::Status, tenant, &uri, headers, body).await
+}
+
+async fn twilio_voice_dial_complete(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    twilio_voice(&state, VoiceLeg::DialComplete, tenant, &uri, headers, body).await
 }
 
 async fn stripe_hook(
@@ -863,4 +896,81 @@ async fn list_sinks(
     let tenant = authorize(&state, &headers, &id).await?;
     let sinks = state.store.sinks(&tenant).await?;
     Ok(Json(json!({ "data": sinks.iter().map(sink_json).collect::<Vec<_>>() })))
+}
+
+// ---- numbers and calls ----
+
+/// Whether `s` is an E.164 number: `+` then 8 to 15 digits, no leading zero.
+fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) && !d.starts_with('0'))
+}
+
+#[derive(Deserialize)]
+struct NumberBody {
+    forward_to: Option<String>,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    voicemail: bool,
+}
+
+async fn put_number(
+    State(state): State<AppState>,
+    Path((id, e164)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<NumberBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let b = json_body(body)?;
+    if !is_e164(&e164) {
+        return Err(unprocessable(format!("{e164:?} is not an E.164 number such as +14155550100")));
+    }
+    let forward_to = b.forward_to.filter(|f| !f.is_empty());
+    if let Some(f) = &forward_to
+        && !is_e164(f)
+    {
+        return Err(unprocessable(format!("forward_to {f:?} is not an E.164 number")));
+    }
+    let n = crate::store::NumberSettings { e164, forward_to, label: b.label, voicemail: b.voicemail };
+    state.store.put_number(&tenant, &n).await?;
+    Ok(Json(json!(n)))
+}
+
+async fn get_number(
+    State(state): State<AppState>,
+    Path((id, e164)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let n = state
+        .store
+        .number(&tenant, &e164)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown number {e164}")))?;
+    Ok(Json(json!(n)))
+}
+
+async fn get_call(
+    State(state): State<AppState>,
+    Path((id, call_sid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let c = state
+        .store
+        .call(&tenant, &call_sid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown call {call_sid}")))?;
+    Ok(Json(json!({
+        "call_sid": call_sid,
+        "outcome": c.outcome,
+        "from": c.from,
+        "to": c.to,
+        "forward_to": c.forward_to,
+        "voicemail": c.voicemail,
+        "status": c.parent_status,
+        "dial_status": c.dial_status,
+        "recording_url": c.recording_url,
+    })))
 }

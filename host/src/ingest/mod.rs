@@ -7,6 +7,7 @@
 
 pub mod stripe;
 pub mod twilio;
+pub mod twiml;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
+use crate::normalize::calls::{self, Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::store::{Accepted, ReceiptRecord, Store, StoreError};
 use crate::{Config, TenantId, Wakeups, new_id, now_ms};
@@ -133,8 +135,10 @@ impl Ingestor {
         Self { store, config, wake }
     }
 
-    /// `POST /hooks/{tenant}/twilio/voice/status`.
-    pub async fn twilio_voice_status(&self, req: HookRequest) -> Result<Accepted, IngestError> {
+    /// `POST /hooks/{tenant}/twilio/voice/{inbound|status|dial-complete}`: verify, apply the
+    /// signal to the call's state machine (events, state and evidence in one transaction) and
+    /// return the TwiML to answer with.
+    pub async fn twilio_voice(&self, req: HookRequest, leg: VoiceLeg) -> Result<String, IngestError> {
         let (receipt, token) = self.open(req, "twilio").await?;
         let url = format!("{}{}", self.config.public_url, receipt.route);
         let params = twilio::form_params(&receipt.body);
@@ -142,8 +146,70 @@ impl Ingestor {
             Ok(v) => v,
             Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
         };
-        let normalized = twilio_normalize(&params, verified.received_at);
-        self.accept(verified, normalized).await
+        let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+        let Some(call_sid) = p("CallSid") else {
+            return Err(self.reject(&verified, NormalizeError::Missing("CallSid").into()).await);
+        };
+        let received_s = verified.received_at / 1000;
+        let (signal, key, occurred_at) = match leg {
+            VoiceLeg::Inbound => {
+                let to = p("To");
+                let number = match &to {
+                    Some(to) => self.store.number(&verified.tenant, to).await?,
+                    None => None,
+                };
+                let signal = Signal::Inbound {
+                    forward_to: number.as_ref().and_then(|n| n.forward_to.clone()),
+                    voicemail: number.as_ref().is_some_and(|n| n.voicemail),
+                };
+                (signal, format!("twilio:inbound:{call_sid}"), received_s)
+            }
+            VoiceLeg::Status => {
+                let Some(status) = p("CallStatus") else {
+                    return Err(self.reject(&verified, NormalizeError::Missing("CallStatus").into()).await);
+                };
+                let sequence = p("SequenceNumber").and_then(|v| v.parse().ok());
+                let key = format!("twilio:call:{call_sid}:{status}:{}", p("SequenceNumber").unwrap_or_default());
+                let at = p("Timestamp").and_then(|t| crate::normalize::twilio::parse_rfc2822(&t)).unwrap_or(received_s);
+                let signal = Signal::Status {
+                    status,
+                    sequence,
+                    duration_s: p("CallDuration").and_then(|v| v.parse().ok()),
+                    recording_url: p("RecordingUrl"),
+                };
+                (signal, key, at)
+            }
+            VoiceLeg::DialComplete => {
+                let key = format!(
+                    "twilio:dial:{call_sid}:{}:{}",
+                    p("DialCallStatus").unwrap_or_default(),
+                    p("RecordingSid").or_else(|| p("RecordingUrl")).unwrap_or_default()
+                );
+                let signal = Signal::DialComplete {
+                    status: p("DialCallStatus"),
+                    bridged: p("DialBridged").map(|b| b.eq_ignore_ascii_case("true")),
+                    duration_s: p("DialCallDuration").and_then(|v| v.parse().ok()),
+                    dial_call_sid: p("DialCallSid"),
+                    recording_url: p("RecordingUrl"),
+                };
+                (signal, key, received_s)
+            }
+        };
+        let party = Party { account_sid: p("AccountSid"), from: p("From"), to: p("To"), direction: p("Direction") };
+        let applied = self
+            .store
+            .apply_call(&verified.record(), &call_sid, &key, occurred_at, |state| {
+                calls::step(state, &call_sid, &key, party, signal)
+            })
+            .await?;
+        if applied.duplicate {
+            tracing::info!(tenant = %verified.tenant, %call_sid, %key, "duplicate Twilio callback acknowledged");
+        } else if !applied.event_ids.is_empty() {
+            tracing::info!(tenant = %verified.tenant, %call_sid, events = applied.event_ids.len(), outcome = ?applied.state.outcome, "call signal accepted");
+            self.wake.plugin.notify_one();
+        }
+        let action = format!("{}/hooks/{}/twilio/voice/dial-complete", self.config.public_url, verified.tenant);
+        Ok(twiml::answer(leg, &applied.state, &action))
     }
 
     /// `POST /hooks/{tenant}/stripe`.
@@ -213,6 +279,13 @@ impl Ingestor {
     }
 }
 
-fn twilio_normalize(params: &[(String, String)], received_at_ms: i64) -> Result<Normalized, NormalizeError> {
-    crate::normalize::twilio::voice_status(params, received_at_ms / 1000)
+/// Which Twilio voice callback a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceLeg {
+    /// The call's first request (Voice URL): answered with TwiML that forwards or records.
+    Inbound,
+    /// A status callback of the parent call.
+    Status,
+    /// The `<Dial action>` callback, and the voicemail recording's.
+    DialComplete,
 }

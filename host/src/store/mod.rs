@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::normalize::CanonicalEvent;
+use crate::normalize::calls::{CallState, Emit};
 use crate::{TenantId, now_ms};
 
 /// Errors of the store. Everything here is an internal fault from a caller's point of view.
@@ -60,6 +61,24 @@ pub struct ReceiptSummary {
     pub reason: Option<String>,
     pub event_id: Option<String>,
     pub body_bytes: i64,
+}
+
+/// A tracked number's settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NumberSettings {
+    pub e164: String,
+    pub forward_to: Option<String>,
+    pub label: String,
+    pub voicemail: bool,
+}
+
+/// What applying a call signal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallApplied {
+    pub event_ids: Vec<String>,
+    pub duplicate: bool,
+    /// The call's state after the signal.
+    pub state: CallState,
 }
 
 /// What accepting a verified receipt did.
@@ -532,6 +551,121 @@ impl Store {
                 body_bytes: r.get("body_bytes"),
             })
             .collect())
+    }
+
+    // ---- numbers and calls ----
+
+    pub async fn put_number(&self, tenant: &TenantId, n: &NumberSettings) -> Result<()> {
+        let mut tx = self.begin(true).await?;
+        sqlx::query(
+            "INSERT INTO numbers (tenant_id, e164, forward_to, label, voicemail, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, e164) DO UPDATE SET forward_to = excluded.forward_to, label = excluded.label,
+                 voicemail = excluded.voicemail, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(&n.e164)
+        .bind(&n.forward_to)
+        .bind(&n.label)
+        .bind(n.voicemail)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn number(&self, tenant: &TenantId, e164: &str) -> Result<Option<NumberSettings>> {
+        let row =
+            sqlx::query("SELECT e164, forward_to, label, voicemail FROM numbers WHERE tenant_id = ? AND e164 = ?")
+                .bind(tenant.as_str())
+                .bind(e164)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| NumberSettings {
+            e164: r.get("e164"),
+            forward_to: r.get("forward_to"),
+            label: r.get("label"),
+            voicemail: r.get("voicemail"),
+        }))
+    }
+
+    /// A call's state, if hookhost has heard of it.
+    pub async fn call(&self, tenant: &TenantId, call_sid: &str) -> Result<Option<CallState>> {
+        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = ? AND call_sid = ?")
+            .bind(tenant.as_str())
+            .bind(call_sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(&r.get::<String, _>("state"))
+                .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))
+        })
+        .transpose()
+    }
+
+    /// In one durable transaction: read the call's state, apply `step` to it, store the
+    /// state, the events it emits (each with its plugin job) and the receipt. The receipt is a
+    /// `duplicate` when the state machine had already applied it.
+    pub async fn apply_call<F>(
+        &self,
+        receipt: &ReceiptRecord,
+        call_sid: &str,
+        receipt_key: &str,
+        occurred_at: i64,
+        step: F,
+    ) -> Result<CallApplied>
+    where
+        F: FnOnce(&mut CallState) -> Vec<Emit>,
+    {
+        let mut tx = self.begin(true).await?;
+        let now = now_ms();
+        let tenant = &receipt.tenant_id;
+        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = ? AND call_sid = ?")
+            .bind(tenant.as_str())
+            .bind(call_sid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut state: CallState = match row {
+            Some(r) => serde_json::from_str(&r.get::<String, _>("state"))
+                .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))?,
+            None => CallState::default(),
+        };
+        let already = state.seen.iter().any(|k| k == receipt_key);
+        let emits = step(&mut state);
+        sqlx::query(
+            "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(call_sid)
+        .bind(serde_json::to_string(&state).expect("call state serializes"))
+        .bind(&state.outcome)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let mut event_ids = Vec::new();
+        for e in emits {
+            let event = CanonicalEvent {
+                id: crate::new_id("evt"),
+                tenant_id: tenant.clone(),
+                event_type: e.event_type,
+                occurred_at,
+                source: receipt.provider,
+                is_test: false,
+                payload: e.payload,
+            };
+            let key = format!("{receipt_key}#{}", event.event_type);
+            if insert_event_with_job(&mut tx, &event, &key, receipt.received_at).await? {
+                event_ids.push(event.id);
+            }
+        }
+        let verdict = if already { "duplicate" } else { "accepted" };
+        insert_receipt(&mut *tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str))
+            .await?;
+        tx.commit().await?;
+        Ok(CallApplied { event_ids, duplicate: already, state })
     }
 
     // ---- events ----

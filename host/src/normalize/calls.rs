@@ -1,0 +1,362 @@
+//! The per-call outcome state machine (Twilio voice: inbound, status callbacks, dial-complete).
+//!
+//! Pure: a call's state and one signal in, the canonical events to emit out. `call.completed`
+//! is emitted exactly once per call, when its outcome is known, with `call.missed`,
+//! `call.forwarded` or `call.failed` alongside. Late, out-of-order and repeated signals never
+//! reopen a closed call nor emit twice. With `<Dial>`, Twilio answers the parent call itself,
+//! so a forwarded call's outcome comes from `DialCallStatus`/`DialBridged`, never from the
+//! parent's `completed` (providers.md §4).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What hookhost remembers about one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallState {
+    pub account_sid: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<String>,
+    /// Where the tracked number forwards to, if it does.
+    pub forward_to: Option<String>,
+    /// Whether an unanswered forward goes to voicemail.
+    pub voicemail: bool,
+    /// The parent call reached `in-progress`.
+    pub answered: bool,
+    /// Highest `SequenceNumber` applied.
+    pub last_sequence: Option<i64>,
+    /// Last parent `CallStatus`.
+    pub parent_status: Option<String>,
+    pub duration_s: Option<i64>,
+    pub dial_status: Option<String>,
+    pub dial_bridged: Option<bool>,
+    pub dial_duration_s: Option<i64>,
+    pub dial_call_sid: Option<String>,
+    pub recording_url: Option<String>,
+    /// answered | missed | forwarded | voicemail | failed, once known.
+    pub outcome: Option<String>,
+    /// Receipt identities already applied (provider retries are no-ops).
+    #[serde(default)]
+    pub seen: Vec<String>,
+}
+
+/// Who a call is between, as every Twilio voice request says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Party {
+    pub account_sid: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<String>,
+}
+
+/// One provider signal about a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// The first request of an inbound call, with the tracked number's settings.
+    Inbound { forward_to: Option<String>, voicemail: bool },
+    /// A status callback of the parent call.
+    Status { status: String, sequence: Option<i64>, duration_s: Option<i64>, recording_url: Option<String> },
+    /// The `<Dial action>` callback (also carries the voicemail recording when one was made).
+    DialComplete {
+        status: Option<String>,
+        bridged: Option<bool>,
+        duration_s: Option<i64>,
+        dial_call_sid: Option<String>,
+        recording_url: Option<String>,
+    },
+}
+
+/// An event to emit: canonical type and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    pub event_type: String,
+    pub payload: Value,
+}
+
+const TERMINAL: [&str; 5] = ["completed", "no-answer", "busy", "canceled", "failed"];
+
+impl CallState {
+    fn base_payload(&self, call_sid: &str) -> Map<String, Value> {
+        let mut p = Map::new();
+        p.insert("call_id".into(), call_sid.into());
+        p.insert("call_sid".into(), call_sid.into());
+        for (k, v) in
+            [("account_sid", &self.account_sid), ("from", &self.from), ("to", &self.to), ("direction", &self.direction)]
+        {
+            if let Some(v) = v {
+                p.insert(k.into(), v.clone().into());
+            }
+        }
+        p
+    }
+
+    fn lifecycle(&self, call_sid: &str, event_type: &str, status: &str, sequence: Option<i64>) -> Emit {
+        let mut p = self.base_payload(call_sid);
+        p.insert("call_status".into(), status.into());
+        if let Some(seq) = sequence {
+            p.insert("sequence_number".into(), seq.into());
+        }
+        Emit { event_type: event_type.into(), payload: Value::Object(p) }
+    }
+
+    fn dial_failed(&self) -> bool {
+        self.dial_status.is_some() && !self.dial_connected()
+    }
+
+    fn dial_connected(&self) -> bool {
+        self.dial_bridged == Some(true) || matches!(self.dial_status.as_deref(), Some("completed" | "answered"))
+    }
+
+    /// Close the call with `outcome`: `call.completed`, and the alongside event.
+    fn close(&mut self, call_sid: &str, outcome: &str, reason: &str) -> Vec<Emit> {
+        self.outcome = Some(outcome.to_string());
+        let mut p = self.base_payload(call_sid);
+        p.insert("outcome".into(), outcome.into());
+        p.insert("reason".into(), reason.into());
+        let opt = [
+            ("call_status", self.parent_status.clone().map(Value::from)),
+            ("sequence_number", self.last_sequence.map(Value::from)),
+            ("duration_s", self.duration_s.map(Value::from)),
+            ("dial_call_duration_s", self.dial_duration_s.map(Value::from)),
+            ("dial_call_sid", self.dial_call_sid.clone().map(Value::from)),
+            ("recording_url", self.recording_url.clone().map(Value::from)),
+        ];
+        for (k, v) in opt {
+            if let Some(v) = v {
+                p.insert(k.into(), v);
+            }
+        }
+        if outcome == "forwarded" {
+            if let Some(f) = &self.forward_to {
+                p.insert("forwarded_to".into(), f.clone().into());
+            }
+            p.insert("answered_by".into(), "forward".into());
+        } else if outcome == "answered" {
+            p.insert("answered_by".into(), "direct".into());
+        }
+        let completed = Emit { event_type: "call.completed".into(), payload: Value::Object(p.clone()) };
+        let alongside = match outcome {
+            "missed" => Some("call.missed"),
+            "forwarded" => Some("call.forwarded"),
+            "failed" => Some("call.failed"),
+            _ => None,
+        };
+        let mut out = vec![completed];
+        if let Some(t) = alongside {
+            out.push(Emit { event_type: t.into(), payload: Value::Object(p) });
+        }
+        out
+    }
+
+    /// Try to decide the outcome from what is known; `None` while it is not yet knowable.
+    fn resolve(&mut self, call_sid: &str) -> Vec<Emit> {
+        if self.outcome.is_some() {
+            return Vec::new();
+        }
+        // A forward's result decides, whatever the parent's status says.
+        if self.dial_connected() {
+            let reason = self.dial_status.clone().unwrap_or_else(|| "bridged".into());
+            return self.close(call_sid, "forwarded", &reason);
+        }
+        if self.dial_failed() {
+            let reason = self.dial_status.clone().unwrap_or_default();
+            if !self.voicemail {
+                return self.close(call_sid, "missed", &reason);
+            }
+            if self.recording_url.is_some() {
+                return self.close(call_sid, "voicemail", &reason);
+            }
+            // Voicemail offered: wait for the recording or the end of the call.
+            return match self.parent_status.as_deref() {
+                Some(s) if TERMINAL.contains(&s) => self.close(call_sid, "missed", &reason),
+                _ => Vec::new(),
+            };
+        }
+        let Some(status) = self.parent_status.clone().filter(|s| TERMINAL.contains(&s.as_str())) else {
+            return Vec::new();
+        };
+        match status.as_str() {
+            "no-answer" | "busy" | "canceled" => self.close(call_sid, "missed", &status),
+            "failed" => self.close(call_sid, "failed", &status),
+            // completed with a forward configured but no dial result yet: wait for dial-complete.
+            _ if self.forward_to.is_some() => Vec::new(),
+            _ if self.recording_url.is_some() && self.voicemail => self.close(call_sid, "voicemail", &status),
+            _ => self.close(call_sid, "answered", &status),
+        }
+    }
+}
+
+/// Apply one signal (identified by `receipt_key`) to a call; returns the events to emit.
+pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Party, signal: Signal) -> Vec<Emit> {
+    if state.seen.iter().any(|k| k == receipt_key) {
+        return Vec::new();
+    }
+    state.seen.push(receipt_key.to_string());
+    state.account_sid = state.account_sid.take().or(party.account_sid);
+    state.from = state.from.take().or(party.from);
+    state.to = state.to.take().or(party.to);
+    state.direction = state.direction.take().or(party.direction);
+    let closed = state.outcome.is_some();
+    let mut out = Vec::new();
+    match signal {
+        Signal::Inbound { forward_to, voicemail } => {
+            state.forward_to = forward_to;
+            state.voicemail = voicemail;
+            if !closed {
+                out.push(state.lifecycle(call_sid, "call.initiated", "ringing", None));
+            }
+        }
+        Signal::Status { status, sequence, duration_s, recording_url } => {
+            let stale = matches!((sequence, state.last_sequence), (Some(s), Some(last)) if s <= last);
+            if let Some(s) = sequence {
+                state.last_sequence = Some(state.last_sequence.map_or(s, |l| l.max(s)));
+            }
+            if recording_url.is_some() {
+                state.recording_url = recording_url;
+            }
+            if TERMINAL.contains(&status.as_str()) {
+                state.duration_s = duration_s.or(state.duration_s);
+                if state.parent_status.as_deref().is_none_or(|p| !TERMINAL.contains(&p)) {
+                    state.parent_status = Some(status);
+                }
+                out.extend(state.resolve(call_sid));
+            } else if !closed && !stale {
+                match status.as_str() {
+                    "ringing" => out.push(state.lifecycle(call_sid, "call.ringing", &status, sequence)),
+                    "in-progress" | "answered" => {
+                        state.answered = true;
+                        out.push(state.lifecycle(call_sid, "call.answered", &status, sequence));
+                    }
+                    "queued" | "initiated" => out.push(state.lifecycle(call_sid, "call.initiated", &status, sequence)),
+                    _ => {}
+                }
+                if state.parent_status.as_deref().is_none_or(|p| !TERMINAL.contains(&p)) {
+                    state.parent_status = Some(status);
+                }
+            }
+        }
+        Signal::DialComplete { status, bridged, duration_s, dial_call_sid, recording_url } => {
+            if status.is_some() {
+                state.dial_status = status;
+                state.dial_bridged = bridged.or(state.dial_bridged);
+                state.dial_duration_s = duration_s.or(state.dial_duration_s);
+                state.dial_call_sid = dial_call_sid.or(state.dial_call_sid.take());
+            }
+            if recording_url.is_some() {
+                state.recording_url = recording_url;
+            }
+            out.extend(state.resolve(call_sid));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound(forward: bool, voicemail: bool) -> Signal {
+        Signal::Inbound { forward_to: forward.then(|| "+14155550100".into()), voicemail }
+    }
+    fn status(s: &str, seq: i64) -> Signal {
+        Signal::Status { status: s.into(), sequence: Some(seq), duration_s: Some(30), recording_url: None }
+    }
+    fn dial(s: &str, bridged: bool) -> Signal {
+        Signal::DialComplete {
+            status: Some(s.into()),
+            bridged: Some(bridged),
+            duration_s: Some(12),
+            dial_call_sid: Some("CAchild".into()),
+            recording_url: None,
+        }
+    }
+    fn run(signals: Vec<(&str, Signal)>) -> (CallState, Vec<String>) {
+        let mut st = CallState::default();
+        let mut types = Vec::new();
+        for (key, sig) in signals {
+            let party =
+                Party { from: Some("+14158675309".into()), to: Some("+18005551212".into()), ..Party::default() };
+            types.extend(step(&mut st, "CA1", key, party, sig).into_iter().map(|e| e.event_type));
+        }
+        (st, types)
+    }
+
+    #[test]
+    fn answered_directly() {
+        let (st, t) =
+            run(vec![("i", inbound(false, false)), ("s1", status("in-progress", 1)), ("s2", status("completed", 2))]);
+        assert_eq!(t, ["call.initiated", "call.answered", "call.completed"]);
+        assert_eq!(st.outcome.as_deref(), Some("answered"));
+        assert_eq!(st.from.as_deref(), Some("+14158675309"));
+    }
+
+    #[test]
+    fn no_answer_is_missed() {
+        let (st, t) = run(vec![("i", inbound(false, false)), ("s1", status("no-answer", 1))]);
+        assert_eq!(t, ["call.initiated", "call.completed", "call.missed"]);
+        assert_eq!(st.outcome.as_deref(), Some("missed"));
+    }
+
+    #[test]
+    fn forwarded_and_answered_despite_parent_completed_first() {
+        // The parent's completed arrives before dial-complete: it must not decide.
+        let (st, t) =
+            run(vec![("i", inbound(true, false)), ("s2", status("completed", 2)), ("d", dial("completed", true))]);
+        assert_eq!(t, ["call.initiated", "call.completed", "call.forwarded"]);
+        assert_eq!(st.outcome.as_deref(), Some("forwarded"));
+    }
+
+    #[test]
+    fn forwarded_no_answer_without_voicemail_is_missed_at_dial_complete() {
+        let (st, t) =
+            run(vec![("i", inbound(true, false)), ("d", dial("no-answer", false)), ("s", status("completed", 3))]);
+        assert_eq!(t, ["call.initiated", "call.completed", "call.missed"]);
+        assert_eq!(st.outcome.as_deref(), Some("missed"));
+    }
+
+    #[test]
+    fn forwarded_no_answer_with_voicemail_becomes_voicemail_when_recorded() {
+        let rec = Signal::DialComplete {
+            status: None,
+            bridged: None,
+            duration_s: None,
+            dial_call_sid: None,
+            recording_url: Some("https://api.twilio.com/rec/RE1".into()),
+        };
+        let (st, t) = run(vec![
+            ("i", inbound(true, true)),
+            ("d", dial("no-answer", false)),
+            ("r", rec),
+            ("s", status("completed", 3)),
+        ]);
+        assert_eq!(t, ["call.initiated", "call.completed"]);
+        assert_eq!(st.outcome.as_deref(), Some("voicemail"));
+    }
+
+    #[test]
+    fn voicemail_offered_but_nothing_recorded_is_missed_at_the_end() {
+        let (st, t) = run(vec![("i", inbound(true, true)), ("d", dial("busy", false)), ("s", status("completed", 3))]);
+        assert_eq!(t, ["call.initiated", "call.completed", "call.missed"]);
+        assert_eq!(st.outcome.as_deref(), Some("missed"));
+    }
+
+    #[test]
+    fn out_of_order_late_and_repeated_callbacks_never_flip_or_repeat() {
+        let (st, t) = run(vec![
+            ("i", inbound(false, false)),
+            ("s2", status("completed", 2)),
+            ("s1", status("in-progress", 1)), // late
+            ("s2", status("completed", 2)),   // provider retry
+            ("s3", status("failed", 3)),      // nonsense after close
+            ("s0", status("ringing", 0)),
+        ]);
+        assert_eq!(t, ["call.initiated", "call.completed"]);
+        assert_eq!(st.outcome.as_deref(), Some("answered"));
+    }
+
+    #[test]
+    fn busy_and_failed() {
+        assert_eq!(run(vec![("s", status("busy", 0))]).1, ["call.completed", "call.missed"]);
+        assert_eq!(run(vec![("s", status("failed", 0))]).1, ["call.completed", "call.failed"]);
+    }
+}
