@@ -3,6 +3,7 @@
 //! One binary, several modules (svix's `tests/it` layout).
 
 mod api;
+mod calls;
 mod delivery;
 mod endpoints;
 mod ingest;
