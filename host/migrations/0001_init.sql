@@ -195,3 +195,16 @@ CREATE TABLE calls (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, call_sid)
 );
+
+-- Contacts: a tenant's customers by number, their message thread and opt-out state.
+CREATE TABLE contacts (
+    tenant_id       TEXT NOT NULL,
+    e164            TEXT NOT NULL,
+    opted_out       INTEGER NOT NULL DEFAULT 0,
+    opt_changed_at  INTEGER,
+    last_keyword    TEXT,
+    messages        INTEGER NOT NULL DEFAULT 0,
+    last_message_at INTEGER,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, e164)
+);

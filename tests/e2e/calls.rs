@@ -115,3 +115,73 @@ async fn numbers_are_validated_and_readable() {
     let r = s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &[("CallStatus", "ringing")]).await;
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_sms_keywords_drive_the_contacts_opt_out_state() {
+    let s = Setup::new(&["sms.*"]).await;
+    let send = |sid: &'static str, body: &'static str, opt: Option<&'static str>| {
+        let server = &s.server;
+        let tenant = s.tenant.clone();
+        async move {
+            let mut params = vec![
+                ("MessageSid", sid),
+                ("AccountSid", "AC0123"),
+                ("From", "+14158675309"),
+                ("To", "+18005551212"),
+                ("Body", body),
+                ("NumMedia", "0"),
+            ];
+            if let Some(o) = opt {
+                params.push(("OptOutType", o));
+            }
+            let path = format!("/hooks/{tenant}/twilio/sms/inbound");
+            let sig = hookhost_tests::twilio_signature(TWILIO_TOKEN, &format!("{}{path}", server.public_url), &params);
+            let r = server.post_twilio(&path, &sig, &params).await;
+            assert_eq!(r.status(), 200);
+            assert!(r.text().await.unwrap().contains("<Response/>"));
+        }
+    };
+    let contact_path = format!("/v1/tenants/{}/contacts/+14158675309", s.tenant);
+    let contact = || s.server.get_json(&contact_path, &s.key);
+    send("SM1", "Is the shop open today?", None).await;
+    assert_eq!(contact().await["opted_out"], false);
+    send("SM2", "  Stop ", None).await;
+    send("SM2", "  Stop ", None).await; // provider retry
+    let c = contact().await;
+    assert_eq!(c["opted_out"], true);
+    assert_eq!(c["last_keyword"], "STOP");
+    assert_eq!(c["messages"], 2);
+    send("SM3", "unstop", None).await;
+    assert_eq!(contact().await["opted_out"], false);
+    send("SM4", "arrêtez", Some("STOP")).await; // Advanced Opt-Out's verdict wins
+    assert_eq!(contact().await["opted_out"], true);
+    send("SM5", "help", None).await;
+    assert_eq!(contact().await["opted_out"], true, "help changes nothing");
+
+    let events = s.events().await;
+    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "sms.received",
+            "sms.received",
+            "sms.opt_out",
+            "sms.received",
+            "sms.opt_in",
+            "sms.received",
+            "sms.opt_out",
+            "sms.received",
+            "sms.help"
+        ]
+    );
+    assert_eq!(events[2]["payload"]["keyword"], "STOP");
+    assert_eq!(events[2]["payload"]["message_sid"], "SM2");
+    assert_eq!(events[2]["payload"]["contact"], "+14158675309");
+    let missing = s
+        .server
+        .authed(Method::GET, &format!("/v1/tenants/{}/contacts/+19990000000", s.tenant), &s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

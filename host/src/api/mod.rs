@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/{tenant}/twilio/voice/inbound", post(twilio_voice_inbound))
         .route("/hooks/{tenant}/twilio/voice/status", post(twilio_voice_status))
         .route("/hooks/{tenant}/twilio/voice/dial-complete", post(twilio_voice_dial_complete))
+        .route("/hooks/{tenant}/twilio/sms/inbound", post(twilio_sms_inbound))
         .route("/hooks/{tenant}/stripe", post(stripe_hook))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let uploads = Router::new()
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/sinks", post(create_sink).get(list_sinks))
         .route("/v1/tenants/{id}/numbers/{e164}", put(put_number).get(get_number))
         .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
+        .route("/v1/tenants/{id}/contacts/{e164}", get(get_contact))
         .merge(hooks)
         .merge(uploads)
         .with_state(state)
@@ -227,6 +229,18 @@ async fn twilio_voice_dial_complete(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     twilio_voice(&state, VoiceLeg::DialComplete, tenant, &uri, headers, body).await
+}
+
+async fn twilio_sms_inbound(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = raw_body(body, state.config.max_body_bytes)?;
+    state.ingest.twilio_sms_inbound(hook_request(tenant, &uri, headers, body)).await?;
+    Ok(([(header::CONTENT_TYPE, "text/xml")], crate::ingest::twiml::empty()).into_response())
 }
 
 async fn stripe_hook(
@@ -973,4 +987,18 @@ async fn get_call(
         "dial_status": c.dial_status,
         "recording_url": c.recording_url,
     })))
+}
+
+async fn get_contact(
+    State(state): State<AppState>,
+    Path((id, e164)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let c = state
+        .store
+        .contact(&tenant, &e164)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown contact {e164}")))?;
+    Ok(Json(c))
 }

@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::normalize::calls::{self, Party, Signal};
+use crate::normalize::sms;
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::store::{Accepted, ReceiptRecord, Store, StoreError};
 use crate::{Config, TenantId, Wakeups, new_id, now_ms};
@@ -210,6 +211,48 @@ impl Ingestor {
         }
         let action = format!("{}/hooks/{}/twilio/voice/dial-complete", self.config.public_url, verified.tenant);
         Ok(twiml::answer(leg, &applied.state, &action))
+    }
+
+    /// `POST /hooks/{tenant}/twilio/sms/inbound`: `sms.received` on the sender's contact thread,
+    /// with `sms.opt_out`/`sms.opt_in`/`sms.help` beside it when the body is a keyword.
+    pub async fn twilio_sms_inbound(&self, req: HookRequest) -> Result<(), IngestError> {
+        let (receipt, token) = self.open(req, "twilio").await?;
+        let url = format!("{}{}", self.config.public_url, receipt.route);
+        let params = twilio::form_params(&receipt.body);
+        let verified = match twilio::verify(receipt, &url, &params, &token) {
+            Ok(v) => v,
+            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
+        };
+        let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+        let Some(message_sid) = p("MessageSid").or_else(|| p("SmsMessageSid")).or_else(|| p("SmsSid")) else {
+            return Err(self.reject(&verified, NormalizeError::Missing("MessageSid").into()).await);
+        };
+        let Some(from) = p("From") else {
+            return Err(self.reject(&verified, NormalizeError::Missing("From").into()).await);
+        };
+        let mut payload = sms::received_payload(&params);
+        payload.insert("message_sid".into(), message_sid.into());
+        payload.insert("contact".into(), from.into());
+        let keyword = sms::classify(p("Body").unwrap_or_default(), p("OptOutType"));
+        let mut events = vec![("sms.received".to_string(), Value::Object(payload.clone()))];
+        if let Some(k) = keyword {
+            payload.insert("keyword".into(), k.word().into());
+            events.push((k.event_type().to_string(), Value::Object(payload)));
+        }
+        let opt = match keyword {
+            Some(sms::Keyword::OptOut(w)) => Some((true, w)),
+            Some(sms::Keyword::OptIn(w)) => Some((false, w)),
+            _ => None,
+        };
+        let key = format!("twilio:sms:{message_sid}");
+        let applied = self.store.apply_sms(&verified.record(), &key, from, &events, opt).await?;
+        if applied.duplicate {
+            tracing::info!(tenant = %verified.tenant, %message_sid, "duplicate Twilio message acknowledged");
+        } else {
+            tracing::info!(tenant = %verified.tenant, %message_sid, keyword = ?keyword.map(|k| k.word()), "message accepted");
+            self.wake.plugin.notify_one();
+        }
+        Ok(())
     }
 
     /// `POST /hooks/{tenant}/stripe`.

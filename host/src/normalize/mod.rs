@@ -4,6 +4,7 @@
 //! The envelope here is the public contract of DESIGN.md.
 
 pub mod calls;
+pub mod sms;
 pub mod stripe;
 pub mod twilio;
 

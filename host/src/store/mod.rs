@@ -668,6 +668,93 @@ impl Store {
         Ok(CallApplied { event_ids, duplicate: already, state })
     }
 
+    // ---- contacts and messages ----
+
+    /// In one durable transaction: store `sms.received` (and the keyword's event), attach the
+    /// message to the sender's contact and apply an opt-out/opt-in, and keep the receipt. A
+    /// repeated `MessageSid` changes nothing and is kept as a `duplicate` receipt.
+    pub async fn apply_sms(
+        &self,
+        receipt: &ReceiptRecord,
+        receipt_key: &str,
+        contact: &str,
+        events: &[(String, Value)],
+        opt: Option<(bool, &str)>,
+    ) -> Result<Accepted> {
+        let mut tx = self.begin(true).await?;
+        let now = now_ms();
+        let tenant = &receipt.tenant_id;
+        let mut event_ids = Vec::new();
+        for (event_type, payload) in events {
+            let event = CanonicalEvent {
+                id: crate::new_id("evt"),
+                tenant_id: tenant.clone(),
+                event_type: event_type.clone(),
+                occurred_at: receipt.received_at / 1000,
+                source: receipt.provider,
+                is_test: false,
+                payload: payload.clone(),
+            };
+            if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#{event_type}"), receipt.received_at)
+                .await?
+            {
+                event_ids.push(event.id);
+            }
+        }
+        let duplicate = event_ids.is_empty();
+        if !duplicate {
+            sqlx::query(
+                "INSERT INTO contacts (tenant_id, e164, messages, last_message_at, created_at) VALUES (?, ?, 1, ?, ?)
+                 ON CONFLICT (tenant_id, e164) DO UPDATE SET messages = messages + 1, last_message_at = excluded.last_message_at",
+            )
+            .bind(tenant.as_str())
+            .bind(contact)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((opted_out, keyword)) = opt {
+                sqlx::query(
+                    "UPDATE contacts SET opted_out = ?, opt_changed_at = ?, last_keyword = ? WHERE tenant_id = ? AND e164 = ?",
+                )
+                .bind(opted_out)
+                .bind(now)
+                .bind(keyword)
+                .bind(tenant.as_str())
+                .bind(contact)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let verdict = if duplicate { "duplicate" } else { "accepted" };
+        insert_receipt(&mut *tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str))
+            .await?;
+        tx.commit().await?;
+        let event_id = event_ids.into_iter().next().unwrap_or_default();
+        Ok(Accepted { event_id, duplicate })
+    }
+
+    /// A contact's thread and opt-out state.
+    pub async fn contact(&self, tenant: &TenantId, e164: &str) -> Result<Option<Value>> {
+        let row = sqlx::query(
+            "SELECT e164, opted_out, opt_changed_at, last_keyword, messages, last_message_at FROM contacts WHERE tenant_id = ? AND e164 = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(e164)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            serde_json::json!({
+                "e164": r.get::<String, _>("e164"),
+                "opted_out": r.get::<bool, _>("opted_out"),
+                "opt_changed_at": r.get::<Option<i64>, _>("opt_changed_at"),
+                "last_keyword": r.get::<Option<String>, _>("last_keyword"),
+                "messages": r.get::<i64, _>("messages"),
+                "last_message_at": r.get::<Option<i64>, _>("last_message_at"),
+            })
+        }))
+    }
+
     // ---- events ----
 
     /// Events of a tenant after the cursor `after` (a seq), oldest first.
