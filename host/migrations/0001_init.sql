@@ -208,3 +208,10 @@ CREATE TABLE contacts (
     created_at      INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, e164)
 );
+
+-- Each tenant's billing state from Stripe (normalize::billing::Billing as JSON).
+CREATE TABLE billing (
+    tenant_id  TEXT PRIMARY KEY,
+    record     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);

@@ -169,3 +169,44 @@ async fn twilio_signature_covers_the_configured_public_url_not_the_listener() {
     assert_eq!(s.server.post_twilio(&path, &over_listener, &params).await.status(), 401);
     assert_eq!(s.events().await.len(), 1);
 }
+
+/// Stripe fixtures (recorded shapes, both API versions) from `tests/fixtures/stripe/`.
+fn stripe_fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/fixtures/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_events_keep_a_monotonic_billing_record_in_both_api_shapes() {
+    let s = Setup::new(&["billing.*"]).await;
+    // Newest first, then the older ones late, each twice: the record must end at the newest.
+    let order = [
+        "subscription_past_due_basil",
+        "invoice_payment_failed_basil",
+        "checkout_session_completed",
+        "subscription_created_pre2025",
+        "subscription_updated_basil",
+        "invoice_paid_basil",
+        "subscription_past_due_basil",
+        "subscription_created_pre2025",
+    ];
+    for name in order {
+        let r = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s(), &stripe_fixture(name)).await;
+        assert_eq!(r.status(), 200, "{name}");
+    }
+    s.server.settled("delivery").await;
+    let b = s.server.get_json(&format!("/v1/tenants/{}/billing", s.tenant), &s.key).await;
+    assert_eq!(b["status"], "past_due");
+    assert_eq!(b["subscription_id"], "sub_1QxA1");
+    assert_eq!(b["customer_id"], "cus_QxA1");
+    assert_eq!(b["plan"], "pro_monthly");
+    assert_eq!(b["current_period_end"], 1766480001, "basil: the period end comes from the items");
+    assert_eq!(b["last_invoice"]["id"], "in_1QfailD");
+    assert_eq!(b["last_invoice"]["event"], "invoice.payment_failed");
+    assert_eq!(b["last_invoice"]["subscription_id"], "sub_1QxA1");
+    assert_eq!(b["checkout"]["client_reference_id"], "acct_42");
+    let types: Vec<String> = s.events().await.iter().map(|e| e["event_type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types.len(), 6, "repeats are not new events: {types:?}");
+    assert!(types.contains(&"billing.checkout.completed".to_string()));
+    assert!(types.contains(&"billing.invoice.payment_failed".to_string()));
+    assert!(types.contains(&"billing.subscription.created".to_string()));
+}

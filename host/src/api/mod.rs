@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/numbers/{e164}", put(put_number).get(get_number))
         .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
         .route("/v1/tenants/{id}/contacts/{e164}", get(get_contact))
+        .route("/v1/tenants/{id}/billing", get(get_billing))
         .merge(hooks)
         .merge(uploads)
         .with_state(state)
@@ -1001,4 +1002,25 @@ async fn get_contact(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown contact {e164}")))?;
     Ok(Json(c))
+}
+
+async fn get_billing(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let b = state.store.billing(&tenant).await?;
+    Ok(Json(json!({
+        "customer_id": b.customer_id,
+        "customer_email": b.customer_email,
+        "subscription_id": b.subscription_id,
+        "status": b.status,
+        "plan": b.plan,
+        "current_period_end": b.current_period_end,
+        "cancel_at_period_end": b.cancel_at_period_end,
+        "last_invoice": b.last_invoice,
+        "checkout": b.checkout,
+        "as_of": { "subscription": b.subscription_as_of, "invoice": b.invoice_as_of, "customer": b.customer_as_of },
+    })))
 }

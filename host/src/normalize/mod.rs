@@ -3,6 +3,7 @@
 //! Pure functions over values: no I/O, no clock (the caller passes the receipt time), no SQL.
 //! The envelope here is the public contract of DESIGN.md.
 
+pub mod billing;
 pub mod calls;
 pub mod sms;
 pub mod stripe;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::{Action, Compiled, Failure, Kv, PluginEngine, PluginError};
 use crate::deliver::subscribed;
 use crate::jobs::{Pump, pump};
-use crate::normalize::{CanonicalEvent, envelope};
+use crate::normalize::{CanonicalEvent, billing, envelope};
 use crate::sink::record_version;
 use crate::store::{Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginRun, Sink, Store, StoreError};
 use crate::{Config, Wakeups, now_ms};
@@ -59,6 +59,9 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
     };
     let event = stored.event;
+    if event.source == "stripe" {
+        sync_billing(store, &event).await?;
+    }
     let endpoints: Vec<Endpoint> = store.endpoints(&job.tenant_id).await?.into_iter().filter(|e| e.enabled).collect();
 
     let sinks = store.sinks(&job.tenant_id).await?;
@@ -110,6 +113,19 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<
     };
     store.finish_plugin_job(&job, &run, status, &outputs).await?;
     Ok(outputs.deliveries.len() + outputs.sink_writes.len())
+}
+
+/// Apply a Stripe event to the tenant's billing record (idempotent and monotonic, so running
+/// again after a crash is harmless).
+async fn sync_billing(store: &Store, event: &CanonicalEvent) -> Result<(), StoreError> {
+    let p = &event.payload;
+    let (Some(ty), Some(id)) = (p["stripe_event_type"].as_str(), p["stripe_event_id"].as_str()) else { return Ok(()) };
+    let changed =
+        store.update_billing(&event.tenant_id, |b| billing::apply(b, ty, event.occurred_at, id, &p["object"])).await?;
+    if changed {
+        tracing::debug!(tenant = %event.tenant_id, stripe_event = id, "billing record updated");
+    }
+    Ok(())
 }
 
 /// Turn actions into deliveries and sink writes. Returns the event's status (`processed` or

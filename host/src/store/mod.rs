@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::normalize::CanonicalEvent;
+use crate::normalize::billing::Billing;
 use crate::normalize::calls::{CallState, Emit};
 use crate::{TenantId, now_ms};
 
@@ -753,6 +754,50 @@ impl Store {
                 "last_message_at": r.get::<Option<i64>, _>("last_message_at"),
             })
         }))
+    }
+
+    // ---- billing ----
+
+    /// Read, change and write the tenant's billing record in one transaction. Derived state:
+    /// worker-level durability (a lost commit is re-applied from the event).
+    pub async fn update_billing<F>(&self, tenant: &TenantId, f: F) -> Result<bool>
+    where
+        F: FnOnce(&mut Billing) -> bool,
+    {
+        let mut tx = self.begin(false).await?;
+        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut b: Billing = match row {
+            Some(r) => serde_json::from_str(&r.get::<String, _>("record"))
+                .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
+            None => Billing::default(),
+        };
+        let changed = f(&mut b);
+        sqlx::query(
+            "INSERT INTO billing (tenant_id, record, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(serde_json::to_string(&b).expect("billing serializes"))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn billing(&self, tenant: &TenantId) -> Result<Billing> {
+        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => serde_json::from_str(&r.get::<String, _>("record"))
+                .map_err(|e| StoreError::Corrupt(format!("billing: {e}"))),
+            None => Ok(Billing::default()),
+        }
     }
 
     // ---- events ----
