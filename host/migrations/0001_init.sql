@@ -45,6 +45,7 @@ CREATE TABLE events (
     dedupe_key  TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'pending',  -- pending | processed | dropped | failed
     error       TEXT,
+    replay_of   INTEGER,                 -- the receipt this event replays, if it is a replay
     created_at  INTEGER NOT NULL,
     UNIQUE (tenant_id, dedupe_key)
 );

@@ -210,3 +210,49 @@ async fn stripe_events_keep_a_monotonic_billing_record_in_both_api_shapes() {
     assert!(types.contains(&"billing.invoice.payment_failed".to_string()));
     assert!(types.contains(&"billing.subscription.created".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_receipts_replay_through_the_current_plugin_and_endpoints() {
+    let mut s = Setup::new(&["*"]).await;
+    let r = s.server.stripe(&s.tenant, STRIPE_SECRET, now_s(), &stripe_event("evt_replayme")).await;
+    assert_eq!(r.status(), 200);
+    let first = s.receiver.next().await.json();
+    s.call_status("CA77", "busy").await; // two events: call.completed + call.missed
+    s.receiver.next().await;
+    s.receiver.next().await;
+    let bad = s.server.stripe(&s.tenant, "whsec_wrong", now_s(), &stripe_event("evt_bad")).await;
+    assert_eq!(bad.status(), 401);
+
+    let receipts = s.server.get_json(&format!("/v1/tenants/{}/receipts", s.tenant), &s.key).await;
+    let receipts = receipts["data"].as_array().unwrap().clone();
+    let id_of = |verdict: &str, provider: &str| {
+        receipts.iter().find(|r| r["verdict"] == verdict && r["provider"] == provider).unwrap()["id"].as_i64().unwrap()
+    };
+    let replay = |rid: i64| {
+        s.server
+            .authed(reqwest::Method::POST, &format!("/v1/tenants/{}/receipts/{rid}/replay", s.tenant), &s.key)
+            .send()
+    };
+    let r = replay(id_of("accepted", "stripe")).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let again = s.receiver.next().await.json();
+    assert_eq!(again["event_type"], first["event_type"]);
+    assert_eq!(again["payload"], first["payload"]);
+    assert_ne!(again["id"], first["id"], "a replay is a new event");
+
+    let r = replay(id_of("accepted", "twilio")).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["event_ids"].as_array().unwrap().len(), 2);
+    let mut types = vec![
+        s.receiver.next().await.json()["event_type"].clone(),
+        s.receiver.next().await.json()["event_type"].clone(),
+    ];
+    types.sort_by_key(|t| t.to_string());
+    assert_eq!(types, [json!("call.completed"), json!("call.missed")]);
+
+    assert_eq!(replay(id_of("rejected", "stripe")).await.unwrap().status(), 409);
+    assert_eq!(replay(999_999).await.unwrap().status(), 404);
+    let metrics = s.server.http.get(s.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("hookhost_replays_total 3"), "{metrics}");
+}

@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/events/{event_id}", get(get_event))
         .route("/v1/tenants/{id}/deliveries", get(list_deliveries))
         .route("/v1/tenants/{id}/receipts", get(list_receipts))
+        .route("/v1/tenants/{id}/receipts/{rid}/replay", post(replay_receipt))
         .route("/v1/tenants/{id}/sinks", post(create_sink).get(list_sinks))
         .route("/v1/tenants/{id}/numbers/{e164}", put(put_number).get(get_number))
         .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
@@ -176,7 +177,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         out.push_str(&format!("hookhost_jobs{{kind=\"{kind}\",status=\"{status}\"}} {n}\n"));
     }
     out.push_str(
-        "# HELP hookhost_replays_total Deliveries made by event replays.\n# TYPE hookhost_replays_total counter\n",
+        "# HELP hookhost_replays_total Replays: deliveries made by event replays and events made by receipt replays.\n# TYPE hookhost_replays_total counter\n",
     );
     out.push_str(&format!("hookhost_replays_total {}\n", state.store.replay_count().await?));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
@@ -1023,4 +1024,43 @@ async fn get_billing(
         "checkout": b.checkout,
         "as_of": { "subscription": b.subscription_as_of, "invoice": b.invoice_as_of, "customer": b.customer_as_of },
     })))
+}
+
+/// Re-run a kept receipt: normalize again from its raw body where normalizing is stateless
+/// (Stripe), else replay the events it produced (Twilio calls and messages go through a state
+/// machine that has already applied it); then the tenant's current plugin and endpoints. Only
+/// accepted or duplicate receipts replay: a rejected one was never verified.
+async fn replay_receipt(
+    State(state): State<AppState>,
+    Path((id, rid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let unknown = || ApiError::NotFound(format!("unknown receipt {rid}"));
+    let rid_n: i64 = rid.parse().map_err(|_| unknown())?;
+    let (provider, verdict, key, body) = state.store.receipt(&tenant, rid_n).await?.ok_or_else(unknown)?;
+    if verdict == "rejected" {
+        return Err(ApiError::Conflict(format!("receipt {rid} was rejected; only verified receipts replay")));
+    }
+    let key = key.unwrap_or_default();
+    let originals = state.store.events_of_receipt(&tenant, &key).await?;
+    let fresh: Vec<crate::normalize::CanonicalEvent> = if provider == "stripe" {
+        let n = crate::normalize::stripe::event(&body)
+            .map_err(|e| unprocessable(format!("receipt no longer normalizes: {e}")))?;
+        vec![crate::normalize::CanonicalEvent {
+            id: new_id("evt"),
+            tenant_id: tenant.clone(),
+            event_type: n.event_type,
+            occurred_at: n.occurred_at,
+            source: "stripe",
+            is_test: false,
+            payload: n.payload,
+        }]
+    } else {
+        originals.into_iter().map(|e| crate::normalize::CanonicalEvent { id: new_id("evt"), ..e }).collect()
+    };
+    let ids = state.store.insert_replays(&tenant, rid_n, &fresh).await?;
+    tracing::info!(%tenant, receipt = rid_n, events = ids.len(), "receipt replayed");
+    state.wake.plugin.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "event_ids": ids }))).into_response())
 }

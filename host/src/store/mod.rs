@@ -800,6 +800,64 @@ impl Store {
         }
     }
 
+    // ---- receipt replay ----
+
+    /// A kept receipt with its body: (provider, verdict, dedupe key, body).
+    pub async fn receipt(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+    ) -> Result<Option<(String, String, Option<String>, Vec<u8>)>> {
+        let row =
+            sqlx::query("SELECT provider, verdict, dedupe_key, body FROM receipts WHERE tenant_id = ? AND id = ?")
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| (r.get("provider"), r.get("verdict"), r.get("dedupe_key"), r.get("body"))))
+    }
+
+    /// The events a receipt produced (their dedupe keys are the receipt's, or start with it + `#`).
+    pub async fn events_of_receipt(&self, tenant: &TenantId, dedupe_key: &str) -> Result<Vec<CanonicalEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error FROM events
+             WHERE tenant_id = ? AND (dedupe_key = ? OR substr(dedupe_key, 1, ?) = ?) AND replay_of IS NULL ORDER BY seq",
+        )
+        .bind(tenant.as_str())
+        .bind(dedupe_key)
+        .bind(dedupe_key.len() as i64 + 1)
+        .bind(format!("{dedupe_key}#"))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| stored_event(r).map(|e| e.event)).collect()
+    }
+
+    /// Store `events` as fresh events replaying receipt `receipt_id` (new ids, plugin jobs).
+    pub async fn insert_replays(
+        &self,
+        tenant: &TenantId,
+        receipt_id: i64,
+        events: &[CanonicalEvent],
+    ) -> Result<Vec<String>> {
+        let mut tx = self.begin(true).await?;
+        let now = now_ms();
+        let mut ids = Vec::new();
+        for e in events {
+            let key = format!("replay:{receipt_id}:{}", e.id);
+            if insert_event_with_job(&mut tx, e, &key, now).await? {
+                sqlx::query("UPDATE events SET replay_of = ? WHERE tenant_id = ? AND id = ?")
+                    .bind(receipt_id)
+                    .bind(tenant.as_str())
+                    .bind(&e.id)
+                    .execute(&mut *tx)
+                    .await?;
+                ids.push(e.id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     // ---- events ----
 
     /// Events of a tenant after the cursor `after` (a seq), oldest first.
@@ -1549,12 +1607,16 @@ impl Store {
         Ok(ids)
     }
 
-    /// Replays made, for metrics.
+    /// Replays made (event replays' deliveries and receipt replays' events), for metrics.
     pub async fn replay_count(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'delivery' AND replay = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .get("n"))
+        let n: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE kind = 'delivery' AND replay = 1)
+                  + (SELECT COUNT(*) FROM events WHERE replay_of IS NOT NULL) AS n",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .get("n");
+        Ok(n)
     }
 
     /// Delivery attempts for one event of a tenant, in order.
