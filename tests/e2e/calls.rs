@@ -185,3 +185,53 @@ async fn inbound_sms_keywords_drive_the_contacts_opt_out_state() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exotel_callbacks_are_authenticated_by_token_and_mapped_to_the_call_model() {
+    let s = Setup::new(&["*"]).await;
+    let r = s
+        .server
+        .authed(Method::PUT, &format!("/v1/tenants/{}/providers/exotel", s.tenant), &s.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["callback_token"].as_str().unwrap().to_string();
+    assert!(token.len() >= 32);
+    let passthru =
+        |query: String| s.server.http.get(s.server.url(&format!("/hooks/{}/exotel/passthru?{query}", s.tenant))).send();
+
+    let q = "CallSid=ex1&CallFrom=09876543210&CallTo=08041234567&Direction=incoming&CallType=incomplete&digits=%221%22";
+    assert_eq!(passthru(q.to_string()).await.unwrap().status(), 401, "no token");
+    let r = passthru(format!("{q}&token=wrong{token}")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_token");
+    let r = passthru(format!("{q}&token={token}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(passthru(format!("{q}&token={token}")).await.unwrap().status(), 200, "a retry is acknowledged");
+
+    // The StatusCallback, as JSON, for another call; then repeated and contradicted.
+    let status = |body: Value| {
+        s.server.http.post(s.server.url(&format!("/hooks/{}/exotel/status?token={token}", s.tenant))).json(&body).send()
+    };
+    let body = json!({ "CallSid": "ex2", "Status": "busy", "From": "09876543210", "To": "08041234567", "Direction": "inbound",
+                       "DateUpdated": "2026-11-24 10:00:00", "ConversationDuration": 0, "Legs": [] });
+    assert_eq!(status(body.clone()).await.unwrap().status(), 200);
+    assert_eq!(status(body).await.unwrap().status(), 200);
+    assert_eq!(status(json!({ "CallSid": "ex2", "Status": "completed" })).await.unwrap().status(), 200);
+    assert_eq!(status(json!({ "Status": "completed" })).await.unwrap().status(), 400);
+
+    let events = s.events().await;
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e["payload"]["call_id"].as_str().unwrap().into(), e["event_type"].as_str().unwrap().into()))
+        .collect();
+    let want = [("ex1", "call.completed"), ("ex1", "call.missed"), ("ex2", "call.completed"), ("ex2", "call.missed")];
+    assert_eq!(summary, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(events[0]["payload"]["reason"], "incomplete");
+    assert_eq!(events[0]["payload"]["direction"], "inbound");
+    assert_eq!(events[0]["payload"]["from"], "09876543210");
+    let call = s.server.get_json(&format!("/v1/tenants/{}/calls/ex2", s.tenant), &s.key).await;
+    assert_eq!(call["outcome"], "missed", "a later contradicting status does not flip it");
+}

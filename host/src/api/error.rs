@@ -53,6 +53,9 @@ impl ApiError {
                 IngestError::Unauthorized(crate::ingest::VerifyError::Stale { .. }) => {
                     (StatusCode::UNAUTHORIZED, "stale_timestamp")
                 }
+                IngestError::Unauthorized(crate::ingest::VerifyError::BadToken) => {
+                    (StatusCode::UNAUTHORIZED, "invalid_token")
+                }
                 IngestError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
                 IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
                 IngestError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

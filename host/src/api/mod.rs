@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/{tenant}/twilio/voice/dial-complete", post(twilio_voice_dial_complete))
         .route("/hooks/{tenant}/twilio/sms/inbound", post(twilio_sms_inbound))
         .route("/hooks/{tenant}/stripe", post(stripe_hook))
+        .route("/hooks/{tenant}/exotel/passthru", get(exotel_passthru).post(exotel_passthru))
+        .route("/hooks/{tenant}/exotel/status", post(exotel_status))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let uploads = Router::new()
         .route("/v1/tenants/{id}/plugins", post(upload_plugin))
@@ -245,6 +247,40 @@ async fn twilio_sms_inbound(
     Ok(([(header::CONTENT_TYPE, "text/xml")], crate::ingest::twiml::empty()).into_response())
 }
 
+async fn exotel_hook(
+    state: &AppState,
+    kind: crate::normalize::exotel::Kind,
+    tenant: String,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = raw_body(body, state.config.max_body_bytes)?;
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"));
+    state.ingest.exotel(hook_request(tenant, uri, headers, body), kind, json).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], "OK").into_response())
+}
+
+async fn exotel_passthru(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    exotel_hook(&state, crate::normalize::exotel::Kind::Passthru, tenant, &uri, headers, body).await
+}
+
+async fn exotel_status(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    exotel_hook(&state, crate::normalize::exotel::Kind::Status, tenant, &uri, headers, body).await
+}
+
 async fn stripe_hook(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -304,23 +340,33 @@ async fn put_provider(
     Path((id, provider)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
     let body = json_body(body)?;
     let field = match provider.as_str() {
         "twilio" => "auth_token",
         "stripe" => "webhook_secret",
-        other => return Err(ApiError::NotFound(format!("unknown provider {other}; known: twilio, stripe"))),
+        "exotel" => "callback_token",
+        other => return Err(ApiError::NotFound(format!("unknown provider {other}; known: twilio, stripe, exotel"))),
     };
-    let secret = body
-        .get(field)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::Unprocessable(format!("{field} is required (a non-empty string)")))?;
+    let given = body.get(field).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    if provider == "exotel" {
+        // Exotel signs nothing: a random token in the callback URLs is the authentication.
+        let token = match given {
+            Some(t) if t.len() >= 16 => t.to_string(),
+            Some(_) => {
+                return Err(unprocessable("callback_token must be at least 16 characters (or omit it to get one)"));
+            }
+            None => hex::encode(rand::random::<[u8; 24]>()),
+        };
+        state.store.set_provider_secret(&tenant, &provider, &token).await?;
+        tracing::info!(%tenant, provider, "provider secret set");
+        return Ok(Json(json!({ "callback_token": token })).into_response());
+    }
+    let secret = given.ok_or_else(|| ApiError::Unprocessable(format!("{field} is required (a non-empty string)")))?;
     state.store.set_provider_secret(&tenant, &provider, secret).await?;
     tracing::info!(%tenant, provider, "provider secret set");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- endpoints ----

@@ -16,8 +16,8 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::normalize::calls::{self, Party, Signal};
-use crate::normalize::sms;
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
+use crate::normalize::{exotel, sms};
 use crate::store::{Accepted, ReceiptRecord, Store, StoreError};
 use crate::{Config, TenantId, Wakeups, new_id, now_ms};
 
@@ -97,6 +97,8 @@ pub enum VerifyError {
     Mismatch,
     #[error("timestamp outside the tolerance of {tolerance_s} s (age {age_s} s)")]
     Stale { age_s: i64, tolerance_s: i64 },
+    #[error("missing or wrong callback token")]
+    BadToken,
 }
 
 /// Why a provider request was not accepted.
@@ -250,6 +252,44 @@ impl Ingestor {
             tracing::info!(tenant = %verified.tenant, %message_sid, "duplicate Twilio message acknowledged");
         } else {
             tracing::info!(tenant = %verified.tenant, %message_sid, keyword = ?keyword.map(|k| k.word()), "message accepted");
+            self.wake.plugin.notify_one();
+        }
+        Ok(())
+    }
+
+    /// `GET|POST /hooks/{tenant}/exotel/passthru` and `POST /hooks/{tenant}/exotel/status`.
+    /// Exotel signs nothing: the URL carries the tenant's callback token as `?token=…`.
+    pub async fn exotel(&self, req: HookRequest, kind: exotel::Kind, json_body: bool) -> Result<(), IngestError> {
+        let (receipt, token) = self.open(req, "exotel").await?;
+        let query = receipt.route.split_once('?').map_or("", |(_, q)| q).to_string();
+        let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let given = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()).unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) || token.is_empty() {
+            return Err(self.reject(&receipt, VerifyError::BadToken.into()).await);
+        }
+        let verified = receipt.into_verified();
+        params.retain(|(k, _)| k != "token");
+        if !verified.body.is_empty() {
+            let body =
+                if json_body { exotel::json_params(&verified.body) } else { Ok(twilio::form_params(&verified.body)) };
+            match body {
+                Ok(b) => params.extend(b),
+                Err(e) => return Err(self.reject(&verified, e.into()).await),
+            }
+        }
+        let (call_sid, party, signal, key) = match exotel::signal(kind, &params) {
+            Ok(x) => x,
+            Err(e) => return Err(self.reject(&verified, e.into()).await),
+        };
+        let at = verified.received_at / 1000;
+        let applied = self
+            .store
+            .apply_call(&verified.record(), &call_sid, &key, at, |state| {
+                calls::step(state, &call_sid, &key, party, signal)
+            })
+            .await?;
+        if !applied.duplicate && !applied.event_ids.is_empty() {
+            tracing::info!(tenant = %verified.tenant, %call_sid, outcome = ?applied.state.outcome, "Exotel callback accepted");
             self.wake.plugin.notify_one();
         }
         Ok(())

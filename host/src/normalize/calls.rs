@@ -56,6 +56,8 @@ pub enum Signal {
     Inbound { forward_to: Option<String>, voicemail: bool },
     /// A status callback of the parent call.
     Status { status: String, sequence: Option<i64>, duration_s: Option<i64>, recording_url: Option<String> },
+    /// A provider that states the outcome itself (Exotel's `CallType`/`Status`).
+    Resolved { outcome: String, reason: String, duration_s: Option<i64>, recording_url: Option<String> },
     /// The `<Dial action>` callback (also carries the voicemail recording when one was made).
     DialComplete {
         status: Option<String>,
@@ -233,6 +235,13 @@ pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Par
                 if state.parent_status.as_deref().is_none_or(|p| !TERMINAL.contains(&p)) {
                     state.parent_status = Some(status);
                 }
+            }
+        }
+        Signal::Resolved { outcome, reason, duration_s, recording_url } => {
+            state.duration_s = duration_s.or(state.duration_s);
+            state.recording_url = recording_url.or(state.recording_url.take());
+            if !closed {
+                out.extend(state.close(call_sid, &outcome, &reason));
             }
         }
         Signal::DialComplete { status, bridged, duration_s, dial_call_sid, recording_url } => {

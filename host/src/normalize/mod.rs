@@ -5,6 +5,7 @@
 
 pub mod billing;
 pub mod calls;
+pub mod exotel;
 pub mod sms;
 pub mod stripe;
 pub mod twilio;
@@ -78,7 +79,7 @@ pub enum NormalizeError {
 
 /// The stored name of a source, as a static string.
 pub fn source_name(s: &str) -> Option<&'static str> {
-    ["twilio", "stripe", "hookhost"].into_iter().find(|k| *k == s)
+    ["twilio", "stripe", "exotel", "vendor", "hookhost"].into_iter().find(|k| *k == s)
 }
 
 /// Parse an RFC 3339 time (`2026-11-24T10:00:00Z`, `…+05:30`, fractional seconds ignored) to
