@@ -256,3 +256,69 @@ async fn kept_receipts_replay_through_the_current_plugin_and_endpoints() {
     let metrics = s.server.http.get(s.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hookhost_replays_total 3"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_vendors_sign_with_standard_webhooks_and_any_shape_is_kept() {
+    let s = Setup::new(&["*"]).await;
+    let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let r = s
+        .server
+        .authed(reqwest::Method::PUT, &format!("/v1/tenants/{}/providers/vendor/acme-voice", s.tenant), &s.key)
+        .json(&json!({ "secret": secret }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let post = |path: &'static str, id: &'static str, ts: i64, body: String, key: &'static str| {
+        let sig = hookhost_tests::standard_sign(key, id, ts, &body);
+        s.server
+            .http
+            .post(s.server.url(&format!("/hooks/{}/telephony/{path}", s.tenant)))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body)
+            .send()
+    };
+    let transcript = json!({ "event_type": "transcript", "timestamp_utc": 1760000000, "is_test": false,
+                             "payload": { "call_id": "v-call-1", "text": "I need a plumber" } })
+    .to_string();
+    let r = post("acme-voice", "msg_1", now_s(), transcript.clone(), secret).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let again = post("acme-voice", "msg_1", now_s(), transcript.clone(), secret).await.unwrap();
+    assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
+    assert_eq!(
+        post("acme-voice", "msg_2", now_s(), transcript.clone(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let stale = post("acme-voice", "msg_3", now_s() - 301, transcript.clone(), secret).await.unwrap();
+    assert_eq!(stale.status(), 401);
+    assert_eq!(error_code(stale).await, "stale_timestamp");
+    let topic = json!({ "topic": "CONTACT_UPDATED", "data": { "id": "k1", "phone": "+14155550100" } }).to_string();
+    assert_eq!(post("acme-voice", "msg_4", now_s(), topic, secret).await.unwrap().status(), 200);
+    let odd = json!({ "type": "queue.overflow", "data": { "queue": "sales" } }).to_string();
+    assert_eq!(post("acme-voice", "msg_5", now_s(), odd.clone(), secret).await.unwrap().status(), 200);
+    assert_eq!(post("acme-voice/sample", "msg_6", now_s(), odd, secret).await.unwrap().status(), 200);
+    assert_eq!(post("acme-voice", "msg_7", now_s(), "{not json".into(), secret).await.unwrap().status(), 400);
+    assert_eq!(post("other-vendor", "msg_8", now_s(), "{}".into(), secret).await.unwrap().status(), 404);
+
+    let events = s.events().await;
+    let got: Vec<(&str, bool)> =
+        events.iter().map(|e| (e["event_type"].as_str().unwrap(), e["is_test"].as_bool().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            ("call.transcript", false),
+            ("contact.updated", false),
+            ("vendor.acme-voice.queue.overflow", false),
+            ("vendor.acme-voice.queue.overflow", true)
+        ]
+    );
+    assert_eq!(events[0]["payload"]["text"], "I need a plumber");
+    assert_eq!(events[0]["payload"]["vendor"], "acme-voice");
+    assert_eq!(events[0]["timestamp_utc"], 1760000000);
+}

@@ -288,6 +288,14 @@ pub fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Sign as a Standard Webhooks sender would: `v1,<base64 HMAC-SHA256(key, "{id}.{ts}.{body}")>`.
+pub fn standard_sign(secret: &str, id: &str, ts: i64, body: &str) -> String {
+    let key = B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
 /// Verify a Standard Webhooks delivery as a receiver would.
 pub fn verify_standard_webhook(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();

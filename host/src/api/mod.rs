@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/{tenant}/twilio/voice/dial-complete", post(twilio_voice_dial_complete))
         .route("/hooks/{tenant}/twilio/sms/inbound", post(twilio_sms_inbound))
         .route("/hooks/{tenant}/stripe", post(stripe_hook))
+        .route("/hooks/{tenant}/telephony/{vendor}", post(vendor_hook))
+        .route("/hooks/{tenant}/telephony/{vendor}/sample", post(vendor_sample))
         .route("/hooks/{tenant}/exotel/passthru", get(exotel_passthru).post(exotel_passthru))
         .route("/hooks/{tenant}/exotel/status", post(exotel_status))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{id}", get(get_tenant))
         .route("/v1/tenants/{id}/providers/{provider}", put(put_provider))
+        .route("/v1/tenants/{id}/providers/vendor/{vendor}", put(put_vendor))
         .route("/v1/tenants/{id}/endpoints", post(create_endpoint).get(list_endpoints))
         .route("/v1/tenants/{id}/endpoints/{eid}", get(get_endpoint).patch(patch_endpoint).delete(delete_endpoint))
         .route("/v1/tenants/{id}/endpoints/{eid}/rotate-secret", post(rotate_secret))
@@ -281,6 +284,41 @@ async fn exotel_status(
     exotel_hook(&state, crate::normalize::exotel::Kind::Status, tenant, &uri, headers, body).await
 }
 
+async fn vendor_ingress(
+    state: &AppState,
+    tenant: String,
+    vendor: &str,
+    force_test: bool,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = raw_body(body, state.config.max_body_bytes)?;
+    let accepted = state.ingest.vendor(hook_request(tenant, uri, headers, body), vendor, force_test).await?;
+    Ok(Json(json!({ "received": true, "event_id": accepted.event_id, "duplicate": accepted.duplicate }))
+        .into_response())
+}
+
+async fn vendor_hook(
+    State(state): State<AppState>,
+    Path((tenant, vendor)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    vendor_ingress(&state, tenant, &vendor, false, &uri, headers, body).await
+}
+
+async fn vendor_sample(
+    State(state): State<AppState>,
+    Path((tenant, vendor)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    vendor_ingress(&state, tenant, &vendor, true, &uri, headers, body).await
+}
+
 async fn stripe_hook(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -367,6 +405,26 @@ async fn put_provider(
     state.store.set_provider_secret(&tenant, &provider, secret).await?;
     tracing::info!(%tenant, provider, "provider secret set");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn put_vendor(
+    State(state): State<AppState>,
+    Path((id, vendor)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !crate::normalize::vendor::valid_vendor(&vendor) {
+        return Err(unprocessable("vendor names are [a-z0-9_-], 1 to 32 characters"));
+    }
+    let body = json_body(body)?;
+    let secret = body.get("secret").and_then(Value::as_str).unwrap_or_default();
+    if !secret.starts_with("whsec_") || sign::secret_key(secret).map_or(true, |k| k.len() < 16) {
+        return Err(unprocessable("secret must be whsec_ followed by base64 of at least 16 bytes"));
+    }
+    state.store.set_provider_secret(&tenant, &format!("vendor:{vendor}"), secret).await?;
+    tracing::info!(%tenant, vendor, "vendor secret set");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- endpoints ----

@@ -5,6 +5,7 @@
 //! holds its signature rules; a `Receipt<Verified>` can only be made by one of them. Must not
 //! run plugins or deliver anything: that happens after the provider has its answer.
 
+pub mod standard;
 pub mod stripe;
 pub mod twilio;
 pub mod twiml;
@@ -295,6 +296,35 @@ impl Ingestor {
         Ok(())
     }
 
+    /// `POST /hooks/{tenant}/telephony/{vendor}` (and `…/sample`, `force_test`): Standard
+    /// Webhooks–signed JSON from any vendor, with the tenant's secret for that vendor.
+    pub async fn vendor(&self, req: HookRequest, vendor: &str, force_test: bool) -> Result<Accepted, IngestError> {
+        if !crate::normalize::vendor::valid_vendor(vendor) {
+            return Err(IngestError::NotConfigured("vendor"));
+        }
+        let tenant =
+            self.store.tenant(&req.tenant).await?.ok_or_else(|| IngestError::UnknownTenant(req.tenant.clone()))?;
+        let receipt = Receipt::new(tenant.id, "vendor", req.path_and_query, req.headers, req.body);
+        let Some(secret) = self.store.provider_secret(&receipt.tenant, &format!("vendor:{vendor}")).await? else {
+            return Err(self.reject(&receipt, IngestError::NotConfigured("vendor")).await);
+        };
+        let (verified, message_id, signed_at) = match standard::verify(receipt, &secret, now_ms() / 1000, 300) {
+            Ok(v) => v,
+            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
+        };
+        let (normalized, is_test) =
+            match crate::normalize::vendor::event(vendor, &verified.body, &message_id, signed_at) {
+                Ok((mut n, t)) => {
+                    if force_test {
+                        n.dedupe_key.push_str(":sample");
+                    }
+                    (Ok(n), t || force_test)
+                }
+                Err(e) => (Err(e), false),
+            };
+        self.accept_as(verified, normalized, is_test).await
+    }
+
     /// `POST /hooks/{tenant}/stripe`.
     pub async fn stripe(&self, req: HookRequest) -> Result<Accepted, IngestError> {
         let (receipt, secret) = self.open(req, "stripe").await?;
@@ -338,6 +368,15 @@ impl Ingestor {
         receipt: Receipt<Verified>,
         normalized: Result<Normalized, NormalizeError>,
     ) -> Result<Accepted, IngestError> {
+        self.accept_as(receipt, normalized, false).await
+    }
+
+    async fn accept_as(
+        &self,
+        receipt: Receipt<Verified>,
+        normalized: Result<Normalized, NormalizeError>,
+        is_test: bool,
+    ) -> Result<Accepted, IngestError> {
         let n = match normalized {
             Ok(n) => n,
             Err(e) => return Err(self.reject(&receipt, e.into()).await),
@@ -348,7 +387,7 @@ impl Ingestor {
             event_type: n.event_type,
             occurred_at: n.occurred_at,
             source: receipt.provider,
-            is_test: false,
+            is_test,
             payload: n.payload,
         };
         let accepted = self.store.accept(&receipt.record(), &event, &n.dedupe_key).await?;

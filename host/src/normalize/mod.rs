@@ -9,6 +9,7 @@ pub mod exotel;
 pub mod sms;
 pub mod stripe;
 pub mod twilio;
+pub mod vendor;
 
 use serde_json::{Value, json};
 
