@@ -39,6 +39,9 @@ pub fn check(
     Ok((id.to_string(), t))
 }
 
+/// A verified receipt with its `webhook-id` and `webhook-timestamp`.
+pub type VerifiedMessage = (Receipt<Verified>, String, i64);
+
 /// Verify a vendor receipt with the tenant's secret for that vendor.
 #[allow(clippy::result_large_err)]
 pub fn verify(
@@ -46,7 +49,7 @@ pub fn verify(
     secret: &str,
     now: i64,
     tolerance: i64,
-) -> Result<(Receipt<Verified>, String, i64), (Receipt<Unverified>, VerifyError)> {
+) -> Result<VerifiedMessage, (Receipt<Unverified>, VerifyError)> {
     let h = |n: &str| receipt.header(n).or_else(|| receipt.header(&n.replace("webhook-", "svix-")));
     match check(h(ID), h(TIMESTAMP), h(SIGNATURE), &receipt.body, secret, now, tolerance) {
         Ok((id, t)) => Ok((receipt.into_verified(), id, t)),
