@@ -150,3 +150,81 @@ pub async fn run(
     served?;
     Ok(())
 }
+
+/// Every parser of untrusted input, fed generated and mutated inputs: none may panic. (The
+/// cargo-fuzz targets in `fuzz/` explore the same functions far longer; this keeps a floor in
+/// every test run.)
+#[cfg(test)]
+mod hostile_input {
+    use crate::ingest::{standard, stripe, twilio};
+    use crate::normalize::{exotel, sms, vendor};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    const SEEDS: [&str; 6] = [
+        "t=1700000000,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=abc",
+        r#"{"id":"evt_1","object":"event","type":"invoice.paid","created":1,"data":{"object":{"id":"in_1"}}}"#,
+        "CallSid=CA1&CallStatus=completed&From=%2B14158675309&Digits=1234&Digits=5678",
+        r#"{"event_type":"transcript","timestamp_utc":1,"payload":{"call_id":"c"},"is_test":true}"#,
+        r#"{"CallSid":"c2","Status":"busy","ConversationDuration":0}"#,
+        "Thu, 01 Jan 2026 12:01:00 +0000",
+    ];
+
+    #[test]
+    fn no_parser_panics_on_hostile_input() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for i in 0..20_000 {
+            let seed = SEEDS[i % SEEDS.len()].as_bytes();
+            let mut data: Vec<u8> =
+                if i % 3 == 0 { (0..(rng.next() % 300)).map(|_| rng.next() as u8).collect() } else { seed.to_vec() };
+            for _ in 0..(rng.next() % 6) {
+                if data.is_empty() {
+                    break;
+                }
+                let at = (rng.next() as usize) % data.len();
+                match rng.next() % 3 {
+                    0 => data[at] = rng.next() as u8,
+                    1 => {
+                        data.remove(at);
+                    }
+                    _ => {
+                        let specials = b",=.&%{}\"\\\0\xff";
+                        data.insert(at, specials[(rng.next() as usize) % specials.len()])
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&data);
+            let _ = stripe::check(&text, &data, "whsec_x", 1_700_000_000, 300);
+            let params = twilio::form_params(&data);
+            let _ = twilio::url_variants(&text);
+            let _ = twilio::is_valid(&text, &params, &text, "t");
+            let _ = standard::check(
+                Some(&text),
+                Some(&text),
+                Some(&text),
+                &data,
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                0,
+                300,
+            );
+            let _ = crate::normalize::stripe::event(&data);
+            let _ = vendor::event("v", &data, "m", 0);
+            if let Ok(p) = exotel::json_params(&data) {
+                let _ = exotel::signal(exotel::Kind::Status, &p);
+            }
+            let _ = exotel::signal(exotel::Kind::Passthru, &params);
+            let _ = sms::classify(&text, Some(&text));
+            let _ = sms::received_payload(&params);
+            let _ = crate::normalize::twilio::parse_rfc2822(&text);
+            let _ = crate::normalize::parse_rfc3339(&text);
+        }
+    }
+}
