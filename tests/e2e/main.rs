@@ -8,6 +8,7 @@ mod delivery;
 mod endpoints;
 mod ingest;
 mod plugins;
+mod routes;
 mod sinks;
 
 use hookhost_tests::{Receiver, TestServer};
