@@ -1043,8 +1043,8 @@ async fn put_number(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
     let b = json_body(body)?;
-    if !is_e164(&e164) {
-        return Err(unprocessable(format!("{e164:?} is not an E.164 number such as +14155550100")));
+    if !is_e164(&e164) && e164 != crate::ingest::DEFAULT_NUMBER {
+        return Err(unprocessable(format!("{e164:?} is not an E.164 number such as +14155550100 (or \"default\")")));
     }
     let forward_to = b.forward_to.filter(|f| !f.is_empty());
     if let Some(f) = &forward_to

@@ -162,6 +162,11 @@ impl Ingestor {
                     Some(to) => self.store.number(&verified.tenant, to).await?,
                     None => None,
                 };
+                // Unknown numbers get the tenant's fallback (`numbers/default`), if set.
+                let number = match number {
+                    Some(n) => Some(n),
+                    None => self.store.number(&verified.tenant, DEFAULT_NUMBER).await?,
+                };
                 let signal = Signal::Inbound {
                     forward_to: number.as_ref().and_then(|n| n.forward_to.clone()),
                     voicemail: number.as_ref().is_some_and(|n| n.voicemail),
@@ -400,6 +405,9 @@ impl Ingestor {
         Ok(accepted)
     }
 }
+
+/// The number-settings key of a tenant's fallback for calls to numbers it has not configured.
+pub const DEFAULT_NUMBER: &str = "default";
 
 /// Which Twilio voice callback a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
