@@ -63,9 +63,7 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let hooks = Router::new()
-        .route("/hooks/{tenant}/twilio/voice/inbound", post(twilio_voice_inbound))
-        .route("/hooks/{tenant}/twilio/voice/status", post(twilio_voice_status))
-        .route("/hooks/{tenant}/twilio/voice/dial-complete", post(twilio_voice_dial_complete))
+        .route("/hooks/{tenant}/twilio/voice/{leg}", post(twilio_voice))
         .route("/hooks/{tenant}/twilio/sms/inbound", post(twilio_sms_inbound))
         .route("/hooks/{tenant}/stripe", post(stripe_hook))
         .route("/hooks/{tenant}/telephony/{vendor}", post(vendor_hook))
@@ -195,47 +193,25 @@ fn hook_request(tenant: String, uri: &Uri, headers: HeaderMap, body: Bytes) -> H
     HookRequest { tenant, path_and_query, headers, body: body.to_vec() }
 }
 
+/// `POST /hooks/{tenant}/twilio/voice/{inbound|status|dial-complete}` → TwiML.
 async fn twilio_voice(
-    state: &AppState,
-    leg: VoiceLeg,
-    tenant: String,
-    uri: &Uri,
+    State(state): State<AppState>,
+    Path((tenant, leg)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let leg = match leg.as_str() {
+        "inbound" => VoiceLeg::Inbound,
+        "status" => VoiceLeg::Status,
+        "dial-complete" => VoiceLeg::DialComplete,
+        other => {
+            return Err(ApiError::NotFound(format!("no Twilio voice route {other:?} (inbound, status, dial-complete)")));
+        }
+    };
     let body = raw_body(body, state.config.max_body_bytes)?;
-    let twiml = state.ingest.twilio_voice(hook_request(tenant, uri, headers, body), leg).await?;
+    let twiml = state.ingest.twilio_voice(hook_request(tenant, &uri, headers, body), leg).await?;
     Ok(([(header::CONTENT_TYPE, "text/xml")], twiml).into_response())
-}
-
-async fn twilio_voice_inbound(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    twilio_voice(&state, VoiceLeg::Inbound, tenant, &uri, headers, body).await
-}
-
-async fn twilio_voice_status(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    twilio_voice(&state, VoiceLeg::Status, tenant, &uri, headers, body).await
-}
-
-async fn twilio_voice_dial_complete(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    twilio_voice(&state, VoiceLeg::DialComplete, tenant, &uri, headers, body).await
 }
 
 async fn twilio_sms_inbound(

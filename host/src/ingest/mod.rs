@@ -143,13 +143,7 @@ impl Ingestor {
     /// signal to the call's state machine (events, state and evidence in one transaction) and
     /// return the TwiML to answer with.
     pub async fn twilio_voice(&self, req: HookRequest, leg: VoiceLeg) -> Result<String, IngestError> {
-        let (receipt, token) = self.open(req, "twilio").await?;
-        let url = format!("{}{}", self.config.public_url, receipt.route);
-        let params = twilio::form_params(&receipt.body);
-        let verified = match twilio::verify(receipt, &url, &params, &token) {
-            Ok(v) => v,
-            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
-        };
+        let (verified, params) = self.open_twilio(req).await?;
         let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
         let Some(call_sid) = p("CallSid") else {
             return Err(self.reject(&verified, NormalizeError::Missing("CallSid").into()).await);
@@ -224,13 +218,7 @@ impl Ingestor {
     /// `POST /hooks/{tenant}/twilio/sms/inbound`: `sms.received` on the sender's contact thread,
     /// with `sms.opt_out`/`sms.opt_in`/`sms.help` beside it when the body is a keyword.
     pub async fn twilio_sms_inbound(&self, req: HookRequest) -> Result<(), IngestError> {
-        let (receipt, token) = self.open(req, "twilio").await?;
-        let url = format!("{}{}", self.config.public_url, receipt.route);
-        let params = twilio::form_params(&receipt.body);
-        let verified = match twilio::verify(receipt, &url, &params, &token) {
-            Ok(v) => v,
-            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
-        };
+        let (verified, params) = self.open_twilio(req).await?;
         let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
         let Some(message_sid) = p("MessageSid").or_else(|| p("SmsMessageSid")).or_else(|| p("SmsSid")) else {
             return Err(self.reject(&verified, NormalizeError::Missing("MessageSid").into()).await);
