@@ -206,7 +206,9 @@ async fn twilio_voice(
         "status" => VoiceLeg::Status,
         "dial-complete" => VoiceLeg::DialComplete,
         other => {
-            return Err(ApiError::NotFound(format!("no Twilio voice route {other:?} (inbound, status, dial-complete)")));
+            return Err(ApiError::NotFound(format!(
+                "no Twilio voice route {other:?} (inbound, status, dial-complete)"
+            )));
         }
     };
     let body = raw_body(body, state.config.max_body_bytes)?;

@@ -330,6 +330,18 @@ impl Ingestor {
         self.accept(verified, normalized).await
     }
 
+    /// Resolve the tenant and verify `X-Twilio-Signature` over the public URL and the form
+    /// parameters; returns the verified receipt and its parameters.
+    async fn open_twilio(&self, req: HookRequest) -> Result<(Receipt<Verified>, Vec<(String, String)>), IngestError> {
+        let (receipt, token) = self.open(req, "twilio").await?;
+        let url = format!("{}{}", self.config.public_url, receipt.route);
+        let params = twilio::form_params(&receipt.body);
+        match twilio::verify(receipt, &url, &params, &token) {
+            Ok(v) => Ok((v, params)),
+            Err((receipt, e)) => Err(self.reject(&receipt, e.into()).await),
+        }
+    }
+
     async fn open(
         &self,
         req: HookRequest,
