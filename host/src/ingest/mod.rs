@@ -201,8 +201,9 @@ impl Ingestor {
         let party = Party { account_sid: p("AccountSid"), from: p("From"), to: p("To"), direction: p("Direction") };
         let applied = self
             .store
-            .apply_call(&verified.record(), &call_sid, &key, occurred_at, |state| {
-                calls::step(state, &call_sid, &key, party, signal)
+            .apply_call(&verified.record(), &call_sid, &key, occurred_at, {
+                let (sid, key) = (call_sid.clone(), key.clone());
+                Box::new(move |state| calls::step(state, &sid, &key, party, signal))
             })
             .await?;
         if applied.duplicate {
@@ -278,8 +279,9 @@ impl Ingestor {
         let at = verified.received_at / 1000;
         let applied = self
             .store
-            .apply_call(&verified.record(), &call_sid, &key, at, |state| {
-                calls::step(state, &call_sid, &key, party, signal)
+            .apply_call(&verified.record(), &call_sid, &key, at, {
+                let (sid, key) = (call_sid.clone(), key.clone());
+                Box::new(move |state| calls::step(state, &sid, &key, party, signal))
             })
             .await?;
         if !applied.duplicate && !applied.event_ids.is_empty() {

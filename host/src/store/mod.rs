@@ -322,59 +322,89 @@ pub struct Store {
     /// The one writer connection: writes queue here instead of spinning on SQLite's lock.
     write: SqlitePool,
     /// Accepts go to the group committer: many in one durable transaction, one fsync.
-    accepts: tokio::sync::mpsc::Sender<AcceptRequest>,
+    accepts: tokio::sync::mpsc::Sender<WriteRequest>,
 }
 
-/// One provider request to accept, and where to send the outcome once committed.
-#[derive(Debug)]
-struct AcceptRequest {
-    receipt: ReceiptRecord,
-    event: CanonicalEvent,
-    dedupe_key: String,
-    reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
+/// A call signal's step over the call's state (see `normalize::calls::step`).
+pub type CallStep = Box<dyn FnOnce(&mut CallState) -> Vec<Emit> + Send>;
+
+/// A provider request to commit, and where to send the outcome once committed.
+enum WriteRequest {
+    Accept {
+        receipt: ReceiptRecord,
+        event: CanonicalEvent,
+        dedupe_key: String,
+        reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
+    },
+    Call {
+        receipt: ReceiptRecord,
+        call_sid: String,
+        receipt_key: String,
+        occurred_at: i64,
+        step: CallStep,
+        reply: tokio::sync::oneshot::Sender<Result<CallApplied>>,
+    },
+}
+
+/// A write's outcome, held until its transaction commits.
+enum Done {
+    Accept(tokio::sync::oneshot::Sender<Result<Accepted>>, Result<Accepted>),
+    Call(tokio::sync::oneshot::Sender<Result<CallApplied>>, Box<Result<CallApplied>>),
+}
+
+impl Done {
+    fn send(self, commit_failed: Option<&str>) {
+        let fail = |m: &str| StoreError::Corrupt(format!("commit failed: {m}"));
+        match self {
+            Done::Accept(tx, r) => drop(tx.send(commit_failed.map_or(r, |m| Err(fail(m))))),
+            Done::Call(tx, r) => drop(tx.send(commit_failed.map_or(*r, |m| Err(fail(m))))),
+        }
+    }
 }
 
 /// Most accepts committed together.
 const GROUP_COMMIT_MAX: usize = 256;
 
-/// The group committer: takes every accept waiting, applies each in its own savepoint inside
-/// one durable transaction, commits once, then answers each. An accept is answered only after
-/// the commit that holds it; a failing one is rolled back alone.
-async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<AcceptRequest>) {
+/// The group committer: takes every write waiting (accepts and call signals), applies each in
+/// its own savepoint inside one durable transaction, commits once, then answers each. A write
+/// is answered only after the commit that holds it; a failing one is rolled back alone.
+async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
     let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
     while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        let mut results = Vec::with_capacity(batch.len());
+        let mut done: Vec<Done> = Vec::with_capacity(batch.len());
         let committed: Result<()> = async {
             let mut tx = begin_on(&write, true).await?;
-            for req in &batch {
+            for req in batch.drain(..) {
                 let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                match accept_one(&mut sp, &req.receipt, &req.event, &req.dedupe_key).await {
-                    Ok(a) => {
-                        sp.commit().await?;
-                        results.push(Ok(a));
+                let (result_ok, d) = match req {
+                    WriteRequest::Accept { receipt, event, dedupe_key, reply } => {
+                        let r = accept_one(&mut sp, &receipt, &event, &dedupe_key).await;
+                        (r.is_ok(), Done::Accept(reply, r))
                     }
-                    Err(e) => {
-                        sp.rollback().await?;
-                        results.push(Err(e));
+                    WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, reply } => {
+                        let r = call_in(&mut sp, &receipt, &call_sid, &receipt_key, occurred_at, step).await;
+                        (r.is_ok(), Done::Call(reply, Box::new(r)))
                     }
+                };
+                if result_ok {
+                    sp.commit().await?
+                } else {
+                    sp.rollback().await?
                 }
+                done.push(d);
             }
             tx.commit().await?;
             Ok(())
         }
         .await;
         match committed {
-            Ok(()) => {
-                for (req, result) in batch.drain(..).zip(results) {
-                    let _ = req.reply.send(result);
-                }
-            }
+            Ok(()) => done.into_iter().for_each(|d| d.send(None)),
             Err(e) => {
                 let msg = e.to_string();
-                tracing::error!(error = %msg, n = batch.len(), "group commit of accepts failed; none was acknowledged");
-                for req in batch.drain(..) {
-                    let _ = req.reply.send(Err(StoreError::Corrupt(format!("commit failed: {msg}"))));
-                }
+                tracing::error!(error = %msg, n = done.len(), "group commit failed; none of its writes was acknowledged");
+                // Requests not yet reached were dropped with the batch: their callers see the
+                // channel closed and answer with an error too.
+                done.into_iter().for_each(|d| d.send(Some(&msg)));
             }
         }
     }
@@ -387,6 +417,65 @@ async fn begin_on(write: &SqlitePool, durable: bool) -> Result<sqlx::Transaction
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
     Ok(write.begin_with(sql).await?)
+}
+
+/// The statements of one call signal: read the call's state, apply `step`, store the state,
+/// the events it emits (each with its plugin job) and the receipt (a `duplicate` when the
+/// state machine had already applied it).
+async fn call_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    receipt: &ReceiptRecord,
+    call_sid: &str,
+    receipt_key: &str,
+    occurred_at: i64,
+    step: CallStep,
+) -> Result<CallApplied> {
+    let now = now_ms();
+    let tenant = &receipt.tenant_id;
+    let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = ? AND call_sid = ?")
+        .bind(tenant.as_str())
+        .bind(call_sid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let mut state: CallState = match row {
+        Some(r) => serde_json::from_str(&r.get::<String, _>("state"))
+            .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))?,
+        None => CallState::default(),
+    };
+    let already = state.seen.iter().any(|k| k == receipt_key);
+    let emits = step(&mut state);
+    sqlx::query(
+        "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
+                 updated_at = excluded.updated_at",
+    )
+    .bind(tenant.as_str())
+    .bind(call_sid)
+    .bind(serde_json::to_string(&state).expect("call state serializes"))
+    .bind(&state.outcome)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let mut event_ids = Vec::new();
+    for e in emits {
+        let event = CanonicalEvent {
+            id: crate::new_id("evt"),
+            tenant_id: tenant.clone(),
+            event_type: e.event_type,
+            occurred_at,
+            source: receipt.provider,
+            is_test: false,
+            payload: e.payload,
+        };
+        let key = format!("{receipt_key}#{}", event.event_type);
+        if insert_event_with_job(tx, &event, &key, receipt.received_at).await? {
+            event_ids.push(event.id);
+        }
+    }
+    let verdict = if already { "duplicate" } else { "accepted" };
+    insert_receipt(&mut **tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str)).await?;
+    Ok(CallApplied { event_ids, duplicate: already, state })
 }
 
 /// The statements of one accept: the event unless its dedupe key is known, its plugin job,
@@ -522,8 +611,12 @@ impl Store {
     /// known, and enqueue its plugin job. Only after this returns may the provider get a 2xx.
     pub async fn accept(&self, receipt: &ReceiptRecord, event: &CanonicalEvent, dedupe_key: &str) -> Result<Accepted> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let request =
-            AcceptRequest { receipt: receipt.clone(), event: event.clone(), dedupe_key: dedupe_key.to_string(), reply };
+        let request = WriteRequest::Accept {
+            receipt: receipt.clone(),
+            event: event.clone(),
+            dedupe_key: dedupe_key.to_string(),
+            reply,
+        };
         let closed = || StoreError::Db(sqlx::Error::PoolClosed);
         self.accepts.send(request).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
@@ -607,66 +700,26 @@ impl Store {
     /// In one durable transaction: read the call's state, apply `step` to it, store the
     /// state, the events it emits (each with its plugin job) and the receipt. The receipt is a
     /// `duplicate` when the state machine had already applied it.
-    pub async fn apply_call<F>(
+    pub async fn apply_call(
         &self,
         receipt: &ReceiptRecord,
         call_sid: &str,
         receipt_key: &str,
         occurred_at: i64,
-        step: F,
-    ) -> Result<CallApplied>
-    where
-        F: FnOnce(&mut CallState) -> Vec<Emit>,
-    {
-        let mut tx = self.begin(true).await?;
-        let now = now_ms();
-        let tenant = &receipt.tenant_id;
-        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = ? AND call_sid = ?")
-            .bind(tenant.as_str())
-            .bind(call_sid)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut state: CallState = match row {
-            Some(r) => serde_json::from_str(&r.get::<String, _>("state"))
-                .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))?,
-            None => CallState::default(),
+        step: CallStep,
+    ) -> Result<CallApplied> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = WriteRequest::Call {
+            receipt: receipt.clone(),
+            call_sid: call_sid.to_string(),
+            receipt_key: receipt_key.to_string(),
+            occurred_at,
+            step,
+            reply,
         };
-        let already = state.seen.iter().any(|k| k == receipt_key);
-        let emits = step(&mut state);
-        sqlx::query(
-            "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(tenant.as_str())
-        .bind(call_sid)
-        .bind(serde_json::to_string(&state).expect("call state serializes"))
-        .bind(&state.outcome)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let mut event_ids = Vec::new();
-        for e in emits {
-            let event = CanonicalEvent {
-                id: crate::new_id("evt"),
-                tenant_id: tenant.clone(),
-                event_type: e.event_type,
-                occurred_at,
-                source: receipt.provider,
-                is_test: false,
-                payload: e.payload,
-            };
-            let key = format!("{receipt_key}#{}", event.event_type);
-            if insert_event_with_job(&mut tx, &event, &key, receipt.received_at).await? {
-                event_ids.push(event.id);
-            }
-        }
-        let verdict = if already { "duplicate" } else { "accepted" };
-        insert_receipt(&mut *tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str))
-            .await?;
-        tx.commit().await?;
-        Ok(CallApplied { event_ids, duplicate: already, state })
+        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
+        self.accepts.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     // ---- contacts and messages ----
