@@ -67,7 +67,7 @@ async fn end_to_end() {
                 let params = [
                     ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
                     ("CallSid", sid.as_str()),
-                    ("CallStatus", "no-answer"),
+                    ("CallStatus", "completed"), // one event per callback: call.completed (answered)
                     ("From", "+14158675309"),
                     ("To", "+18005551212"),
                     ("Direction", "inbound"),
