@@ -322,3 +322,36 @@ async fn generic_vendors_sign_with_standard_webhooks_and_any_shape_is_kept() {
     assert_eq!(events[0]["payload"]["vendor"], "acme-voice");
     assert_eq!(events[0]["timestamp_utc"], 1760000000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_filter_by_provider_and_verdict_and_page_backwards() {
+    let s = Setup::new(&["*"]).await;
+    for i in 0..3 {
+        s.call_status(&format!("CA{i}"), "ringing").await;
+    }
+    s.call_status("CA0", "ringing").await; // duplicate
+    assert_eq!(s.server.stripe(&s.tenant, "whsec_wrong", now_s(), &stripe_event("evt_r")).await.status(), 401);
+    let (server, tenant, key) = (&s.server, s.tenant.clone(), s.key.clone());
+    let list = |q: &str| {
+        let path = format!("/v1/tenants/{tenant}/receipts?{q}");
+        let key = key.clone();
+        async move { server.get_json(&path, &key).await }
+    };
+    assert_eq!(list("provider=twilio").await["data"].as_array().unwrap().len(), 4);
+    assert_eq!(list("verdict=duplicate").await["data"].as_array().unwrap().len(), 1);
+    let rejected = list("verdict=rejected&provider=stripe").await;
+    assert_eq!(rejected["data"][0]["reason"], "signature does not match");
+    let page1 = list("limit=2").await;
+    assert_eq!(page1["data"].as_array().unwrap().len(), 2);
+    let before = page1["next_before"].as_i64().unwrap();
+    let page2 = list(&format!("limit=10&before={before}")).await;
+    assert_eq!(page2["data"].as_array().unwrap().len(), 3);
+    assert!(page2["next_before"].is_null());
+    let bad = s
+        .server
+        .authed(reqwest::Method::GET, &format!("/v1/tenants/{}/receipts?verdict=maybe", s.tenant), &s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

@@ -901,22 +901,33 @@ async fn replay_event(
 }
 
 #[derive(Deserialize)]
-struct LimitQuery {
+struct ReceiptsQuery {
     limit: Option<i64>,
+    provider: Option<String>,
+    verdict: Option<String>,
+    before: Option<i64>,
 }
 
 async fn list_receipts(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<LimitQuery>,
+    Query(q): Query<ReceiptsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
-    Ok(Json(json!({ "data": state.store.receipts(&tenant, limit).await? })))
+    if let Some(v) = q.verdict.as_deref()
+        && !matches!(v, "accepted" | "duplicate" | "rejected")
+    {
+        return Err(ApiError::BadRequest("verdict must be accepted, duplicate or rejected".into()));
+    }
+    let filter = crate::store::ReceiptFilter { provider: q.provider, verdict: q.verdict, before: q.before };
+    let receipts = state.store.receipts(&tenant, &filter, limit).await?;
+    let next = (receipts.len() as i64 == limit).then(|| receipts.last().map(|r| r.id)).flatten();
+    Ok(Json(json!({ "data": receipts, "next_before": next })))
 }
 
 // ---- sinks ----

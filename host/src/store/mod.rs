@@ -51,6 +51,16 @@ pub struct ReceiptRecord {
     pub received_at: i64,
 }
 
+/// Which receipts to list.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiptFilter {
+    pub provider: Option<String>,
+    /// accepted | duplicate | rejected
+    pub verdict: Option<String>,
+    /// Only receipts with a smaller id (paging backwards).
+    pub before: Option<i64>,
+}
+
 /// A kept receipt, as the audit API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReceiptSummary {
@@ -623,12 +633,20 @@ impl Store {
     }
 
     /// Receipts of a tenant, newest first (without bodies).
-    pub async fn receipts(&self, tenant: &TenantId, limit: i64) -> Result<Vec<ReceiptSummary>> {
+    pub async fn receipts(&self, tenant: &TenantId, filter: &ReceiptFilter, limit: i64) -> Result<Vec<ReceiptSummary>> {
         let rows = sqlx::query(
             "SELECT id, provider, route, received_at, verdict, reason, event_id, length(body) AS body_bytes
-             FROM receipts WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+             FROM receipts WHERE tenant_id = ? AND (? IS NULL OR provider = ?) AND (? IS NULL OR verdict = ?)
+               AND (? IS NULL OR id < ?)
+             ORDER BY id DESC LIMIT ?",
         )
         .bind(tenant.as_str())
+        .bind(&filter.provider)
+        .bind(&filter.provider)
+        .bind(&filter.verdict)
+        .bind(&filter.verdict)
+        .bind(filter.before)
+        .bind(filter.before)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -1988,7 +2006,9 @@ mod tests {
         assert_eq!(fresh.len(), 50);
         assert_eq!(duplicates, 150);
         assert_eq!(store.events_page(&tenant, 0, 1000).await.unwrap().len(), 50);
-        assert_eq!(store.receipts(&tenant, 1000).await.unwrap().len(), 200);
+        assert_eq!(store.receipts(&tenant, &ReceiptFilter::default(), 1000).await.unwrap().len(), 200);
+        let dup = ReceiptFilter { verdict: Some("duplicate".into()), ..Default::default() };
+        assert_eq!(store.receipts(&tenant, &dup, 1000).await.unwrap().len(), 150);
         let counts = store.job_counts().await.unwrap();
         assert_eq!(counts, vec![("plugin".to_string(), "pending".to_string(), 50)]);
     }
