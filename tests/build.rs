@@ -7,7 +7,17 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: [&str; 5] = ["passthrough", "redact-phone", "spin-forever", "memory-hog", "crm-sink"];
+const PLUGINS: [&str; 9] = [
+    "passthrough",
+    "redact-phone",
+    "spin-forever",
+    "memory-hog",
+    "crm-sink",
+    "keep-missed-calls",
+    "enrich-owner",
+    "reshape-call-completed",
+    "topic-call-received",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -33,6 +33,11 @@ pub struct Config {
     pub plugin_limits: Limits,
     /// Plugin invocations run at once.
     pub plugin_concurrency: usize,
+    /// Plugin invocations of one tenant in flight at once, so one tenant's slow or hostile
+    /// plugin cannot take every slot.
+    pub plugin_tenant_concurrency: usize,
+    /// Keys a tenant's key-value store may hold.
+    pub kv_max_keys: u64,
     /// Deliveries in flight at once.
     pub delivery_concurrency: usize,
     /// Longest a worker sleeps before looking for due jobs again.
@@ -64,6 +69,8 @@ impl Config {
             stripe_tolerance: Duration::from_secs(300),
             plugin_limits: Limits::default(),
             plugin_concurrency: 16,
+            plugin_tenant_concurrency: 4,
+            kv_max_keys: 10_000,
             delivery_concurrency: 64,
             idle_poll: Duration::from_millis(500),
             job_lease: Duration::from_secs(120),

@@ -31,14 +31,17 @@
 //! A plugin runs with no filesystem, network, environment variables, arguments or sockets; it
 //! has a fuel budget, a wall-clock deadline, a linear-memory cap, and caps on output size and
 //! the number of actions. Exceeding any stops that invocation; the event is marked failed with
-//! the reason. Only [`log`], [`kv_get`] and [`now_ms`] reach the host.
+//! the reason. Only [`log`], [`kv_get`], [`kv_set`] and [`now_ms`] reach the host.
 
 #![deny(missing_docs)]
 
 // The generated code names this crate by its public path, from inside it too.
 extern crate self as hookhost_sdk;
 
+pub mod events;
+pub mod phone;
 pub mod redact;
+pub mod testing;
 
 /// Generated bindings for the `hookhost:plugin` world. Use the re-exports at the crate root.
 #[allow(missing_docs, clippy::too_many_arguments)]
@@ -69,19 +72,34 @@ pub use serde_json;
 
 use serde_json::Value;
 
+// Inside a component the host functions are the component's imports; compiled natively (a
+// plugin's unit tests) they go to the stand-in host of [`testing`].
+#[cfg(target_arch = "wasm32")]
+use bindings::hookhost::plugin::host;
+#[cfg(not(target_arch = "wasm32"))]
+use testing::host;
+
 /// Write a log line; the host captures it with the invocation (size-limited).
 pub fn log(level: Level, message: &str) {
-    bindings::hookhost::plugin::host::log(level, message);
+    host::log(level, message);
 }
 
 /// Read a value from the tenant's key-value store, for enrichment.
 pub fn kv_get(key: &str) -> Option<String> {
-    bindings::hookhost::plugin::host::kv_get(key)
+    host::kv_get(key)
+}
+
+/// Set (`Some`) or delete (`None`) a key of the tenant's key-value store. Needs the tenant's
+/// `kv_write` capability (`PUT /v1/tenants/{id}/limits {"kv_write": true}`). The write is
+/// applied when the host commits the event's outcome, and never in a dry run; this
+/// invocation's [`kv_get`] sees it at once.
+pub fn kv_set(key: &str, value: Option<&str>) -> Result<(), String> {
+    host::kv_set(key, value)
 }
 
 /// The host's wall-clock time, unix milliseconds.
 pub fn now_ms() -> u64 {
-    bindings::hookhost::plugin::host::now_ms()
+    host::now_ms()
 }
 
 impl Event {
@@ -90,6 +108,15 @@ impl Event {
         serde_json::from_str(&self.payload).map_err(|e| PluginError {
             code: "bad_payload".into(),
             message: format!("event payload is not JSON: {e}"),
+            retryable: false,
+        })
+    }
+
+    /// The event as its typed canonical form (see [`events`]).
+    pub fn typed(&self) -> Result<events::Canonical, PluginError> {
+        events::Canonical::parse(&self.event_type, &self.payload).map_err(|e| PluginError {
+            code: "bad_payload".into(),
+            message: format!("{} payload does not have its canonical shape: {e}", self.event_type),
             retryable: false,
         })
     }

@@ -7,6 +7,7 @@ mod calls;
 mod delivery;
 mod endpoints;
 mod ingest;
+mod platform;
 mod plugins;
 mod routes;
 mod sinks;

@@ -26,6 +26,10 @@ pub mod plugins {
     pub const SPIN_FOREVER: &str = env!("PLUGIN_SPIN_FOREVER");
     pub const MEMORY_HOG: &str = env!("PLUGIN_MEMORY_HOG");
     pub const CRM_SINK: &str = env!("PLUGIN_CRM_SINK");
+    pub const KEEP_MISSED_CALLS: &str = env!("PLUGIN_KEEP_MISSED_CALLS");
+    pub const ENRICH_OWNER: &str = env!("PLUGIN_ENRICH_OWNER");
+    pub const RESHAPE_CALL_COMPLETED: &str = env!("PLUGIN_RESHAPE_CALL_COMPLETED");
+    pub const TOPIC_CALL_RECEIVED: &str = env!("PLUGIN_TOPIC_CALL_RECEIVED");
 }
 
 /// How long a test waits for something that should happen (generous: tests assert behaviour,

@@ -4,6 +4,7 @@
 //! map results to HTTP through [`error::ApiError`]. No SQL and no wasmtime here.
 
 pub mod error;
+mod plugins;
 
 use std::sync::Arc;
 
@@ -72,7 +73,11 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/{tenant}/exotel/status", post(exotel_status))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let uploads = Router::new()
-        .route("/v1/tenants/{id}/plugins", post(upload_plugin))
+        .route("/v1/tenants/{id}/plugins", post(upload_plugin).get(plugins::list_plugins))
+        .route(
+            "/v1/tenants/{id}/plugins/{name}",
+            post(plugins::upload_named).get(plugins::get_plugin).delete(plugins::delete_plugin),
+        )
         .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -99,6 +104,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
         .route("/v1/tenants/{id}/contacts/{e164}", get(get_contact))
         .route("/v1/tenants/{id}/billing", get(get_billing))
+        .route("/v1/tenants/{id}/plugins/usage", get(plugins::usage))
+        .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/activate", post(plugins::activate))
+        .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/dry-run", post(plugins::dry_run_version))
+        .route("/v1/tenants/{id}/chain", put(plugins::put_chain).get(plugins::get_chain).delete(plugins::delete_chain))
+        .route("/v1/tenants/{id}/limits", put(plugins::put_limits).get(plugins::get_limits))
+        .route("/v1/tenants/{id}/kv/{key}", put(plugins::put_kv).get(plugins::get_kv).delete(plugins::delete_kv))
         .merge(hooks)
         .merge(uploads)
         .with_state(state)
@@ -343,11 +354,13 @@ async fn get_tenant(
     let tenant = authorize(&state, &headers, &id).await?;
     let t =
         state.store.tenant(tenant.as_str()).await?.ok_or_else(|| ApiError::NotFound(format!("unknown tenant {id}")))?;
-    let plugin = state.store.active_plugin(&tenant).await?;
+    let active = state.store.active_plugins(&tenant).await?;
+    let show = |p: &crate::store::PluginVersion| json!({ "name": p.name, "version": p.version, "digest": p.digest });
     Ok(Json(json!({
         "id": t.id,
         "name": t.name,
-        "active_plugin": plugin.map(|p| json!({ "name": p.name, "version": p.version, "digest": p.digest })),
+        "active_plugin": active.iter().find(|p| p.name == plugins::DEFAULT_PLUGIN).or(active.first()).map(show),
+        "active_plugins": active.iter().map(show).collect::<Vec<_>>(),
     })))
 }
 
@@ -698,6 +711,7 @@ fn sample_payload(event_type: &str) -> Value {
 
 // ---- plugins ----
 
+/// The skeleton's upload: a new version of the plugin named `default`, activated at once.
 async fn upload_plugin(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -705,29 +719,7 @@ async fn upload_plugin(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
-        return Err(ApiError::UnsupportedMediaType("plugins are uploaded as Content-Type: application/wasm".into()));
-    }
-    let bytes = raw_body(body, state.config.max_plugin_bytes)?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let engine = state.plugins.clone();
-    let to_compile = bytes.clone();
-    let compiled = tokio::task::spawn_blocking(move || engine.compile(&to_compile))
-        .await
-        .map_err(|e| ApiError::Internal(format!("compile task: {e}")))?
-        .map_err(|e| {
-            tracing::warn!(%tenant, error = %e, "plugin upload refused");
-            ApiError::Unprocessable(e.to_string())
-        })?;
-    let version = state.store.add_plugin_version(&tenant, "default", &digest, &bytes).await?;
-    state.plugins.remember(&digest, compiled);
-    tracing::info!(%tenant, version = version.version, %digest, "plugin uploaded and activated");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "name": version.name, "version": version.version, "digest": version.digest })),
-    )
-        .into_response())
+    plugins::store_upload(&state, &tenant, plugins::DEFAULT_PLUGIN, &headers, body, true).await
 }
 
 // ---- events and deliveries ----

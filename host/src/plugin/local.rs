@@ -63,6 +63,8 @@ pub async fn run(
             "fuel_used": inv.fuel_used,
             "wall_us": inv.wall.as_micros() as u64,
             "logs": inv.logs,
+            "peak_memory": inv.peak_memory,
+            "kv_writes": inv.kv_writes.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect::<Vec<_>>(),
         }),
     })
 }

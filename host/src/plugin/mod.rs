@@ -19,6 +19,8 @@
 //!
 //! Must not touch SQL or HTTP; the worker in [`worker`] connects this to the store.
 
+pub mod chain;
+pub mod dryrun;
 pub mod local;
 pub mod worker;
 
@@ -70,6 +72,8 @@ pub struct Limits {
     pub max_actions: usize,
     /// Log bytes captured per invocation.
     pub log_bytes: usize,
+    /// Whether the plugin may write the tenant's key-value store (`kv-set`).
+    pub kv_write: bool,
 }
 
 impl Default for Limits {
@@ -81,7 +85,60 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             max_actions: 100,
             log_bytes: 16 << 10,
+            kv_write: false,
         }
+    }
+}
+
+/// Longest key and value a plugin (or the API) may write to the key-value store.
+pub const KV_MAX_KEY_BYTES: usize = 256;
+pub const KV_MAX_VALUE_BYTES: usize = 64 << 10;
+/// `kv-set` calls per invocation.
+const KV_MAX_WRITES: usize = 64;
+
+impl Limits {
+    /// These limits with a tenant's overrides applied: a JSON object with any of `fuel`,
+    /// `timeout_ms`, `memory_bytes`, `output_bytes`, `max_actions`, `log_bytes`, `kv_write`.
+    /// Unknown keys, wrong types and values out of range are refused with the reason.
+    pub fn with_overrides(&self, overrides: &serde_json::Value) -> Result<Limits, String> {
+        let obj = overrides.as_object().ok_or("limits are a JSON object")?;
+        let mut out = self.clone();
+        for (key, value) in obj {
+            if value.is_null() {
+                continue;
+            }
+            let num = |lo: u64, hi: u64| -> Result<u64, String> {
+                let n = value.as_u64().ok_or_else(|| format!("{key} must be a non-negative integer"))?;
+                if !(lo..=hi).contains(&n) {
+                    return Err(format!("{key} must be between {lo} and {hi}, got {n}"));
+                }
+                Ok(n)
+            };
+            match key.as_str() {
+                "fuel" => out.fuel = num(1_000, 100_000_000_000)?,
+                "timeout_ms" => out.timeout = Duration::from_millis(num(1, 60_000)?),
+                "memory_bytes" => out.memory_bytes = num(1 << 20, POOL_MAX_MEMORY as u64)? as usize,
+                "output_bytes" => out.output_bytes = num(1, 16 << 20)? as usize,
+                "max_actions" => out.max_actions = num(1, 10_000)? as usize,
+                "log_bytes" => out.log_bytes = num(0, 1 << 20)? as usize,
+                "kv_write" => out.kv_write = value.as_bool().ok_or("kv_write must be true or false")?,
+                other => return Err(format!("unknown limit {other:?}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The limits as the API shows them.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fuel": self.fuel,
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "memory_bytes": self.memory_bytes,
+            "output_bytes": self.output_bytes,
+            "max_actions": self.max_actions,
+            "log_bytes": self.log_bytes,
+            "kv_write": self.kv_write,
+        })
     }
 }
 
@@ -132,6 +189,10 @@ pub struct Invocation {
     pub fuel_used: u64,
     pub wall: Duration,
     pub logs: String,
+    /// The most linear memory the instance held at once, bytes.
+    pub peak_memory: u64,
+    /// Key-value writes the plugin made, in order (`None` deletes); the caller applies them.
+    pub kv_writes: Vec<(String, Option<String>)>,
 }
 
 /// Where `kv-get` reads from.
@@ -150,6 +211,8 @@ pub struct HostState {
     limiter: Limiter,
     tenant: TenantId,
     kv: Kv,
+    kv_write: bool,
+    kv_writes: Vec<(String, Option<String>)>,
     logs: String,
     log_cap: usize,
 }
@@ -189,10 +252,30 @@ impl host::Host for HostState {
     }
 
     async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        if let Some((_, v)) = self.kv_writes.iter().rev().find(|(k, _)| *k == key) {
+            return Ok(v.clone());
+        }
         match &self.kv {
             Kv::Store(store) => Ok(store.kv_get(&self.tenant, &key).await?),
             Kv::Map(map) => Ok(map.get(&key).cloned()),
         }
+    }
+
+    async fn kv_set(&mut self, key: String, value: Option<String>) -> wasmtime::Result<Result<(), String>> {
+        if !self.kv_write {
+            return Ok(Err("kv_write is not granted to this tenant's plugins".into()));
+        }
+        if key.is_empty() || key.len() > KV_MAX_KEY_BYTES {
+            return Ok(Err(format!("keys are 1 to {KV_MAX_KEY_BYTES} bytes")));
+        }
+        if value.as_ref().is_some_and(|v| v.len() > KV_MAX_VALUE_BYTES) {
+            return Ok(Err(format!("values are at most {KV_MAX_VALUE_BYTES} bytes")));
+        }
+        if self.kv_writes.len() >= KV_MAX_WRITES {
+            return Ok(Err(format!("at most {KV_MAX_WRITES} writes per invocation")));
+        }
+        self.kv_writes.push((key, value));
+        Ok(Ok(()))
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
@@ -204,16 +287,22 @@ impl host::Host for HostState {
 struct Limiter {
     memory_cap: usize,
     memory_hit: bool,
+    /// Linear memory held by the instance now and at most, bytes (all its memories).
+    memory_now: usize,
+    memory_peak: usize,
 }
 
 const TABLE_CAP: usize = 100_000;
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_now - current.min(self.memory_now) + desired;
+        if total > self.memory_cap {
             self.memory_hit = true;
-            wasmtime::bail!("memory limit of {} bytes exceeded (wanted {desired})", self.memory_cap);
+            wasmtime::bail!("memory limit of {} bytes exceeded (wanted {total})", self.memory_cap);
         }
+        self.memory_now = total;
+        self.memory_peak = self.memory_peak.max(total);
         Ok(true)
     }
 
@@ -332,9 +421,11 @@ impl PluginEngine {
         let state = HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: Limiter { memory_cap: limits.memory_bytes, memory_hit: false },
+            limiter: Limiter { memory_cap: limits.memory_bytes, memory_hit: false, memory_now: 0, memory_peak: 0 },
             tenant: event.tenant_id.clone(),
             kv,
+            kv_write: limits.kv_write,
+            kv_writes: Vec::new(),
             logs: String::new(),
             log_cap: limits.log_bytes,
         };
@@ -346,6 +437,8 @@ impl PluginEngine {
                     fuel_used: 0,
                     wall: started.elapsed(),
                     logs: String::new(),
+                    peak_memory: 0,
+                    kv_writes: Vec::new(),
                 };
             }
         };
@@ -385,8 +478,12 @@ impl PluginEngine {
             )),
             Ok(Err(trap)) => Err(classify(&trap, store.data().limiter.memory_hit, limits)),
         };
-        let logs = std::mem::take(&mut store.data_mut().logs);
-        Invocation { outcome, fuel_used, wall: started.elapsed(), logs }
+        let data = store.data_mut();
+        let logs = std::mem::take(&mut data.logs);
+        // A failed invocation's writes are discarded with its outcome.
+        let kv_writes = if outcome.is_ok() { std::mem::take(&mut data.kv_writes) } else { Vec::new() };
+        let peak_memory = data.limiter.memory_peak as u64;
+        Invocation { outcome, fuel_used, wall: started.elapsed(), logs, peak_memory, kv_writes }
     }
 }
 

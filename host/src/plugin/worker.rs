@@ -1,22 +1,30 @@
-//! The plugin worker: for each plugin job, run the tenant's active plugin on the stored event
-//! (or pass the event through when there is none), record the invocation, and turn the
-//! resulting actions into delivery jobs — all committed together.
+//! The plugin worker: for each plugin job, run the tenant's plugin chain on the stored event
+//! (or pass the event through when no plugin applies), record every invocation, apply the
+//! plugins' key-value writes, and turn the resulting actions into delivery and sink jobs — all
+//! committed together. Also resolves a tenant's stages and limits for the dry run.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{Action, Compiled, Failure, Kv, PluginEngine, PluginError};
+use super::chain::{self, Stage};
+use super::{Action, Failure, Kv, Limits, PluginEngine, PluginError};
 use crate::deliver::subscribed;
 use crate::jobs::{Pump, pump};
 use crate::normalize::{CanonicalEvent, billing, envelope};
 use crate::sink::record_version;
-use crate::store::{Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginRun, Sink, Store, StoreError};
-use crate::{Config, Wakeups, now_ms};
+use crate::store::{
+    Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginJobDone, PluginRun, PluginVersion, Sink, Store,
+    StoreError,
+};
+use crate::{Config, TenantId, Wakeups, now_ms};
 
+/// Why a plugin job (or a dry run) could not be carried out: a fault of the host, not of the
+/// plugin, whose misbehaviour is an outcome.
 #[derive(Debug, thiserror::Error)]
-enum WorkError {
+pub enum WorkError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -25,7 +33,9 @@ enum WorkError {
     MissingPlugin(String, i64),
 }
 
-/// Run the plugin worker until `stop` turns true.
+/// Run the plugin worker until `stop` turns true. At most `plugin_tenant_concurrency` of one
+/// tenant's events are in its plugins at once, so a slow or hostile plugin holds a few slots,
+/// never all of them.
 pub async fn run(
     store: Store,
     engine: Arc<PluginEngine>,
@@ -34,13 +44,25 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) {
     let settings = Pump { kind: JobKind::Plugin, concurrency: config.plugin_concurrency, idle_poll: config.idle_poll };
-    let lease = config.job_lease;
-    let claim = |n| store.claim(JobKind::Plugin, n, lease);
+    let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
+    let busy: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let claim = |n| {
+        let (store, busy) = (store.clone(), busy.clone());
+        async move {
+            let snapshot = busy.lock().expect("busy lock").clone();
+            let jobs = store.claim_plugin_jobs(n, lease, &snapshot, per_tenant).await?;
+            let mut busy = busy.lock().expect("busy lock");
+            for job in &jobs {
+                *busy.entry(job.tenant_id.to_string()).or_default() += 1;
+            }
+            Ok(jobs)
+        }
+    };
     pump(store.clone(), settings, &wake.plugin, stop, claim, |job| {
-        let (store, engine, wake) = (store.clone(), engine.clone(), wake.clone());
+        let (store, engine, wake, config, busy) = (store.clone(), engine.clone(), wake.clone(), config.clone(), busy.clone());
         async move {
             let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
-            match process(&store, &engine, job).await {
+            match process(&store, &engine, &config, job).await {
                 Ok(written) if written > 0 => {
                     wake.delivery.notify_one();
                     wake.sink.notify_one();
@@ -48,13 +70,76 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
             }
+            let mut busy = busy.lock().expect("busy lock");
+            if let Some(n) = busy.get_mut(tenant.as_str()) {
+                *n -= 1;
+                if *n == 0 {
+                    busy.remove(tenant.as_str());
+                }
+            }
         }
     })
     .await;
 }
 
-/// Process one plugin job; returns how many deliveries it enqueued.
-async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<usize, WorkError> {
+/// The plugins `event_type` runs through for `tenant`, compiled: the chain's first matching
+/// rule (plugins without an active version are skipped), or with no chain every active plugin
+/// in upload order.
+pub(crate) async fn stages_for(
+    store: &Store,
+    engine: &Arc<PluginEngine>,
+    tenant: &TenantId,
+    event_type: &str,
+) -> Result<Vec<Stage>, WorkError> {
+    let active = store.active_plugins(tenant).await?;
+    let chosen: Vec<PluginVersion> = match store.chain(tenant).await? {
+        None => active,
+        Some(rules) => match chain::select(&rules, event_type) {
+            None => Vec::new(),
+            Some(names) => names.iter().filter_map(|n| active.iter().find(|p| &p.name == n).cloned()).collect(),
+        },
+    };
+    let mut stages = Vec::with_capacity(chosen.len());
+    for version in chosen {
+        stages.push(stage(store, engine, tenant, version).await?);
+    }
+    Ok(stages)
+}
+
+/// One stored plugin version, compiled (from the engine's cache when it has it).
+pub(crate) async fn stage(
+    store: &Store,
+    engine: &Arc<PluginEngine>,
+    tenant: &TenantId,
+    version: PluginVersion,
+) -> Result<Stage, WorkError> {
+    let compiled = engine
+        .get_or_compile(&version.digest, || async {
+            store
+                .plugin_component(tenant, &version.name, version.version)
+                .await?
+                .ok_or_else(|| WorkError::MissingPlugin(version.name.clone(), version.version))
+        })
+        .await?;
+    Ok(Stage { version, compiled })
+}
+
+/// The tenant's limits: the configured defaults with its overrides.
+pub(crate) async fn tenant_limits(
+    store: &Store,
+    engine: &PluginEngine,
+    tenant: &TenantId,
+) -> Result<Limits, WorkError> {
+    let defaults = engine.limits();
+    let Some(overrides) = store.limit_overrides(tenant).await? else { return Ok(defaults.clone()) };
+    Ok(defaults.with_overrides(&overrides).unwrap_or_else(|e| {
+        tracing::warn!(%tenant, error = %e, "stored limit overrides no longer apply; using the defaults");
+        defaults.clone()
+    }))
+}
+
+/// Process one plugin job; returns how many deliveries and sink writes it enqueued.
+async fn process(store: &Store, engine: &Arc<PluginEngine>, config: &Config, job: Job) -> Result<usize, WorkError> {
     let Some(stored) = store.event(&job.tenant_id, &job.event_id).await? else {
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
     };
@@ -63,55 +148,69 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, job: Job) -> Result<
         sync_billing(store, &event).await?;
     }
     let endpoints: Vec<Endpoint> = store.endpoints(&job.tenant_id).await?.into_iter().filter(|e| e.enabled).collect();
-
     let sinks = store.sinks(&job.tenant_id).await?;
 
-    let Some(active) = store.active_plugin(&job.tenant_id).await? else {
+    let stages = stages_for(store, engine, &job.tenant_id, &event.event_type).await?;
+    if stages.is_empty() {
         let outputs = Outputs {
             deliveries: fan_out(&event, &endpoints, &event.id, &event.event_type, &event.payload, &[]),
             sink_writes: default_mapping(&event, &sinks, &event.id, &event.event_type, &event.payload),
         };
         store.finish_without_plugin(&job, &outputs).await?;
         return Ok(outputs.deliveries.len() + outputs.sink_writes.len());
-    };
-
-    let compiled: Compiled = engine
-        .get_or_compile(&active.digest, || async {
-            store
-                .plugin_component(&job.tenant_id, &active.name, active.version)
-                .await?
-                .ok_or_else(|| WorkError::MissingPlugin(active.name.clone(), active.version))
-        })
-        .await?;
-    let limits = engine.limits().clone();
-    let inv = engine.invoke(&compiled, &event, &limits, Kv::Store(store.clone())).await;
+    }
+    let limits = tenant_limits(store, engine, &job.tenant_id).await?;
+    let ran = chain::run(engine, &stages, &event, &limits, Kv::Store(store.clone())).await;
 
     let mut outputs = Outputs::default();
     let mut notes = Vec::new();
-    let (status, outcome, error) = match inv.outcome {
-        Ok(actions) => match apply(&event, &endpoints, &sinks, actions, &mut outputs, &mut notes) {
-            Ok(status) => (status, "ok".to_string(), (!notes.is_empty()).then(|| notes.join("; "))),
+    let (status, error) = match &ran.outcome {
+        Ok(actions) => match apply(&event, &endpoints, &sinks, actions.clone(), &mut outputs, &mut notes) {
+            Ok(status) => (status, (!notes.is_empty()).then(|| notes.join("; "))),
             Err(msg) => {
                 outputs = Outputs::default();
-                ("failed", Failure::PluginError.as_str().to_string(), Some(msg))
+                ("failed", Some(format!("{}: {msg}", Failure::PluginError.as_str())))
             }
         },
-        Err((failure, msg)) => ("failed", failure.as_str().to_string(), Some(msg)),
+        Err(f) => ("failed", Some(format!("{} in {}: {}", f.failure.as_str(), f.plugin, f.message))),
     };
     if status == "failed" {
-        tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, outcome, error = error.as_deref().unwrap_or(""), "plugin invocation failed");
+        tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, error = error.as_deref().unwrap_or(""), "plugin invocation failed");
     }
-    let run = PluginRun {
-        plugin_name: active.name,
-        plugin_version: active.version,
-        outcome,
-        error,
-        fuel_used: Some(inv.fuel_used as i64),
-        wall_us: inv.wall.as_micros() as i64,
-        logs: inv.logs,
-        ran_at: now_ms(),
+    let kv_writes = ran.kv_writes();
+    let runs: Vec<PluginRun> = ran
+        .runs
+        .into_iter()
+        .map(|(version, inv)| {
+            let (outcome, error) = match inv.outcome {
+                Ok(_) => ("ok".to_string(), None),
+                Err((failure, msg)) => (failure.as_str().to_string(), Some(msg)),
+            };
+            PluginRun {
+                plugin_name: version.name,
+                plugin_version: version.version,
+                outcome,
+                error,
+                fuel_used: Some(inv.fuel_used as i64),
+                wall_us: inv.wall.as_micros() as i64,
+                logs: inv.logs,
+                ran_at: now_ms(),
+                peak_memory: Some(inv.peak_memory as i64),
+            }
+        })
+        .collect();
+    let done = PluginJobDone {
+        runs: &runs,
+        status,
+        error: error.as_deref(),
+        outputs: &outputs,
+        kv_writes: &kv_writes,
+        kv_max_keys: config.kv_max_keys,
     };
-    store.finish_plugin_job(&job, &run, status, &outputs).await?;
+    let refused = store.finish_plugin_job(&job, &done).await?;
+    if refused > 0 {
+        tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, refused, "plugin key-value writes refused: the tenant's key quota is full");
+    }
     Ok(outputs.deliveries.len() + outputs.sink_writes.len())
 }
 

@@ -30,6 +30,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+mod plugins;
+
+pub use plugins::{ChainRule, KvPut, PluginInfo, PluginVersion, Upload, UsageRow, VersionInfo};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A tenant as the API sees it.
@@ -144,14 +148,6 @@ macro_rules! endpoint_columns {
     };
 }
 
-/// A stored plugin version.
-#[derive(Debug, Clone)]
-pub struct PluginVersion {
-    pub name: String,
-    pub version: i64,
-    pub digest: String,
-}
-
 /// Kinds of leased work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -221,6 +217,19 @@ pub struct PluginRun {
     pub wall_us: i64,
     pub logs: String,
     pub ran_at: i64,
+    pub peak_memory: Option<i64>,
+}
+
+/// Everything a finished plugin job writes.
+#[derive(Debug)]
+pub struct PluginJobDone<'a> {
+    pub runs: &'a [PluginRun],
+    /// The event's new status: `processed`, `dropped` or `failed`.
+    pub status: &'a str,
+    pub error: Option<&'a str>,
+    pub outputs: &'a Outputs,
+    pub kv_writes: &'a [(String, Option<String>)],
+    pub kv_max_keys: u64,
 }
 
 /// A delivery to enqueue once the plugin has run.
@@ -945,6 +954,19 @@ impl Store {
         rows.iter().map(stored_event).collect()
     }
 
+    /// The tenant's `limit` newest events, newest first.
+    pub async fn recent_events(&self, tenant: &TenantId, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
+             FROM events WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
     pub async fn event(&self, tenant: &TenantId, event_id: &str) -> Result<Option<StoredEvent>> {
         let row = sqlx::query(
             "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
@@ -959,7 +981,7 @@ impl Store {
 
     pub async fn plugin_runs(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<PluginRun>> {
         let rows = sqlx::query(
-            "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at
+            "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at, peak_memory
              FROM plugin_runs WHERE tenant_id = ? AND event_id = ? ORDER BY id",
         )
         .bind(tenant.as_str())
@@ -977,6 +999,7 @@ impl Store {
                 wall_us: r.get("wall_us"),
                 logs: r.get("logs"),
                 ran_at: r.get("ran_at"),
+                peak_memory: r.get("peak_memory"),
             })
             .collect())
     }
@@ -1110,71 +1133,6 @@ impl Store {
         row.as_ref().map(endpoint).transpose()
     }
 
-    // ---- plugins ----
-
-    /// Store a new version of `name` and make it the tenant's active plugin.
-    pub async fn add_plugin_version(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        digest: &str,
-        component: &[u8],
-    ) -> Result<PluginVersion> {
-        let mut tx = self.begin(true).await?;
-        // Write first, so the transaction holds SQLite's write lock before it reads.
-        sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = ?")
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let version: i64 =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugins WHERE tenant_id = ? AND name = ?")
-                .bind(tenant.as_str())
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?
-                .get("v");
-        sqlx::query(
-            "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(version)
-        .bind(digest)
-        .bind(component)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(PluginVersion { name: name.to_string(), version, digest: digest.to_string() })
-    }
-
-    pub async fn active_plugin(&self, tenant: &TenantId) -> Result<Option<PluginVersion>> {
-        let row = sqlx::query("SELECT name, version, digest FROM plugins WHERE tenant_id = ? AND active = 1")
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| PluginVersion { name: r.get("name"), version: r.get("version"), digest: r.get("digest") }))
-    }
-
-    pub async fn plugin_component(&self, tenant: &TenantId, name: &str, version: i64) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT component FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?")
-            .bind(tenant.as_str())
-            .bind(name)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get("component")))
-    }
-
-    pub async fn kv_get(&self, tenant: &TenantId, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM kv WHERE tenant_id = ? AND key = ?")
-            .bind(tenant.as_str())
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get("value")))
-    }
-
     // ---- jobs ----
 
     /// Lease up to `limit` due jobs of `kind` for `lease`. A job whose lease expired (its worker
@@ -1202,6 +1160,43 @@ impl Store {
         Ok(rows.iter().map(job).collect())
     }
 
+    /// Lease up to `limit` due plugin jobs, taking at most `per_tenant` of one tenant's in
+    /// flight: `busy` holds how many each tenant already has running here.
+    pub async fn claim_plugin_jobs(
+        &self,
+        limit: i64,
+        lease: Duration,
+        busy: &std::collections::HashMap<String, usize>,
+        per_tenant: usize,
+    ) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
+             WHERE id IN (
+                 SELECT d.id FROM (
+                     SELECT id, run_at, tenant_id,
+                            ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_at, id) AS rn
+                     FROM jobs
+                     WHERE kind = 'plugin' AND ((status = 'pending' AND run_at <= ?) OR (status = 'running' AND lease_until < ?))
+                 ) d
+                 WHERE d.rn + COALESCE((SELECT value FROM json_each(?) WHERE key = d.tenant_id), 0) <= ?
+                 ORDER BY d.run_at, d.id LIMIT ?)
+             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(serde_json::to_string(busy).expect("counts serialize"))
+        .bind(per_tenant as i64)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(job).collect())
+    }
+
     /// When the earliest pending job of `kind` is due (unix ms), if any.
     pub async fn next_due(&self, kind: JobKind) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(run_at) AS due FROM jobs WHERE kind = ? AND status = 'pending'")
@@ -1211,36 +1206,43 @@ impl Store {
         Ok(row.get("due"))
     }
 
-    /// Finish a plugin job: record the run, set the event's state and enqueue its deliveries,
-    /// all in one transaction.
-    pub async fn finish_plugin_job(
-        &self,
-        job: &Job,
-        run: &PluginRun,
-        event_status: &str,
-        outputs: &Outputs,
-    ) -> Result<()> {
+    /// Finish a plugin job: record its runs, apply the plugins' key-value writes, set the
+    /// event's state and enqueue its deliveries and sink writes, all in one transaction.
+    /// Returns the key-value writes refused for the quota.
+    pub async fn finish_plugin_job(&self, job: &Job, done: &PluginJobDone<'_>) -> Result<usize> {
         let mut tx = self.begin(false).await?;
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(job.tenant_id.as_str())
-        .bind(&job.event_id)
-        .bind(&run.plugin_name)
-        .bind(run.plugin_version)
-        .bind(&run.outcome)
-        .bind(&run.error)
-        .bind(run.fuel_used)
-        .bind(run.wall_us)
-        .bind(&run.logs)
-        .bind(run.ran_at)
-        .execute(&mut *tx)
-        .await?;
-        self.complete_plugin_job(&mut tx, job, event_status, run.error.as_deref(), outputs, now).await?;
+        for run in done.runs {
+            sqlx::query(
+                "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used,
+                     wall_us, logs, ran_at, peak_memory)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(job.tenant_id.as_str())
+            .bind(&job.event_id)
+            .bind(&run.plugin_name)
+            .bind(run.plugin_version)
+            .bind(&run.outcome)
+            .bind(&run.error)
+            .bind(run.fuel_used)
+            .bind(run.wall_us)
+            .bind(&run.logs)
+            .bind(run.ran_at)
+            .bind(run.peak_memory)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut refused = 0;
+        for (key, value) in done.kv_writes {
+            if plugins::kv_write(&mut tx, &job.tenant_id, key, value.as_deref(), done.kv_max_keys).await?
+                == KvPut::QuotaExceeded
+            {
+                refused += 1;
+            }
+        }
+        self.complete_plugin_job(&mut tx, job, done.status, done.error, done.outputs, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(refused)
     }
 
     /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.

@@ -1,0 +1,409 @@
+//! Routes of the plugin platform: the registry (upload, list, activate, delete), dry runs,
+//! the chain, per-tenant limits, the key-value store and usage figures.
+//!
+//! Like the rest of the API: parse, authorize, call the store or the plugin engine, map the
+//! result to HTTP. No SQL and no wasmtime here.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState, authorize, json_body, raw_body};
+use crate::TenantId;
+use crate::plugin::dryrun::{MAX_LAST, dry_run};
+use crate::plugin::worker::WorkError;
+use crate::plugin::{KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
+use crate::store::{ChainRule, KvPut, Upload, UsageRow};
+
+/// The name the skeleton's `POST /v1/tenants/{id}/plugins` stores under.
+pub const DEFAULT_PLUGIN: &str = "default";
+
+impl From<WorkError> for ApiError {
+    fn from(e: WorkError) -> Self {
+        match e {
+            WorkError::Store(e) => ApiError::Store(e),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Plugin names: 1 to 64 of `a-z 0-9 - _`, starting with a letter or digit; `usage` is a route.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name != "usage";
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "invalid plugin name {name:?}: 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit (not \"usage\")"
+        )))
+    }
+}
+
+/// Validate, precompile and store an uploaded component as a version of `name`.
+pub(super) async fn store_upload(
+    state: &AppState,
+    tenant: &TenantId,
+    name: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    activate: bool,
+) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
+        return Err(ApiError::UnsupportedMediaType("plugins are uploaded as Content-Type: application/wasm".into()));
+    }
+    let bytes = raw_body(body, state.config.max_plugin_bytes)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let engine = state.plugins.clone();
+    let to_compile = bytes.clone();
+    let compiled = tokio::task::spawn_blocking(move || engine.compile(&to_compile))
+        .await
+        .map_err(|e| ApiError::Internal(format!("compile task: {e}")))?
+        .map_err(|e| {
+            tracing::warn!(%tenant, plugin = name, error = %e, "plugin upload refused");
+            ApiError::Unprocessable(e.to_string())
+        })?;
+    let upload = state.store.add_plugin_version(tenant, name, &digest, &bytes, activate).await?;
+    state.plugins.remember(&digest, compiled);
+    let (status, v) = match upload {
+        Upload::Created(v) => (StatusCode::CREATED, v),
+        Upload::Existing(v) => (StatusCode::OK, v),
+    };
+    tracing::info!(%tenant, plugin = name, version = v.version, %digest, activate, new = status == StatusCode::CREATED, "plugin uploaded");
+    Ok((status, Json(json!({ "name": v.name, "version": v.version, "digest": v.digest, "active": activate })))
+        .into_response())
+}
+
+pub(super) async fn upload_named(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    check_name(&name)?;
+    store_upload(&state, &tenant, &name, &headers, body, false).await
+}
+
+pub(super) async fn list_plugins(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let plugins = state.store.plugins(&tenant).await?;
+    Ok(Json(json!({ "data": plugins })))
+}
+
+pub(super) async fn get_plugin(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let plugin = state.store.plugins(&tenant).await?.into_iter().find(|p| p.name == name);
+    let plugin = plugin.ok_or_else(|| ApiError::NotFound(format!("no plugin {name:?}")))?;
+    Ok(Json(json!(plugin)))
+}
+
+pub(super) async fn delete_plugin(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if let Some(rules) = state.store.chain(&tenant).await?
+        && rules.iter().any(|r| r.plugins.contains(&name))
+    {
+        return Err(ApiError::Conflict(format!("plugin {name:?} is in the tenant's chain; change the chain first")));
+    }
+    if !state.store.delete_plugin(&tenant, &name).await? {
+        return Err(ApiError::NotFound(format!("no plugin {name:?}")));
+    }
+    tracing::info!(%tenant, plugin = name, "plugin deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn parse_version(v: &str) -> Result<i64, ApiError> {
+    v.trim_start_matches('v').parse().map_err(|_| ApiError::NotFound(format!("no version {v:?}")))
+}
+
+pub(super) async fn activate(
+    State(state): State<AppState>,
+    Path((id, name, v)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let version = parse_version(&v)?;
+    if !state.store.activate_plugin(&tenant, &name, version).await? {
+        return Err(ApiError::NotFound(format!("plugin {name:?} has no version {version}")));
+    }
+    tracing::info!(%tenant, plugin = name, version, "plugin version activated");
+    Ok(Json(json!({ "name": name, "version": version, "active": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DryRunRequest {
+    last: i64,
+}
+
+pub(super) async fn dry_run_version(
+    State(state): State<AppState>,
+    Path((id, name, v)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<DryRunRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let req = json_body(body)?;
+    if !(1..=MAX_LAST).contains(&req.last) {
+        return Err(ApiError::Unprocessable(format!("last must be between 1 and {MAX_LAST}")));
+    }
+    let version = parse_version(&v)?;
+    let candidate = state
+        .store
+        .plugin_version(&tenant, &name, version)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plugin {name:?} has no version {version}")))?;
+    let results = dry_run(&state.store, &state.plugins, &tenant, candidate, req.last).await?;
+    Ok(Json(json!({ "name": name, "version": version, "results": results })))
+}
+
+// ---- chain ----
+
+pub(super) async fn put_chain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Vec<ChainRule>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let rules = json_body(body)?;
+    let known: Vec<String> = state.store.plugins(&tenant).await?.into_iter().map(|p| p.name).collect();
+    for (i, rule) in rules.iter().enumerate() {
+        let p = &rule.pattern;
+        let valid =
+            p == "*" || (!p.is_empty() && !p.contains('*')) || p.strip_suffix(".*").is_some_and(|s| !s.contains('*'));
+        if !valid {
+            return Err(ApiError::Unprocessable(format!(
+                "rule {i}: match {p:?} is not \"*\", a type, or \"prefix.*\""
+            )));
+        }
+        if rule.plugins.len() > 16 {
+            return Err(ApiError::Unprocessable(format!("rule {i}: at most 16 plugins")));
+        }
+        if let Some(unknown) = rule.plugins.iter().find(|n| !known.contains(n)) {
+            return Err(ApiError::Unprocessable(format!("rule {i}: no plugin {unknown:?}")));
+        }
+    }
+    if rules.len() > 100 {
+        return Err(ApiError::Unprocessable("at most 100 rules".into()));
+    }
+    state.store.set_chain(&tenant, Some(&rules)).await?;
+    tracing::info!(%tenant, rules = rules.len(), "plugin chain set");
+    Ok(Json(json!({ "chain": rules })))
+}
+
+pub(super) async fn get_chain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let chain = state.store.chain(&tenant).await?;
+    let implicit: Vec<String> = state.store.active_plugins(&tenant).await?.into_iter().map(|p| p.name).collect();
+    Ok(Json(match chain {
+        Some(rules) => json!({ "chain": rules }),
+        // No chain: every active plugin, in upload order, for every event.
+        None => json!({ "chain": null, "implicit": [{ "match": "*", "plugins": implicit }] }),
+    }))
+}
+
+pub(super) async fn delete_chain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    state.store.set_chain(&tenant, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- limits ----
+
+pub(super) async fn put_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let overrides = json_body(body)?;
+    let effective = state.plugins.limits().with_overrides(&overrides).map_err(ApiError::Unprocessable)?;
+    // Keep only what was set, so a later change of a default reaches this tenant.
+    let kept: serde_json::Map<String, Value> = overrides
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let stored = Value::Object(kept.clone());
+    state.store.set_limit_overrides(&tenant, &stored).await?;
+    tracing::info!(%tenant, overrides = %stored, "plugin limits set");
+    Ok(Json(json!({ "limits": effective.to_json(), "overrides": kept })))
+}
+
+pub(super) async fn get_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let overrides = state.store.limit_overrides(&tenant).await?.unwrap_or_else(|| json!({}));
+    let effective =
+        state.plugins.limits().with_overrides(&overrides).unwrap_or_else(|_| state.plugins.limits().clone());
+    Ok(Json(json!({ "limits": effective.to_json(), "overrides": overrides })))
+}
+
+// ---- key-value ----
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > KV_MAX_KEY_BYTES {
+        return Err(ApiError::Unprocessable(format!("keys are 1 to {KV_MAX_KEY_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+pub(super) async fn put_kv(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    check_key(&key)?;
+    let bytes = raw_body(body, KV_MAX_VALUE_BYTES)?;
+    if bytes.len() > KV_MAX_VALUE_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!("values are at most {KV_MAX_VALUE_BYTES} bytes")));
+    }
+    let value =
+        String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::Unprocessable("values are UTF-8 text".into()))?;
+    match state.store.kv_put(&tenant, &key, &value, state.config.kv_max_keys).await? {
+        KvPut::Stored => Ok(StatusCode::NO_CONTENT.into_response()),
+        KvPut::QuotaExceeded => Err(ApiError::Conflict(format!(
+            "the tenant's key-value store is full ({} keys); delete keys first",
+            state.config.kv_max_keys
+        ))),
+    }
+}
+
+pub(super) async fn get_kv(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let value =
+        state.store.kv_get(&tenant, &key).await?.ok_or_else(|| ApiError::NotFound(format!("no key {key:?}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response())
+}
+
+pub(super) async fn delete_kv(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !state.store.kv_delete(&tenant, &key).await? {
+        return Err(ApiError::NotFound(format!("no key {key:?}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- usage ----
+
+pub(super) async fn usage(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let rows = state.store.usage_rows(&tenant).await?;
+    Ok(Json(json!({ "data": summarize(rows) })))
+}
+
+/// Per plugin version: invocations, failures by reason, fuel and wall-time percentiles, peak
+/// memory.
+fn summarize(rows: Vec<UsageRow>) -> Vec<Value> {
+    let mut by_version: BTreeMap<(String, i64), Vec<UsageRow>> = BTreeMap::new();
+    for r in rows {
+        by_version.entry((r.name.clone(), r.version)).or_default().push(r);
+    }
+    by_version
+        .into_iter()
+        .map(|((name, version), runs)| {
+            let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
+            for r in runs.iter().filter(|r| r.outcome != "ok") {
+                *failures.entry(r.outcome.as_str()).or_default() += 1;
+            }
+            let mut fuel: Vec<i64> = runs.iter().filter_map(|r| r.fuel_used).collect();
+            let mut wall: Vec<i64> = runs.iter().map(|r| r.wall_us).collect();
+            json!({
+                "name": name,
+                "version": version,
+                "invocations": runs.len(),
+                "failures": failures,
+                "fuel": percentiles(&mut fuel),
+                "wall_us": percentiles(&mut wall),
+                "peak_memory_bytes": runs.iter().filter_map(|r| r.peak_memory).max(),
+            })
+        })
+        .collect()
+}
+
+/// p50, p90, p99 and max of `values` (nearest rank); nulls when empty.
+fn percentiles(values: &mut [i64]) -> Value {
+    values.sort_unstable();
+    let rank = |p: f64| -> Option<i64> {
+        if values.is_empty() {
+            return None;
+        }
+        let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+        Some(values[i])
+    };
+    json!({ "p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99), "max": values.last() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(percentiles(&mut v), json!({ "p50": 50, "p90": 90, "p99": 99, "max": 100 }));
+        assert_eq!(percentiles(&mut []), json!({ "p50": null, "p90": null, "p99": null, "max": null }));
+    }
+
+    #[test]
+    fn plugin_names() {
+        for ok in ["filter", "enrich-owner", "v2_reshape", "0day"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Filter", "-x", "usage", "a/b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

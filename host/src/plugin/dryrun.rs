@@ -1,0 +1,76 @@
+//! The dry run: a plugin version run on a tenant's most recent stored events, beside the
+//! plugin's active version, with no side effects — no deliveries, sink writes, key-value
+//! writes or recorded runs. Reads the store; writes nothing.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::chain::{self, ChainRun, Stage};
+use super::local::action_json;
+use super::worker::{WorkError, stage, tenant_limits};
+use super::{Kv, PluginEngine};
+use crate::TenantId;
+use crate::store::{PluginVersion, Store};
+
+/// Events a dry run may look at.
+pub const MAX_LAST: i64 = 1000;
+
+/// Run `candidate` on the tenant's `last` newest events, and the active version of the same
+/// plugin beside it. One result per event, newest first:
+/// `{"event_id","event_type","actions","active_actions","changed"}` plus `"error"` /
+/// `"active_error"` when a run failed. `active_actions` is null when the plugin has no active
+/// version.
+pub async fn dry_run(
+    store: &Store,
+    engine: &Arc<PluginEngine>,
+    tenant: &TenantId,
+    candidate: PluginVersion,
+    last: i64,
+) -> Result<Vec<Value>, WorkError> {
+    let limits = tenant_limits(store, engine, tenant).await?;
+    let active = store.active_plugins(tenant).await?.into_iter().find(|p| p.name == candidate.name);
+    let candidate = stage(store, engine, tenant, candidate).await?;
+    let active = match active {
+        Some(v) => Some(stage(store, engine, tenant, v).await?),
+        None => None,
+    };
+    let kv = Kv::Store(store.clone());
+    let mut results = Vec::new();
+    for stored in store.recent_events(tenant, last.clamp(1, MAX_LAST)).await? {
+        let event = stored.event;
+        let run = |s: Stage| {
+            let (event, limits, kv) = (&event, &limits, kv.clone());
+            async move { chain::run(engine, std::slice::from_ref(&s), event, limits, kv).await }
+        };
+        let new = describe(&run(candidate.clone()).await);
+        let old = match &active {
+            Some(s) => Some(describe(&run(s.clone()).await)),
+            None => None,
+        };
+        let changed = old.as_ref() != Some(&new);
+        let mut r = json!({
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "actions": new.0,
+            "active_actions": old.as_ref().map(|o| o.0.clone()),
+            "changed": changed,
+        });
+        if let Some(e) = new.1 {
+            r["error"] = e;
+        }
+        if let Some(e) = old.and_then(|o| o.1) {
+            r["active_error"] = e;
+        }
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// A run as JSON: its actions (null when it failed) and its error, if any.
+fn describe(run: &ChainRun) -> (Value, Option<Value>) {
+    match &run.outcome {
+        Ok(actions) => (Value::Array(actions.iter().map(action_json).collect()), None),
+        Err(f) => (Value::Null, Some(json!({ "outcome": f.failure.as_str(), "message": f.message }))),
+    }
+}

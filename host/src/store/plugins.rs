@@ -1,0 +1,411 @@
+//! The plugin registry in the store: named plugins with immutable versions, which version of
+//! each is active, the tenant's chain, its limit overrides, its key-value store, and the
+//! recorded cost of each invocation. Every query is scoped by tenant.
+//!
+//! Owns SQL only; what a chain or a limit means is the plugin module's business.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+use crate::{TenantId, now_ms};
+
+/// A stored plugin version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginVersion {
+    pub name: String,
+    pub version: i64,
+    pub digest: String,
+}
+
+/// One version as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    pub version: i64,
+    pub digest: String,
+    pub size_bytes: i64,
+    pub created_at: i64,
+    pub active: bool,
+}
+
+/// A named plugin with its versions, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub active_version: Option<i64>,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// One rule of a tenant's chain: events whose type matches `pattern` run through `plugins` in
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub plugins: Vec<String>,
+}
+
+/// One recorded invocation, for usage figures.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    pub name: String,
+    pub version: i64,
+    pub outcome: String,
+    pub fuel_used: Option<i64>,
+    pub wall_us: i64,
+    pub peak_memory: Option<i64>,
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upload {
+    /// A new version was stored.
+    Created(PluginVersion),
+    /// The same bytes were already stored under this name: that version.
+    Existing(PluginVersion),
+}
+
+/// A key-value write asked for by the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvPut {
+    Stored,
+    /// The tenant already has the maximum number of keys.
+    QuotaExceeded,
+}
+
+/// Runs considered for usage figures, newest first.
+const USAGE_WINDOW: i64 = 100_000;
+
+impl Store {
+    /// Store `component` as the next version of `name` (or find the version with the same
+    /// digest), and make it the active version of `name` when `activate`.
+    pub async fn add_plugin_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        digest: &str,
+        component: &[u8],
+        activate: bool,
+    ) -> Result<Upload> {
+        let mut tx = self.begin(true).await?;
+        let existing: Option<i64> =
+            sqlx::query("SELECT version FROM plugins WHERE tenant_id = ? AND name = ? AND digest = ?")
+                .bind(tenant.as_str())
+                .bind(name)
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get("version"));
+        let version = match existing {
+            Some(v) => v,
+            None => {
+                let v: i64 = sqlx::query(
+                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugins WHERE tenant_id = ? AND name = ?",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("v");
+                sqlx::query(
+                    "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at)
+                     VALUES (?, ?, ?, ?, ?, 0, ?)",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .bind(v)
+                .bind(digest)
+                .bind(component)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+                v
+            }
+        };
+        if activate {
+            set_active(&mut tx, tenant, name, version).await?;
+        }
+        tx.commit().await?;
+        let pv = PluginVersion { name: name.to_string(), version, digest: digest.to_string() };
+        Ok(if existing.is_some() { Upload::Existing(pv) } else { Upload::Created(pv) })
+    }
+
+    /// Make `version` the active version of `name`. False when there is no such version.
+    pub async fn activate_plugin(&self, tenant: &TenantId, name: &str, version: i64) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
+        let found = set_active(&mut tx, tenant, name, version).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Delete every version of `name`. False when there was none.
+    pub async fn delete_plugin(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
+        let r = sqlx::query("DELETE FROM plugins WHERE tenant_id = ? AND name = ?")
+            .bind(tenant.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The tenant's plugins with their versions, by name.
+    pub async fn plugins(&self, tenant: &TenantId) -> Result<Vec<PluginInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, version, digest, length(component) AS size, active, created_at
+             FROM plugins WHERE tenant_id = ? ORDER BY name, version",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<PluginInfo> = Vec::new();
+        for r in rows {
+            let name: String = r.get("name");
+            let v = VersionInfo {
+                version: r.get("version"),
+                digest: r.get("digest"),
+                size_bytes: r.get("size"),
+                created_at: r.get("created_at"),
+                active: r.get::<i64, _>("active") != 0,
+            };
+            match out.last_mut() {
+                Some(p) if p.name == name => {
+                    if v.active {
+                        p.active_version = Some(v.version);
+                    }
+                    p.versions.push(v);
+                }
+                _ => out.push(PluginInfo { name, active_version: v.active.then_some(v.version), versions: vec![v] }),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn plugin_version(&self, tenant: &TenantId, name: &str, version: i64) -> Result<Option<PluginVersion>> {
+        let row =
+            sqlx::query("SELECT name, version, digest FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?")
+                .bind(tenant.as_str())
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(plugin_version))
+    }
+
+    /// The active version of each of the tenant's plugins, in the order the plugins were first
+    /// uploaded (the implicit chain when the tenant set none).
+    pub async fn active_plugins(&self, tenant: &TenantId) -> Result<Vec<PluginVersion>> {
+        let rows = sqlx::query(
+            "SELECT p.name, p.version, p.digest FROM plugins p
+             WHERE p.tenant_id = ? AND p.active = 1
+             ORDER BY (SELECT MIN(f.created_at) FROM plugins f WHERE f.tenant_id = p.tenant_id AND f.name = p.name), p.name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(plugin_version).collect())
+    }
+
+    pub async fn plugin_component(&self, tenant: &TenantId, name: &str, version: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT component FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?")
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("component")))
+    }
+
+    // ---- chain and limits ----
+
+    /// The tenant's chain, if it set one.
+    pub async fn chain(&self, tenant: &TenantId) -> Result<Option<Vec<ChainRule>>> {
+        let row = sqlx::query("SELECT rules FROM plugin_chains WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| serde_json::from_str(r.get("rules")).map_err(|e| StoreError::Corrupt(format!("plugin chain: {e}"))))
+            .transpose()
+    }
+
+    /// Replace the tenant's chain; `None` removes it (back to the implicit chain).
+    pub async fn set_chain(&self, tenant: &TenantId, rules: Option<&[ChainRule]>) -> Result<()> {
+        let mut tx = self.begin(true).await?;
+        match rules {
+            Some(rules) => {
+                sqlx::query(
+                    "INSERT INTO plugin_chains (tenant_id, rules, updated_at) VALUES (?, ?, ?)
+                     ON CONFLICT (tenant_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.as_str())
+                .bind(serde_json::to_string(rules).expect("rules serialize"))
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM plugin_chains WHERE tenant_id = ?")
+                    .bind(tenant.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tenant's limit overrides (a JSON object), if it set any.
+    pub async fn limit_overrides(&self, tenant: &TenantId) -> Result<Option<Value>> {
+        let row = sqlx::query("SELECT overrides FROM tenant_limits WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(r.get("overrides")).map_err(|e| StoreError::Corrupt(format!("tenant limits: {e}")))
+        })
+        .transpose()
+    }
+
+    pub async fn set_limit_overrides(&self, tenant: &TenantId, overrides: &Value) -> Result<()> {
+        let mut tx = self.begin(true).await?;
+        sqlx::query(
+            "INSERT INTO tenant_limits (tenant_id, overrides, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id) DO UPDATE SET overrides = excluded.overrides, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(overrides.to_string())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- key-value ----
+
+    pub async fn kv_get(&self, tenant: &TenantId, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM kv WHERE tenant_id = ? AND key = ?")
+            .bind(tenant.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("value")))
+    }
+
+    /// Set `key`, unless it is new and the tenant already holds `max_keys` keys.
+    pub async fn kv_put(&self, tenant: &TenantId, key: &str, value: &str, max_keys: u64) -> Result<KvPut> {
+        let mut tx = self.begin(true).await?;
+        let put = kv_write(&mut tx, tenant, key, Some(value), max_keys).await?;
+        tx.commit().await?;
+        Ok(put)
+    }
+
+    /// Delete `key`; false when it was not set.
+    pub async fn kv_delete(&self, tenant: &TenantId, key: &str) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
+        let r = sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND key = ?")
+            .bind(tenant.as_str())
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- usage ----
+
+    /// The tenant's most recent invocations (at most 100,000), for usage figures.
+    pub async fn usage_rows(&self, tenant: &TenantId) -> Result<Vec<UsageRow>> {
+        let rows = sqlx::query(
+            "SELECT plugin_name, plugin_version, outcome, fuel_used, wall_us, peak_memory FROM plugin_runs
+             WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(USAGE_WINDOW)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                name: r.get("plugin_name"),
+                version: r.get("plugin_version"),
+                outcome: r.get("outcome"),
+                fuel_used: r.get("fuel_used"),
+                wall_us: r.get("wall_us"),
+                peak_memory: r.get("peak_memory"),
+            })
+            .collect())
+    }
+}
+
+/// Write (or with `None` delete) one key inside `tx`, respecting the key quota.
+pub(super) async fn kv_write(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tenant: &TenantId,
+    key: &str,
+    value: Option<&str>,
+    max_keys: u64,
+) -> Result<KvPut> {
+    let Some(value) = value else {
+        sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND key = ?")
+            .bind(tenant.as_str())
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(KvPut::Stored);
+    };
+    let r = sqlx::query("UPDATE kv SET value = ?, updated_at = ? WHERE tenant_id = ? AND key = ?")
+        .bind(value)
+        .bind(now_ms())
+        .bind(tenant.as_str())
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    if r.rows_affected() > 0 {
+        return Ok(KvPut::Stored);
+    }
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM kv WHERE tenant_id = ?")
+        .bind(tenant.as_str())
+        .fetch_one(&mut **tx)
+        .await?
+        .get("n");
+    if count as u64 >= max_keys {
+        return Ok(KvPut::QuotaExceeded);
+    }
+    sqlx::query("INSERT INTO kv (tenant_id, key, value, updated_at) VALUES (?, ?, ?, ?)")
+        .bind(tenant.as_str())
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(KvPut::Stored)
+}
+
+async fn set_active(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tenant: &TenantId,
+    name: &str,
+    version: i64,
+) -> Result<bool> {
+    // One statement: nothing changes unless the version exists.
+    let r = sqlx::query(
+        "UPDATE plugins SET active = (version = ?) WHERE tenant_id = ? AND name = ? AND EXISTS (
+             SELECT 1 FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?)",
+    )
+    .bind(version)
+    .bind(tenant.as_str())
+    .bind(name)
+    .bind(tenant.as_str())
+    .bind(name)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+fn plugin_version(r: &sqlx::sqlite::SqliteRow) -> PluginVersion {
+    PluginVersion { name: r.get("name"), version: r.get("version"), digest: r.get("digest") }
+}
