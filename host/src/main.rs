@@ -1,5 +1,6 @@
 //! The `hookhost` binary: parses the command line and environment, then calls the library.
-//! `hookhost serve` runs the service; `hookhost plugin run` runs a plugin on a fixture event.
+//! `hookhost serve` runs the service; `hookhost plugin run|new|dry-run` are plugin authors' and
+//! tenants' tools.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hookhost::Config;
 use hookhost::config::{DEFAULT_RETRY_SCHEDULE, parse_cidrs, parse_duration, parse_schedule};
-use hookhost::plugin::{Limits, local};
+use hookhost::plugin::template::{self, SdkSource};
+use hookhost::plugin::{Limits, PluginEngine, chain::Stage, dryrun, local, worker};
+use hookhost::store::{PluginVersion, Store};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
@@ -123,6 +126,42 @@ enum PluginCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Create a new plugin crate NAME (builds with `cargo build --release --target wasm32-wasip2`).
+    New {
+        name: String,
+        /// Directory to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path to hookhost's `sdk/` (default: the checkout this binary was built from).
+        #[arg(long, conflicts_with = "sdk_version")]
+        sdk_path: Option<PathBuf>,
+        /// Depend on the SDK from a registry at this version instead.
+        #[arg(long)]
+        sdk_version: Option<String>,
+    },
+    /// Run a plugin version on a tenant's most recent stored events beside the active version of
+    /// the same plugin, with no side effects, and print what each produced.
+    DryRun {
+        /// The service's database.
+        #[arg(long, env = "HOOKHOST_DATABASE_URL", default_value = "sqlite://hookhost.db")]
+        database_url: String,
+        #[arg(long)]
+        tenant: String,
+        /// The plugin's name (its active version is the comparison).
+        #[arg(long)]
+        name: String,
+        /// A stored version of the plugin to try.
+        #[arg(long, required_unless_present = "component", conflicts_with = "component")]
+        version: Option<i64>,
+        /// Or a component file not uploaded yet.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// How many of the newest events.
+        #[arg(long, default_value_t = 20)]
+        last: i64,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
 }
 
 #[tokio::main]
@@ -136,6 +175,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Plugin { command: PluginCommand::Run { component, event, kv, limits } } => {
             plugin_run(component, event, kv, limits.limits()?).await
         }
+        Command::Plugin { command: PluginCommand::New { name, dir, sdk_path, sdk_version } } => {
+            let sdk = match (sdk_path, sdk_version) {
+                (Some(p), _) => SdkSource::Path(p),
+                (None, Some(v)) => SdkSource::Version(v),
+                (None, None) => SdkSource::from_build(),
+            };
+            let created = template::create(&dir, &name, &sdk)?;
+            println!(
+                "created {}\n  cd {0} && cargo test && cargo build --release --target wasm32-wasip2",
+                created.display()
+            );
+            Ok(())
+        }
+        Command::Plugin {
+            command: PluginCommand::DryRun { database_url, tenant, name, version, component, last, limits },
+        } => plugin_dry_run(&database_url, &tenant, &name, version, component, last, limits.limits()?).await,
     }
 }
 
@@ -197,5 +252,41 @@ async fn plugin_run(component: PathBuf, event: PathBuf, kv: Vec<String>, limits:
     if !report.ok {
         std::process::exit(2);
     }
+    Ok(())
+}
+
+async fn plugin_dry_run(
+    database_url: &str,
+    tenant: &str,
+    name: &str,
+    version: Option<i64>,
+    component: Option<PathBuf>,
+    last: i64,
+    limits: Limits,
+) -> anyhow::Result<()> {
+    let store = Store::connect(database_url).await.with_context(|| format!("opening {database_url}"))?;
+    let tenant = store.tenant(tenant).await?.with_context(|| format!("no tenant {tenant} in {database_url}"))?.id;
+    let engine = std::sync::Arc::new(PluginEngine::new(limits)?);
+    let candidate = match (version, component) {
+        (Some(v), _) => {
+            let stored = store
+                .plugin_version(&tenant, name, v)
+                .await?
+                .with_context(|| format!("plugin {name} has no version {v}"))?;
+            worker::stage(&store, &engine, &tenant, stored).await?
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            let compiled = engine.compile(&bytes)?;
+            Stage { version: PluginVersion { name: name.to_string(), version: 0, digest }, compiled }
+        }
+        (None, None) => bail!("give --version or --component"),
+    };
+    let results = dryrun::dry_run(&store, &engine, &tenant, candidate, last).await?;
+    let changed = results.iter().filter(|r| r["changed"] == true).count();
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "results": results }))?);
+    eprintln!("{} events, {changed} changed", results.len());
+    store.close().await;
     Ok(())
 }

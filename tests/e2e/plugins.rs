@@ -145,3 +145,37 @@ async fn the_local_runner_reports_actions_and_each_limit_by_name() {
 
     assert!(local::event_from_envelope(&serde_json::json!({ "payload": {} })).is_err());
 }
+
+/// `hookhost plugin new`'s crate builds for wasm32-wasip2 as it is and runs in the sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_plugin_from_the_template_builds_and_runs() {
+    use hookhost::plugin::template::{self, SdkSource};
+    use hookhost::plugin::{Limits, local};
+
+    let parent = hookhost_tests::temp_dir("template");
+    let dir = template::create(&parent, "tag-calls", &SdkSource::from_build()).unwrap();
+    // Build beside the example plugins, with their lock file, so the dependencies are reused.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::copy(repo.join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let target = std::path::Path::new(plugins::PASSTHROUGH).ancestors().nth(3).unwrap().to_path_buf();
+    let build_dir = dir.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(&build_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "the template did not build");
+    let wasm = std::path::Path::new(plugins::PASSTHROUGH).with_file_name("tag_calls.wasm");
+    let event = local::event_from_envelope(
+        &serde_json::json!({ "event_type": "call.missed", "payload": { "call_id": "CA1" } }),
+    )
+    .unwrap();
+    let report =
+        local::run(std::fs::read(&wasm).unwrap(), &event, Default::default(), Limits::default()).await.unwrap();
+    assert_eq!(report.json["actions"][0]["deliver"]["payload"]["handled_by"], "TagCalls", "{}", report.json);
+}

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, AppState, authorize, json_body, raw_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
-use crate::plugin::worker::WorkError;
+use crate::plugin::worker::{WorkError, stage};
 use crate::plugin::{KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
 use crate::store::{ChainRule, KvPut, Upload, UsageRow};
 
@@ -176,6 +176,7 @@ pub(super) async fn dry_run_version(
         .plugin_version(&tenant, &name, version)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("plugin {name:?} has no version {version}")))?;
+    let candidate = stage(&state.store, &state.plugins, &tenant, candidate).await?;
     let results = dry_run(&state.store, &state.plugins, &tenant, candidate, req.last).await?;
     Ok(Json(json!({ "name": name, "version": version, "results": results })))
 }

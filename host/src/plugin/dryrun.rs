@@ -11,13 +11,13 @@ use super::local::action_json;
 use super::worker::{WorkError, stage, tenant_limits};
 use super::{Kv, PluginEngine};
 use crate::TenantId;
-use crate::store::{PluginVersion, Store};
+use crate::store::Store;
 
 /// Events a dry run may look at.
 pub const MAX_LAST: i64 = 1000;
 
-/// Run `candidate` on the tenant's `last` newest events, and the active version of the same
-/// plugin beside it. One result per event, newest first:
+/// Run `candidate` (a stored version, or a component not uploaded yet) on the tenant's `last`
+/// newest events, and the active version of the plugin of the same name beside it. One result per event, newest first:
 /// `{"event_id","event_type","actions","active_actions","changed"}` plus `"error"` /
 /// `"active_error"` when a run failed. `active_actions` is null when the plugin has no active
 /// version.
@@ -25,12 +25,11 @@ pub async fn dry_run(
     store: &Store,
     engine: &Arc<PluginEngine>,
     tenant: &TenantId,
-    candidate: PluginVersion,
+    candidate: Stage,
     last: i64,
 ) -> Result<Vec<Value>, WorkError> {
     let limits = tenant_limits(store, engine, tenant).await?;
-    let active = store.active_plugins(tenant).await?.into_iter().find(|p| p.name == candidate.name);
-    let candidate = stage(store, engine, tenant, candidate).await?;
+    let active = store.active_plugins(tenant).await?.into_iter().find(|p| p.name == candidate.version.name);
     let active = match active {
         Some(v) => Some(stage(store, engine, tenant, v).await?),
         None => None,

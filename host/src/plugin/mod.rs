@@ -22,6 +22,7 @@
 pub mod chain;
 pub mod dryrun;
 pub mod local;
+pub mod template;
 pub mod worker;
 
 use std::collections::HashMap;

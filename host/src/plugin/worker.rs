@@ -85,7 +85,7 @@ pub async fn run(
 /// The plugins `event_type` runs through for `tenant`, compiled: the chain's first matching
 /// rule (plugins without an active version are skipped), or with no chain every active plugin
 /// in upload order.
-pub(crate) async fn stages_for(
+pub async fn stages_for(
     store: &Store,
     engine: &Arc<PluginEngine>,
     tenant: &TenantId,
@@ -107,7 +107,7 @@ pub(crate) async fn stages_for(
 }
 
 /// One stored plugin version, compiled (from the engine's cache when it has it).
-pub(crate) async fn stage(
+pub async fn stage(
     store: &Store,
     engine: &Arc<PluginEngine>,
     tenant: &TenantId,
@@ -125,11 +125,7 @@ pub(crate) async fn stage(
 }
 
 /// The tenant's limits: the configured defaults with its overrides.
-pub(crate) async fn tenant_limits(
-    store: &Store,
-    engine: &PluginEngine,
-    tenant: &TenantId,
-) -> Result<Limits, WorkError> {
+pub async fn tenant_limits(store: &Store, engine: &PluginEngine, tenant: &TenantId) -> Result<Limits, WorkError> {
     let defaults = engine.limits();
     let Some(overrides) = store.limit_overrides(tenant).await? else { return Ok(defaults.clone()) };
     Ok(defaults.with_overrides(&overrides).unwrap_or_else(|e| {
