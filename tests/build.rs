@@ -7,7 +7,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: [&str; 9] = [
+const PLUGINS: [&str; 10] = [
     "passthrough",
     "redact-phone",
     "spin-forever",
@@ -17,6 +17,7 @@ const PLUGINS: [&str; 9] = [
     "enrich-owner",
     "reshape-call-completed",
     "topic-call-received",
+    "lookup-caller",
 ];
 
 fn main() {

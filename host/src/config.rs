@@ -38,6 +38,9 @@ pub struct Config {
     pub plugin_tenant_concurrency: usize,
     /// Keys a tenant's key-value store may hold.
     pub kv_max_keys: u64,
+    /// Threads that run plugin invocations, apart from those that answer HTTP (0: none of
+    /// their own; plugins then share the service's runtime).
+    pub plugin_threads: usize,
     /// Deliveries in flight at once.
     pub delivery_concurrency: usize,
     /// Longest a worker sleeps before looking for due jobs again.
@@ -71,6 +74,7 @@ impl Config {
             plugin_concurrency: 16,
             plugin_tenant_concurrency: 4,
             kv_max_keys: 10_000,
+            plugin_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             delivery_concurrency: 64,
             idle_poll: Duration::from_millis(500),
             job_lease: Duration::from_secs(120),

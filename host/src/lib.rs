@@ -115,7 +115,13 @@ pub async fn run(
     if released > 0 {
         tracing::info!(released, "released leases of jobs left running by the previous process");
     }
-    let engine = Arc::new(plugin::PluginEngine::new(config.plugin_limits.clone())?);
+    let fetcher = plugin::fetch::Fetcher::new(deliver::OutboundPolicy::from_config(&config))
+        .map_err(plugin::PluginError::Engine)?;
+    let engine = Arc::new(
+        plugin::PluginEngine::new(config.plugin_limits.clone())?
+            .with_fetcher(fetcher)
+            .with_threads(config.plugin_threads)?,
+    );
     let sender = deliver::Sender::new(&config)?;
     let wake = Arc::new(Wakeups::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -74,6 +74,19 @@ struct ServeArgs {
     /// Allow plain-http endpoint URLs to any host.
     #[arg(long, env = "HOOKHOST_ALLOW_HTTP", default_value_t = false)]
     allow_http: bool,
+    /// Plugin invocations in flight at once.
+    #[arg(long, env = "HOOKHOST_PLUGIN_CONCURRENCY", default_value_t = 16)]
+    plugin_concurrency: usize,
+    /// Plugin invocations of one tenant in flight at once (the noisy-neighbour bound).
+    #[arg(long, env = "HOOKHOST_PLUGIN_TENANT_CONCURRENCY", default_value_t = 4)]
+    plugin_tenant_concurrency: usize,
+    /// Threads that run plugins, apart from those answering HTTP (0: share them; default: one
+    /// per core).
+    #[arg(long, env = "HOOKHOST_PLUGIN_THREADS")]
+    plugin_threads: Option<usize>,
+    /// Keys each tenant's key-value store may hold.
+    #[arg(long, env = "HOOKHOST_KV_MAX_KEYS", default_value_t = 10_000)]
+    kv_max_keys: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -214,6 +227,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.delivery_timeout = parse_duration(&args.delivery_timeout).context("HOOKHOST_DELIVERY_TIMEOUT")?;
     config.stripe_tolerance = parse_duration(&args.stripe_tolerance).context("HOOKHOST_STRIPE_TOLERANCE")?;
     config.plugin_limits = args.limits.limits()?;
+    config.plugin_concurrency = args.plugin_concurrency.max(1);
+    config.plugin_tenant_concurrency = args.plugin_tenant_concurrency.max(1);
+    config.kv_max_keys = args.kv_max_keys;
+    if let Some(threads) = args.plugin_threads {
+        config.plugin_threads = threads;
+    }
     config.endpoint_concurrency = args.endpoint_concurrency.max(1);
     config.endpoint_disable_after = match args.endpoint_disable_after.as_str() {
         "off" | "never" => None,
@@ -266,7 +285,9 @@ async fn plugin_dry_run(
 ) -> anyhow::Result<()> {
     let store = Store::connect(database_url).await.with_context(|| format!("opening {database_url}"))?;
     let tenant = store.tenant(tenant).await?.with_context(|| format!("no tenant {tenant} in {database_url}"))?.id;
-    let engine = std::sync::Arc::new(PluginEngine::new(limits)?);
+    // Dry runs fetch as the service would (GET and HEAD only), under the default outbound policy.
+    let fetcher = hookhost::plugin::fetch::Fetcher::new(Default::default()).map_err(anyhow::Error::msg)?;
+    let engine = std::sync::Arc::new(PluginEngine::new(limits)?.with_fetcher(fetcher));
     let candidate = match (version, component) {
         (Some(v), _) => {
             let stored = store

@@ -31,7 +31,7 @@
 //! A plugin runs with no filesystem, network, environment variables, arguments or sockets; it
 //! has a fuel budget, a wall-clock deadline, a linear-memory cap, and caps on output size and
 //! the number of actions. Exceeding any stops that invocation; the event is marked failed with
-//! the reason. Only [`log`], [`kv_get`], [`kv_set`] and [`now_ms`] reach the host.
+//! the reason. Only [`log`], [`kv_get`], [`kv_set`], [`now_ms`] and [`http_fetch`] reach the host.
 
 #![deny(missing_docs)]
 
@@ -95,6 +95,31 @@ pub fn kv_get(key: &str) -> Option<String> {
 /// invocation's [`kv_get`] sees it at once.
 pub fn kv_set(key: &str, value: Option<&str>) -> Result<(), String> {
     host::kv_set(key, value)
+}
+
+/// An outbound HTTP request ([`http_fetch`]).
+pub use bindings::hookhost::plugin::host::{HttpRequest, HttpResponse};
+
+/// Fetch a URL from one of the tenant's allow-listed hosts (`PUT /v1/tenants/{id}/limits
+/// {"http_allow": ["api.example.com"]}`; none by default). The time counts against the
+/// invocation's deadline; the body is capped; errors say which rule refused.
+pub fn http_fetch(request: &HttpRequest) -> Result<HttpResponse, String> {
+    host::http_fetch(request)
+}
+
+/// `GET url` with `headers`, the JSON body parsed; an error for a non-2xx status too.
+pub fn get_json(url: &str, headers: &[(&str, &str)]) -> Result<Value, String> {
+    let request = HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: None,
+    };
+    let response = http_fetch(&request)?;
+    if !(200..300).contains(&response.status) {
+        return Err(format!("GET {url}: status {}", response.status));
+    }
+    serde_json::from_str(&response.body).map_err(|e| format!("GET {url}: body is not JSON: {e}"))
 }
 
 /// The host's wall-clock time, unix milliseconds.

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::{Action, Event, Level};
+use crate::{Action, Event, HttpRequest, Level};
 
 #[derive(Default)]
 struct Host {
@@ -37,6 +37,9 @@ struct Host {
     logs: Vec<(Level, String)>,
     now_ms: u64,
     kv_write: bool,
+    /// URL → (status, body) answered by `http_fetch`.
+    http: BTreeMap<String, (u16, String)>,
+    fetched: Vec<HttpRequest>,
 }
 
 thread_local! {
@@ -62,6 +65,17 @@ pub fn kv_snapshot() -> BTreeMap<String, String> {
 /// Grant or refuse `kv_set`, as a tenant's `kv_write` limit does.
 pub fn allow_kv_write(allowed: bool) {
     HOST.with(|h| h.borrow_mut().kv_write = allowed);
+}
+
+/// Answer `http_fetch` of `url` (any method) with `status` and `body`. Other URLs get an error,
+/// as a host not on the tenant's allow-list would.
+pub fn http_route(url: &str, status: u16, body: &str) {
+    HOST.with(|h| h.borrow_mut().http.insert(url.to_string(), (status, body.to_string())));
+}
+
+/// The requests `http_fetch` was asked for so far.
+pub fn fetched() -> Vec<HttpRequest> {
+    HOST.with(|h| h.borrow().fetched.clone())
 }
 
 /// Set the stand-in clock, unix milliseconds.
@@ -102,7 +116,7 @@ pub fn delivered(actions: &[Action]) -> Vec<(String, Value)> {
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) mod host {
     use super::HOST;
-    use crate::Level;
+    use crate::{HttpRequest, HttpResponse, Level};
 
     pub fn log(level: Level, message: &str) {
         HOST.with(|h| h.borrow_mut().logs.push((level, message.to_string())));
@@ -128,5 +142,16 @@ pub(crate) mod host {
 
     pub fn now_ms() -> u64 {
         HOST.with(|h| h.borrow().now_ms)
+    }
+
+    pub fn http_fetch(req: &HttpRequest) -> Result<HttpResponse, String> {
+        HOST.with(|h| {
+            let mut h = h.borrow_mut();
+            h.fetched.push(req.clone());
+            match h.http.get(&req.url) {
+                Some((status, body)) => Ok(HttpResponse { status: *status, headers: Vec::new(), body: body.clone() }),
+                None => Err(format!("no stand-in route for {} (testing::http_route)", req.url)),
+            }
+        })
     }
 }

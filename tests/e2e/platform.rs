@@ -262,3 +262,69 @@ async fn limits_are_checked_and_applied_per_tenant_and_kv_has_quotas() {
     let r = s.server.authed(Method::GET, &format!("/v1/tenants/{}/kv/b", s.tenant), &other_key).send().await.unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// A CRM on 127.0.0.1: `GET /contacts/{n}` → `{"name":"Ada","number":n}`; under `/slow` it
+/// answers after 3 s.
+async fn start_crm() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::Path as P;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let (h1, h2) = (hits.clone(), hits.clone());
+    let app = axum::Router::new()
+        .route(
+            "/contacts/{n}",
+            axum::routing::get(move |P(n): P<String>| async move {
+                h1.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({ "name": "Ada", "number": n }))
+            }),
+        )
+        .route(
+            "/slow/contacts/{n}",
+            axum::routing::get(move || async move {
+                h2.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                axum::Json(json!({}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_fetch_reaches_only_allow_listed_hosts_within_the_deadline() {
+    let mut s = Setup::new(&["call.ringing"]).await;
+    let (crm, hits) = start_crm().await;
+    assert_eq!(s.upload_named("lookup", plugins::LOOKUP_CALLER).await.0, 201);
+    assert_eq!(s.call(Method::POST, "/plugins/lookup/versions/1/activate", None).await.0, 200);
+    assert_eq!(s.put_kv("crm_url", &crm).await, 204);
+
+    // Not granted: the plugin gets an error, logs it, and the event still flows.
+    s.call_status("CA1", "ringing").await;
+    let got = s.receiver.next().await.json();
+    assert!(got["payload"]["caller"].is_null(), "{got}");
+    let e = s.all_processed(1).await.remove(0);
+    assert!(e["plugin_runs"][0]["logs"].as_str().unwrap().contains("http_allow list is empty"), "{e}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let limits = json!({ "http_allow": ["127.0.0.1"], "http_timeout_ms": 300 });
+    assert_eq!(s.call(Method::PUT, "/limits", Some(limits)).await.0, 200);
+    s.call_status("CA2", "ringing").await;
+    let got = s.receiver.next().await.json();
+    assert_eq!(got["payload"]["caller"], json!({ "name": "Ada", "number": "14158675309" }), "{got}");
+
+    // A slow host is cut at the fetch timeout; the event is delivered without the enrichment.
+    assert_eq!(s.put_kv("crm_url", &format!("{crm}/slow")).await, 204);
+    s.call_status("CA3", "ringing").await;
+    let got = s.receiver.next().await.json();
+    assert_eq!(got["payload"]["call_id"], "CA3");
+    assert!(got["payload"]["caller"].is_null());
+    let e = s.event(got["id"].as_str().unwrap()).await;
+    assert!(e["plugin_runs"][0]["logs"].as_str().unwrap().contains("timed out after 300 ms"), "{e}");
+
+    // Bad allow-list entries are refused.
+    for bad in [json!({ "http_allow": ["http://x"] }), json!({ "http_allow": "x" })] {
+        assert_eq!(s.call(Method::PUT, "/limits", Some(bad)).await.0, 422);
+    }
+}

@@ -30,6 +30,7 @@ pub mod plugins {
     pub const ENRICH_OWNER: &str = env!("PLUGIN_ENRICH_OWNER");
     pub const RESHAPE_CALL_COMPLETED: &str = env!("PLUGIN_RESHAPE_CALL_COMPLETED");
     pub const TOPIC_CALL_RECEIVED: &str = env!("PLUGIN_TOPIC_CALL_RECEIVED");
+    pub const LOOKUP_CALLER: &str = env!("PLUGIN_LOOKUP_CALLER");
 }
 
 /// How long a test waits for something that should happen (generous: tests assert behaviour,

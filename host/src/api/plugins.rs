@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, AppState, authorize, json_body, raw_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
-use crate::plugin::worker::{WorkError, stage};
+use crate::plugin::worker::{WorkError, stage, tenant_limits};
 use crate::plugin::{KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
 use crate::store::{ChainRule, KvPut, Upload, UsageRow};
 
@@ -74,6 +74,11 @@ pub(super) async fn store_upload(
             tracing::warn!(%tenant, plugin = name, error = %e, "plugin upload refused");
             ApiError::Unprocessable(e.to_string())
         })?;
+    let limits = tenant_limits(&state.store, &state.plugins, tenant).await?;
+    state.plugins.instantiate(&compiled, tenant, &limits).await.map_err(|e| {
+        tracing::warn!(%tenant, plugin = name, error = %e, "plugin upload refused");
+        ApiError::Unprocessable(format!("not a usable plugin: {e}"))
+    })?;
     let upload = state.store.add_plugin_version(tenant, name, &digest, &bytes, activate).await?;
     state.plugins.remember(&digest, compiled);
     let (status, v) = match upload {

@@ -34,7 +34,7 @@ pub async fn dry_run(
         Some(v) => Some(stage(store, engine, tenant, v).await?),
         None => None,
     };
-    let kv = Kv::Store(store.clone());
+    let kv = Kv::DryRun(store.clone());
     let mut results = Vec::new();
     for stored in store.recent_events(tenant, last.clamp(1, MAX_LAST)).await? {
         let event = stored.event;

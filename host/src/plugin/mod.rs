@@ -10,17 +10,21 @@
 //!   directories, every socket address and name lookup denied. Rust guests import those
 //!   interfaces; they are linked so the component instantiates, and grant nothing.
 //! - CPU: a fuel budget ([`Limits::fuel`]) and a wall-clock deadline ([`Limits::timeout`])
-//!   enforced by epoch interruption (10 ms ticks), yielding to tokio at each tick so a spinning
+//!   enforced by epoch interruption (2 ms ticks), yielding to tokio at each tick so a spinning
 //!   plugin never holds a worker thread.
 //! - Memory: linear memory capped at [`Limits::memory_bytes`]; growth beyond traps and is
 //!   recorded as `memory_limit`.
 //! - Output: at most [`Limits::max_actions`] actions and [`Limits::output_bytes`] of payload.
 //! - Logs: at most [`Limits::log_bytes`] captured per invocation; the rest is cut.
 //!
-//! Must not touch SQL or HTTP; the worker in [`worker`] connects this to the store.
+//! - HTTP: `http-fetch` only to the tenant's `http_allow` hosts, through [`fetch`] (its own
+//!   client, with the deliveries' address guard), within the invocation's deadline.
+//!
+//! Must not touch SQL; the worker in [`worker`] connects this to the store.
 
 pub mod chain;
 pub mod dryrun;
+pub mod fetch;
 pub mod local;
 pub mod template;
 pub mod worker;
@@ -37,6 +41,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::TenantId;
 use crate::normalize::CanonicalEvent;
+use fetch::{FetchRequest, Fetcher, HttpRules};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -75,6 +80,8 @@ pub struct Limits {
     pub log_bytes: usize,
     /// Whether the plugin may write the tenant's key-value store (`kv-set`).
     pub kv_write: bool,
+    /// Outbound HTTP (`http-fetch`): allowed hosts (none by default), timeout, caps.
+    pub http: HttpRules,
 }
 
 impl Default for Limits {
@@ -87,6 +94,7 @@ impl Default for Limits {
             max_actions: 100,
             log_bytes: 16 << 10,
             kv_write: false,
+            http: HttpRules::default(),
         }
     }
 }
@@ -99,7 +107,8 @@ const KV_MAX_WRITES: usize = 64;
 
 impl Limits {
     /// These limits with a tenant's overrides applied: a JSON object with any of `fuel`,
-    /// `timeout_ms`, `memory_bytes`, `output_bytes`, `max_actions`, `log_bytes`, `kv_write`.
+    /// `timeout_ms`, `memory_bytes`, `output_bytes`, `max_actions`, `log_bytes`, `kv_write`,
+    /// `http_allow`, `http_timeout_ms`, `http_max_bytes`, `http_max_requests`.
     /// Unknown keys, wrong types and values out of range are refused with the reason.
     pub fn with_overrides(&self, overrides: &serde_json::Value) -> Result<Limits, String> {
         let obj = overrides.as_object().ok_or("limits are a JSON object")?;
@@ -123,6 +132,20 @@ impl Limits {
                 "max_actions" => out.max_actions = num(1, 10_000)? as usize,
                 "log_bytes" => out.log_bytes = num(0, 1 << 20)? as usize,
                 "kv_write" => out.kv_write = value.as_bool().ok_or("kv_write must be true or false")?,
+                "http_allow" => {
+                    let hosts: Vec<String> = serde_json::from_value(value.clone())
+                        .map_err(|_| "http_allow must be a list of host names".to_string())?;
+                    if hosts.len() > 32 {
+                        return Err("http_allow holds at most 32 hosts".into());
+                    }
+                    if let Some(bad) = hosts.iter().find(|h| !fetch::valid_pattern(h)) {
+                        return Err(format!("http_allow: {bad:?} is not a host name or *.domain"));
+                    }
+                    out.http.allow = hosts;
+                }
+                "http_timeout_ms" => out.http.timeout = Duration::from_millis(num(1, 30_000)?),
+                "http_max_bytes" => out.http.max_bytes = num(1, 4 << 20)? as usize,
+                "http_max_requests" => out.http.max_requests = num(0, 32)? as usize,
                 other => return Err(format!("unknown limit {other:?}")),
             }
         }
@@ -139,6 +162,10 @@ impl Limits {
             "max_actions": self.max_actions,
             "log_bytes": self.log_bytes,
             "kv_write": self.kv_write,
+            "http_allow": self.http.allow,
+            "http_timeout_ms": self.http.timeout.as_millis() as u64,
+            "http_max_bytes": self.http.max_bytes,
+            "http_max_requests": self.http.max_requests,
         })
     }
 }
@@ -147,7 +174,7 @@ impl Limits {
 const POOL_MAX_MEMORY: usize = 256 << 20;
 /// Instances that can be live at once (pool slots). Invocations beyond wait for a slot.
 const POOL_INSTANCES: u32 = 256;
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// What a plugin asked for, in host terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,11 +223,14 @@ pub struct Invocation {
     pub kv_writes: Vec<(String, Option<String>)>,
 }
 
-/// Where `kv-get` reads from.
+/// Where `kv-get` reads from, and whether the invocation may have effects.
 #[derive(Debug, Clone)]
 pub enum Kv {
     /// The tenant's key-value store.
     Store(crate::store::Store),
+    /// The tenant's key-value store, for a dry run: the caller discards writes, and
+    /// `http-fetch` sends only GET and HEAD.
+    DryRun(crate::store::Store),
     /// A fixed map (the CLI runner).
     Map(Arc<HashMap<String, String>>),
 }
@@ -216,6 +246,10 @@ pub struct HostState {
     kv_writes: Vec<(String, Option<String>)>,
     logs: String,
     log_cap: usize,
+    fetcher: Option<Fetcher>,
+    http: HttpRules,
+    fetches: usize,
+    deadline: Instant,
 }
 
 impl WasiView for HostState {
@@ -257,7 +291,7 @@ impl host::Host for HostState {
             return Ok(v.clone());
         }
         match &self.kv {
-            Kv::Store(store) => Ok(store.kv_get(&self.tenant, &key).await?),
+            Kv::Store(store) | Kv::DryRun(store) => Ok(store.kv_get(&self.tenant, &key).await?),
             Kv::Map(map) => Ok(map.get(&key).cloned()),
         }
     }
@@ -281,6 +315,27 @@ impl host::Host for HostState {
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         Ok(crate::now_ms().max(0) as u64)
+    }
+
+    async fn http_fetch(&mut self, req: host::HttpRequest) -> wasmtime::Result<Result<host::HttpResponse, String>> {
+        let Some(fetcher) = self.fetcher.clone() else {
+            return Ok(Err("outbound HTTP is not available in this runner".into()));
+        };
+        if self.http.allow.is_empty() {
+            return Ok(Err("http fetch is not granted: the tenant's http_allow list is empty".into()));
+        }
+        if self.fetches >= self.http.max_requests {
+            return Ok(Err(format!("at most {} requests per invocation", self.http.max_requests)));
+        }
+        self.fetches += 1;
+        let request = FetchRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let read_only = matches!(self.kv, Kv::DryRun(_));
+        Ok(fetcher.fetch(request, &self.http, remaining, read_only).await.map(|r| host::HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }))
     }
 }
 
@@ -327,10 +382,39 @@ impl std::fmt::Debug for Compiled {
 
 /// The engine, linker and compiled-plugin cache shared by every invocation.
 pub struct PluginEngine {
-    engine: Engine,
+    sandbox: Sandbox,
     linker: Linker<HostState>,
     cache: Mutex<HashMap<String, Compiled>>,
     limits: Limits,
+    runtime: Option<PluginRuntime>,
+}
+
+/// What one invocation needs of the engine; cheap to clone, so an invocation can be a task of
+/// its own.
+#[derive(Clone)]
+struct Sandbox {
+    engine: Engine,
+    fetcher: Option<Fetcher>,
+}
+
+/// The threads plugins run on, apart from the threads that answer providers and the API: a
+/// plugin spinning to its deadline competes with them for the CPU as a thread among threads
+/// (the kernel's fair share), not as a task holding a shared worker for each epoch slice.
+struct PluginRuntime(Option<tokio::runtime::Runtime>);
+
+impl PluginRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime may happen inside another runtime: do not block there.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -374,7 +458,33 @@ impl PluginEngine {
             })
             .map_err(|e| PluginError::Engine(format!("epoch thread: {e}")))?;
 
-        Ok(Self { engine, linker, cache: Mutex::new(HashMap::new()), limits })
+        Ok(Self {
+            sandbox: Sandbox { engine, fetcher: None },
+            linker,
+            cache: Mutex::new(HashMap::new()),
+            limits,
+            runtime: None,
+        })
+    }
+
+    /// Give plugins outbound HTTP through `fetcher` (still only to each tenant's `http_allow`).
+    pub fn with_fetcher(mut self, fetcher: Fetcher) -> Self {
+        self.sandbox.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Run invocations on `threads` threads of their own (0: on the caller's runtime).
+    pub fn with_threads(mut self, threads: usize) -> Result<Self, PluginError> {
+        if threads > 0 {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("hookhost-plugin")
+                .enable_all()
+                .build()
+                .map_err(|e| PluginError::Engine(format!("plugin threads: {e}")))?;
+            self.runtime = Some(PluginRuntime(Some(rt)));
+        }
+        Ok(self)
     }
 
     /// The default limits.
@@ -386,7 +496,7 @@ impl PluginEngine {
     /// host satisfies. CPU-heavy (tens of ms): call from a blocking context.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, PluginError> {
         let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
-        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let component = Component::new(&self.sandbox.engine, bytes).map_err(invalid)?;
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
         Ok(Compiled(Arc::new(pre)))
@@ -416,21 +526,89 @@ impl PluginEngine {
         self.cache.lock().expect("cache lock").insert(digest.to_string(), compiled);
     }
 
-    /// Run `plugin` on `event` in a fresh instance under `limits`.
+    /// Instantiate `plugin` under `limits` without calling it: checks that its initial state
+    /// fits the limits (an upload's last check), and measures instantiation alone.
+    pub async fn instantiate(&self, plugin: &Compiled, tenant: &TenantId, limits: &Limits) -> Result<(), String> {
+        let mut store = self
+            .sandbox
+            .new_store(tenant, limits, Kv::Map(Arc::default()), Instant::now())
+            .map_err(|e| format!("{e:#}"))?;
+        let memory_hit = |store: &Store<HostState>| store.data().limiter.memory_hit;
+        match plugin.0.instantiate_async(&mut store).await {
+            Ok(_) => Ok(()),
+            Err(e) if memory_hit(&store) => {
+                Err(format!("its initial memory does not fit the memory limit of {} bytes: {e:#}", limits.memory_bytes))
+            }
+            Err(e) => Err(format!("it does not instantiate: {e:#}")),
+        }
+    }
+
+    /// Run `plugin` on `event` in a fresh instance under `limits` (on the plugin threads when
+    /// the engine has them).
     pub async fn invoke(&self, plugin: &Compiled, event: &CanonicalEvent, limits: &Limits, kv: Kv) -> Invocation {
-        let started = Instant::now();
+        let input = wit::Event {
+            id: event.id.clone(),
+            tenant_id: event.tenant_id.to_string(),
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at.max(0) as u64,
+            source: event.source.to_string(),
+            is_test: event.is_test,
+            payload: event.payload.to_string(),
+        };
+        let run = self.sandbox.clone().invoke(plugin.clone(), input, event.tenant_id.clone(), limits.clone(), kv);
+        match &self.runtime {
+            None => run.await,
+            Some(rt) => rt.handle().spawn(run).await.unwrap_or_else(|e| Invocation {
+                outcome: Err((Failure::Trap, format!("the invocation's task ended: {e}"))),
+                fuel_used: 0,
+                wall: Duration::ZERO,
+                logs: String::new(),
+                peak_memory: 0,
+                kv_writes: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl Sandbox {
+    /// A fresh store for one invocation: limiter, fuel and the epoch deadline of `limits`,
+    /// counted from `started`.
+    fn new_store(
+        &self,
+        tenant: &TenantId,
+        limits: &Limits,
+        kv: Kv,
+        started: Instant,
+    ) -> wasmtime::Result<Store<HostState>> {
         let state = HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limiter: Limiter { memory_cap: limits.memory_bytes, memory_hit: false, memory_now: 0, memory_peak: 0 },
-            tenant: event.tenant_id.clone(),
+            tenant: tenant.clone(),
             kv,
             kv_write: limits.kv_write,
             kv_writes: Vec::new(),
             logs: String::new(),
             log_cap: limits.log_bytes,
+            fetcher: self.fetcher.clone(),
+            http: limits.http.clone(),
+            fetches: 0,
+            deadline: started + limits.timeout,
         };
-        let mut store = match Store::try_new(&self.engine, state) {
+        let mut store = Store::try_new(&self.engine, state)?;
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel)?;
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        Ok(store)
+    }
+
+    async fn invoke(self, plugin: Compiled, input: wit::Event, tenant: TenantId, limits: Limits, kv: Kv) -> Invocation {
+        let started = Instant::now();
+        let mut store = match self.new_store(&tenant, &limits, kv, started) {
             Ok(s) => s,
             Err(e) => {
                 return Invocation {
@@ -443,23 +621,7 @@ impl PluginEngine {
                 };
             }
         };
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel).expect("fuel is enabled");
-        let deadline = started + limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
 
-        let input = wit::Event {
-            id: event.id.clone(),
-            tenant_id: event.tenant_id.to_string(),
-            event_type: event.event_type.clone(),
-            occurred_at: event.occurred_at.max(0) as u64,
-            source: event.source.to_string(),
-            is_test: event.is_test,
-            payload: event.payload.to_string(),
-        };
         let call = async {
             let instance = plugin.0.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &input).await
@@ -472,12 +634,12 @@ impl PluginEngine {
             Err(_elapsed) => {
                 Err((Failure::Deadline, format!("deadline of {} ms exceeded", limits.timeout.as_millis())))
             }
-            Ok(Ok(Ok(actions))) => check_output(actions, limits),
+            Ok(Ok(Ok(actions))) => check_output(actions, &limits),
             Ok(Ok(Err(e))) => Err((
                 Failure::PluginError,
                 format!("{}: {}{}", e.code, e.message, if e.retryable { " (retryable)" } else { "" }),
             )),
-            Ok(Err(trap)) => Err(classify(&trap, store.data().limiter.memory_hit, limits)),
+            Ok(Err(trap)) => Err(classify(&trap, store.data().limiter.memory_hit, &limits)),
         };
         let data = store.data_mut();
         let logs = std::mem::take(&mut data.logs);
