@@ -74,6 +74,10 @@ struct ServeArgs {
     /// Allow plain-http endpoint URLs to any host.
     #[arg(long, env = "HOOKHOST_ALLOW_HTTP", default_value_t = false)]
     allow_http: bool,
+    /// How long a worker holds a claimed job before another worker (or replica) may take it
+    /// over.
+    #[arg(long, env = "HOOKHOST_JOB_LEASE", default_value = "120s")]
+    job_lease: String,
     /// Plugin invocations in flight at once.
     #[arg(long, env = "HOOKHOST_PLUGIN_CONCURRENCY", default_value_t = 16)]
     plugin_concurrency: usize,
@@ -227,6 +231,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.delivery_timeout = parse_duration(&args.delivery_timeout).context("HOOKHOST_DELIVERY_TIMEOUT")?;
     config.stripe_tolerance = parse_duration(&args.stripe_tolerance).context("HOOKHOST_STRIPE_TOLERANCE")?;
     config.plugin_limits = args.limits.limits()?;
+    config.job_lease = parse_duration(&args.job_lease).context("HOOKHOST_JOB_LEASE")?;
     config.plugin_concurrency = args.plugin_concurrency.max(1);
     config.plugin_tenant_concurrency = args.plugin_tenant_concurrency.max(1);
     config.kv_max_keys = args.kv_max_keys;

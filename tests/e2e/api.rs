@@ -32,8 +32,7 @@ async fn tenant_keys_reach_only_their_own_tenant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_are_validated_and_internal_addresses_refused_unless_allowed() {
-    let db = hookhost_tests::temp_dir("db").join("v.db");
-    let mut config = hookhost_tests::test_config(&format!("sqlite://{}", db.display()));
+    let mut config = hookhost_tests::test_config(&hookhost_tests::fresh_database("v").await);
     config.outbound_allow.clear();
     let server = TestServer::start_with(config).await;
     let (t, key) = server.create_tenant("t").await;

@@ -107,8 +107,7 @@ async fn retries_run_out_into_the_dead_letter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_deliveries_go_out_after_a_restart() {
-    let db = hookhost_tests::temp_dir("db").join("restart.db");
-    let url = format!("sqlite://{}", db.display());
+    let url = hookhost_tests::fresh_database("restart").await;
     let mut config = test_config(&url);
     // Long enough that the first process cannot retry before it is stopped.
     config.retry_schedule = hookhost::config::parse_schedule("2s,2s").unwrap();

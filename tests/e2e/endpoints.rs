@@ -239,8 +239,7 @@ async fn an_event_is_replayed_to_another_endpoint_as_the_plugin_shaped_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_for_the_configured_time_is_disabled_announced_and_resumes_when_enabled() {
-    let db = hookhost_tests::temp_dir("db").join("health.db");
-    let mut config = test_config(&format!("sqlite://{}", db.display()));
+    let mut config = test_config(&hookhost_tests::fresh_database("health").await);
     config.retry_schedule = hookhost::config::parse_schedule("50ms,100ms,200ms,500ms,800ms").unwrap();
     config.endpoint_disable_after = Some(Duration::from_millis(250));
     let mut s = Setup::on(TestServer::start_with(config).await, &["call.*"]).await;
@@ -275,8 +274,7 @@ async fn an_endpoint_failing_for_the_configured_time_is_disabled_announced_and_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_receiver_does_not_hold_back_another_endpoint() {
-    let db = hookhost_tests::temp_dir("db").join("fair.db");
-    let mut config = test_config(&format!("sqlite://{}", db.display()));
+    let mut config = test_config(&hookhost_tests::fresh_database("fair").await);
     config.delivery_concurrency = 4;
     config.endpoint_concurrency = 2;
     let mut s = Setup::on(TestServer::start_with(config).await, &["*"]).await;

@@ -158,8 +158,7 @@ async fn twilio_statuses_map_to_lifecycle_and_outcome_events_and_retries_dedupe(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilio_signature_covers_the_configured_public_url_not_the_listener() {
     // A server reached by Twilio at https://hooks.example.com (behind a proxy).
-    let db = hookhost_tests::temp_dir("db").join("h.db");
-    let mut config = hookhost_tests::test_config(&format!("sqlite://{}", db.display()));
+    let mut config = hookhost_tests::test_config(&hookhost_tests::fresh_database("h").await);
     config.public_url = "https://hooks.example.com".into();
     let s = Setup::on(TestServer::start_keeping_public_url(config).await, &["*"]).await;
     s.call_status("CA9", "ringing").await; // signed over https://hooks.example.com/hooks/…

@@ -209,8 +209,7 @@ async fn a_chain_filters_then_enriches_and_kv_writes_need_the_capability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_checked_and_applied_per_tenant_and_kv_has_quotas() {
-    let db = hookhost_tests::temp_dir("db").join("limits.db");
-    let mut config = test_config(&format!("sqlite://{}", db.display()));
+    let mut config = test_config(&hookhost_tests::fresh_database("limits").await);
     config.kv_max_keys = 2;
     let s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
 

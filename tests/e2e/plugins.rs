@@ -52,8 +52,7 @@ async fn spin_forever_and_memory_hog_are_stopped_and_the_next_event_still_flows(
 /// being worked through (at most `plugin_tenant_concurrency` of its events hold a slot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_tenant_does_not_stop_another_tenants_events() {
-    let db = hookhost_tests::temp_dir("db").join("two.db");
-    let server = TestServer::start_with(test_config(&format!("sqlite://{}", db.display()))).await;
+    let server = TestServer::start_with(test_config(&hookhost_tests::fresh_database("two").await)).await;
     let hostile = Setup::on(server, &["*"]).await;
     assert_eq!(upload_ok(&hostile, plugins::SPIN_FOREVER).await, 1);
     let limits = serde_json::json!({ "fuel": 100_000_000_000u64, "timeout_ms": 3000 });

@@ -1,5 +1,5 @@
 //! Test support for hookhost's end-to-end tests and benchmarks: the real server on 127.0.0.1
-//! with a fresh SQLite database, a recording receiver on 127.0.0.1, providers' signing done
+//! with a fresh database (SQLite, or PostgreSQL with `HOOKHOST_TEST_STORE=postgres`), a recording receiver on 127.0.0.1, providers' signing done
 //! independently of the host's code, and the paths of plugins built from `plugins/`.
 
 use std::collections::VecDeque;
@@ -69,6 +69,56 @@ pub struct TestServer {
 }
 
 /// Configuration for tests: fast retries, loopback allowed, the given database.
+/// The PostgreSQL server tests use: `HOOKHOST_TEST_PG`, by default the one on 127.0.0.1.
+pub fn postgres_url() -> String {
+    std::env::var("HOOKHOST_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether this run puts the servers it starts on PostgreSQL (`HOOKHOST_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("HOOKHOST_TEST_STORE").as_deref() == Ok("postgres")
+}
+
+/// A fresh, empty database for one test: a SQLite file, or with `HOOKHOST_TEST_STORE=postgres`
+/// a database of its own on [`postgres_url`] (which must answer then).
+pub async fn fresh_database(tag: &str) -> String {
+    if on_postgres() {
+        return postgres_database(tag)
+            .await
+            .unwrap_or_else(|e| panic!("HOOKHOST_TEST_STORE=postgres but {} does not answer: {e}", postgres_url()));
+    }
+    format!("sqlite://{}", temp_dir(tag).join("hookhost.db").display())
+}
+
+/// A new, empty database on [`postgres_url`]'s server, named for this process so a later run
+/// drops it (databases of processes no longer running are dropped on first use).
+pub async fn postgres_database(tag: &str) -> Result<String, sqlx::Error> {
+    use sqlx::{AssertSqlSafe, Connection};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let admin = postgres_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+    if !SWEPT.swap(true, Ordering::SeqCst) {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'hh\\_test\\_%'")
+                .fetch_all(&mut conn)
+                .await?;
+        for name in names {
+            let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let name = format!("hh_test_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), tag.to_lowercase());
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+    let (server, _) = admin.rsplit_once('/').expect("a postgres URL ends with /database");
+    Ok(format!("{server}/{name}"))
+}
+
 pub fn test_config(database_url: &str) -> Config {
     let mut c = Config::new(database_url, ADMIN);
     c.retry_schedule = hookhost::config::parse_schedule("50ms,100ms,200ms").unwrap();
@@ -81,8 +131,7 @@ pub fn test_config(database_url: &str) -> Config {
 impl TestServer {
     /// Start on a fresh SQLite database.
     pub async fn start() -> Self {
-        let db = temp_dir("db").join("hookhost.db");
-        Self::start_with(test_config(&format!("sqlite://{}", db.display()))).await
+        Self::start_with(test_config(&fresh_database("db").await)).await
     }
 
     /// Start with a config; its public URL is set to the listener's address.
@@ -96,6 +145,11 @@ impl TestServer {
     }
 
     async fn start_inner(mut config: Config, own_public_url: bool) -> Self {
+        // The server's logs, when asked for (`RUST_LOG=hookhost=debug cargo test … -- --nocapture`).
+        if std::env::var_os("RUST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::from_default_env();
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");

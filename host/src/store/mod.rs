@@ -1,16 +1,21 @@
 //! The store: every row hookhost keeps, behind one type, [`Store`].
 //!
-//! Owns the SQL and the schema (embedded migrations in `host/migrations/`). SQLite through sqlx
-//! is the embedded default (WAL, `synchronous=FULL`: an accepted event survives a crash or a
-//! power cut). Every query on tenant data filters on the tenant id it is given; callers never
-//! pass SQL in. Must not know about HTTP, providers' wire formats or wasmtime.
+//! Owns the SQL and the schema (embedded migrations: `host/migrations/` for SQLite,
+//! `host/migrations-pg/` for PostgreSQL, kept in step). SQLite through sqlx is the embedded
+//! default (WAL, `synchronous=FULL`: an accepted event survives a crash or a power cut);
+//! PostgreSQL is the store several replicas share (jobs leased with `FOR UPDATE SKIP LOCKED`).
+//! Both run the same statements through sqlx's `Any` driver (`$N` placeholders, integer flags,
+//! portable SQL); the few that differ choose by [`Backend`]. Every query on tenant data filters
+//! on the tenant id it is given; callers never pass SQL in. Must not know about HTTP,
+//! providers' wire formats or wasmtime.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
@@ -35,6 +40,75 @@ mod plugins;
 pub use plugins::{ChainRule, KvPut, PluginInfo, PluginVersion, Upload, UsageRow, VersionInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");
+
+/// A job is due when pending and its time has come, or when running and its lease has run
+/// out (its worker died). `$3` is the time now.
+const DUE: &str = "((status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3))";
+
+/// The columns a claimed job is read from (see [`job`]).
+const JOB_COLUMNS: &str =
+    "id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version";
+
+/// Which database the store runs on. The SQL is written once (`$N` placeholders, which both
+/// take); the few statements that differ pick theirs by this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One process owns the database: one writer connection, group commit.
+    Sqlite,
+    /// Any number of replicas share it: jobs are leased with `FOR UPDATE SKIP LOCKED`.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names (`postgres://` or `postgresql://`; anything else is
+    /// SQLite).
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// `sqlite` or `postgres`, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// `sqlite` when on SQLite, else `postgres`: the one place a statement's dialect is chosen.
+    fn pick(self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        }
+    }
+
+    /// What ends a claim's candidate SELECT: PostgreSQL locks the rows it takes and skips those
+    /// another replica holds; SQLite has one writer, so its claims are atomic as they are.
+    fn skip_locked(self) -> &'static str {
+        self.pick("", "FOR UPDATE SKIP LOCKED")
+    }
+
+    /// Rows `key`, `value` (text) of the JSON object in parameter `param`.
+    fn json_entries(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_each({param})"),
+            Backend::Postgres => format!("json_each_text(CAST({param} AS json))"),
+        }
+    }
+
+    /// Rows `value` (text) of the JSON array of strings in parameter `param`.
+    fn json_values(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_each({param})"),
+            Backend::Postgres => format!("json_array_elements_text(CAST({param} AS json))"),
+        }
+    }
+}
 
 /// A tenant as the API sees it.
 #[derive(Debug, Clone)]
@@ -337,9 +411,11 @@ impl DeliveryState {
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Readers (several connections; WAL lets them run beside the writer).
-    pool: SqlitePool,
-    /// The one writer connection: writes queue here instead of spinning on SQLite's lock.
-    write: SqlitePool,
+    pool: AnyPool,
+    /// SQLite: the one writer connection, so writes queue here instead of spinning on SQLite's
+    /// lock. PostgreSQL: the same pool as `pool`.
+    write: AnyPool,
+    backend: Backend,
     /// Accepts go to the group committer: many in one durable transaction, one fsync.
     accepts: tokio::sync::mpsc::Sender<WriteRequest>,
 }
@@ -387,12 +463,12 @@ const GROUP_COMMIT_MAX: usize = 256;
 /// The group committer: takes every write waiting (accepts and call signals), applies each in
 /// its own savepoint inside one durable transaction, commits once, then answers each. A write
 /// is answered only after the commit that holds it; a failing one is rolled back alone.
-async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
+async fn group_commit(write: AnyPool, backend: Backend, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
     let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
     while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
         let mut done: Vec<Done> = Vec::with_capacity(batch.len());
         let committed: Result<()> = async {
-            let mut tx = begin_on(&write, true).await?;
+            let mut tx = begin_on(&write, backend, true).await?;
             for req in batch.drain(..) {
                 let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
                 let (result_ok, d) = match req {
@@ -401,7 +477,7 @@ async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Wri
                         (r.is_ok(), Done::Accept(reply, r))
                     }
                     WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, reply } => {
-                        let r = call_in(&mut sp, &receipt, &call_sid, &receipt_key, occurred_at, step).await;
+                        let r = call_in(&mut sp, backend, &receipt, &call_sid, &receipt_key, occurred_at, step).await;
                         (r.is_ok(), Done::Call(reply, Box::new(r)))
                     }
                 };
@@ -429,20 +505,43 @@ async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Wri
     }
 }
 
-async fn begin_on(write: &SqlitePool, durable: bool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-    let sql = if durable {
-        "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
-    } else {
-        "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
-    };
-    Ok(write.begin_with(sql).await?)
+/// A write transaction. `durable` commits are on disk before `commit` returns (SQLite
+/// `synchronous = FULL`; PostgreSQL's default `synchronous_commit`): for everything an
+/// acknowledgement promises (accepted events, API changes). Worker bookkeeping commits without
+/// (SQLite `NORMAL`, PostgreSQL `synchronous_commit = off`): losing one to a power cut only
+/// repeats work (at-least-once), and the next durable commit syncs it anyway.
+async fn begin_on(write: &AnyPool, backend: Backend, durable: bool) -> Result<sqlx::Transaction<'static, Any>> {
+    Ok(match (backend, durable) {
+        (Backend::Sqlite, true) => write.begin_with("PRAGMA synchronous = FULL; BEGIN IMMEDIATE").await?,
+        (Backend::Sqlite, false) => write.begin_with("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE").await?,
+        (Backend::Postgres, true) => write.begin().await?,
+        (Backend::Postgres, false) => {
+            let mut tx = write.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+            tx
+        }
+    })
+}
+
+/// Serialize read-modify-write transactions on the row named by (`scope`, `key`), which may
+/// not exist yet: on PostgreSQL a transaction-scoped advisory lock, so replicas take turns;
+/// on SQLite nothing, as its one writer already does.
+async fn serialize_on(tx: &mut sqlx::Transaction<'_, Any>, backend: Backend, scope: &str, key: &str) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) l")
+            .bind(format!("{scope}\u{1f}{key}"))
+            .fetch_one(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The statements of one call signal: read the call's state, apply `step`, store the state,
 /// the events it emits (each with its plugin job) and the receipt (a `duplicate` when the
 /// state machine had already applied it).
 async fn call_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
     receipt: &ReceiptRecord,
     call_sid: &str,
     receipt_key: &str,
@@ -451,7 +550,8 @@ async fn call_in(
 ) -> Result<CallApplied> {
     let now = now_ms();
     let tenant = &receipt.tenant_id;
-    let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = ? AND call_sid = ?")
+    serialize_on(tx, backend, tenant.as_str(), call_sid).await?;
+    let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
         .bind(tenant.as_str())
         .bind(call_sid)
         .fetch_optional(&mut **tx)
@@ -464,7 +564,7 @@ async fn call_in(
     let already = state.seen.iter().any(|k| k == receipt_key);
     let emits = step(&mut state);
     sqlx::query(
-        "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
                  updated_at = excluded.updated_at",
     )
@@ -500,7 +600,7 @@ async fn call_in(
 /// The statements of one accept: the event unless its dedupe key is known, its plugin job,
 /// and the receipt with its verdict.
 async fn accept_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     receipt: &ReceiptRecord,
     event: &CanonicalEvent,
     dedupe_key: &str,
@@ -509,7 +609,7 @@ async fn accept_one(
     let accepted = if inserted {
         Accepted { event_id: event.id.clone(), duplicate: false }
     } else {
-        let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = ? AND dedupe_key = ?")
+        let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND dedupe_key = $2")
             .bind(event.tenant_id.as_str())
             .bind(dedupe_key)
             .fetch_one(&mut **tx)
@@ -523,39 +623,73 @@ async fn accept_one(
 }
 
 impl Store {
-    /// Open (creating if missing) the database at `url` and run migrations.
+    /// Open the database at `url` (SQLite, created if missing, or PostgreSQL) and run its
+    /// migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
-        MIGRATOR.run(&write).await?;
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url);
+        let (pool, write) = match backend {
+            Backend::Sqlite => {
+                let opts = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let migrate = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+                MIGRATOR.run(&migrate).await?;
+                migrate.close().await;
+                // Through the Any driver the connection settings come from the URL alone: set
+                // them on each new connection.
+                let settings = || {
+                    AnyPoolOptions::new().after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::raw_sql(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
+                                 PRAGMA foreign_keys = ON",
+                            )
+                            .execute(conn)
+                            .await
+                            .map(drop)
+                        })
+                    })
+                };
+                let write = settings().max_connections(1).connect(url).await?;
+                let pool = settings().max_connections(8).connect(url).await?;
+                (pool, write)
+            }
+            Backend::Postgres => {
+                // The migrator takes an advisory lock: replicas starting together migrate once.
+                let migrate = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?;
+                MIGRATOR_PG.run(&migrate).await?;
+                migrate.close().await;
+                let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+                (pool.clone(), pool)
+            }
+        };
         let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         // The committer holds only the writer pool: it ends when every Store handle is gone.
-        tokio::spawn(group_commit(write.clone(), rx));
-        Ok(Self { pool, write, accepts })
+        tokio::spawn(group_commit(write.clone(), backend, rx));
+        Ok(Self { pool, write, backend, accepts })
     }
 
-    /// A write transaction on the writer connection. `durable` commits fsync (`synchronous =
-    /// FULL`): for everything an acknowledgement promises (accepted events, API changes).
-    /// Worker bookkeeping commits without (`NORMAL`): losing one to a power cut only repeats
-    /// work (at-least-once), and the next durable commit syncs it anyway.
-    async fn begin(&self, durable: bool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        let sql = if durable {
-            "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
-        } else {
-            "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
-        };
-        Ok(self.write.begin_with(sql).await?)
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction (see [`begin_on`]).
+    async fn begin(&self, durable: bool) -> Result<sqlx::Transaction<'static, Any>> {
+        begin_on(&self.write, self.backend, durable).await
     }
 
     /// Release every lease: with SQLite one process owns the database, so at start nothing
-    /// else can be running a job. Returns how many jobs were released.
+    /// else can be running a job. Returns how many jobs were released. On PostgreSQL other
+    /// replicas may be running theirs: nothing is released, and a dead replica's leases expire.
     pub async fn release_all_leases(&self) -> Result<u64> {
+        if self.backend == Backend::Postgres {
+            return Ok(0);
+        }
         let mut tx = self.begin(false).await?;
         let r = sqlx::query("UPDATE jobs SET status = 'pending', lease_until = NULL WHERE status = 'running'")
             .execute(&mut *tx)
@@ -568,7 +702,7 @@ impl Store {
 
     pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str) -> Result<()> {
         let mut tx = self.begin(true).await?;
-        sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id.as_str())
             .bind(name)
             .bind(api_key_hash)
@@ -580,21 +714,21 @@ impl Store {
     }
 
     pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name FROM tenants WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT id, name FROM tenants WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| Tenant { id: TenantId::from_stored(r.get("id")), name: r.get("name") }))
     }
 
     /// The tenant whose api key hashes to `hash`.
     pub async fn tenant_by_key_hash(&self, hash: &str) -> Result<Option<TenantId>> {
         let row =
-            sqlx::query("SELECT id FROM tenants WHERE api_key_hash = ?").bind(hash).fetch_optional(&self.pool).await?;
+            sqlx::query("SELECT id FROM tenants WHERE api_key_hash = $1").bind(hash).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| TenantId::from_stored(r.get("id"))))
     }
 
     pub async fn set_provider_secret(&self, tenant: &TenantId, provider: &str, secret: &str) -> Result<()> {
         let mut tx = self.begin(true).await?;
         sqlx::query(
-            "INSERT INTO provider_configs (tenant_id, provider, secret, updated_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO provider_configs (tenant_id, provider, secret, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id, provider) DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
         )
         .bind(tenant.as_str())
@@ -608,7 +742,7 @@ impl Store {
     }
 
     pub async fn provider_secret(&self, tenant: &TenantId, provider: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT secret FROM provider_configs WHERE tenant_id = ? AND provider = ?")
+        let row = sqlx::query("SELECT secret FROM provider_configs WHERE tenant_id = $1 AND provider = $2")
             .bind(tenant.as_str())
             .bind(provider)
             .fetch_optional(&self.pool)
@@ -645,9 +779,9 @@ impl Store {
     pub async fn receipts(&self, tenant: &TenantId, filter: &ReceiptFilter, limit: i64) -> Result<Vec<ReceiptSummary>> {
         let rows = sqlx::query(
             "SELECT id, provider, route, received_at, verdict, reason, event_id, length(body) AS body_bytes
-             FROM receipts WHERE tenant_id = ? AND (? IS NULL OR provider = ?) AND (? IS NULL OR verdict = ?)
-               AND (? IS NULL OR id < ?)
-             ORDER BY id DESC LIMIT ?",
+             FROM receipts WHERE tenant_id = $1 AND ($2 IS NULL OR provider = $3) AND ($4 IS NULL OR verdict = $5)
+               AND ($6 IS NULL OR id < $7)
+             ORDER BY id DESC LIMIT $8",
         )
         .bind(tenant.as_str())
         .bind(&filter.provider)
@@ -679,7 +813,7 @@ impl Store {
     pub async fn put_number(&self, tenant: &TenantId, n: &NumberSettings) -> Result<()> {
         let mut tx = self.begin(true).await?;
         sqlx::query(
-            "INSERT INTO numbers (tenant_id, e164, forward_to, label, voicemail, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO numbers (tenant_id, e164, forward_to, label, voicemail, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (tenant_id, e164) DO UPDATE SET forward_to = excluded.forward_to, label = excluded.label,
                  voicemail = excluded.voicemail, updated_at = excluded.updated_at",
         )
@@ -687,7 +821,7 @@ impl Store {
         .bind(&n.e164)
         .bind(&n.forward_to)
         .bind(&n.label)
-        .bind(n.voicemail)
+        .bind(n.voicemail as i64)
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -697,7 +831,7 @@ impl Store {
 
     pub async fn number(&self, tenant: &TenantId, e164: &str) -> Result<Option<NumberSettings>> {
         let row =
-            sqlx::query("SELECT e164, forward_to, label, voicemail FROM numbers WHERE tenant_id = ? AND e164 = ?")
+            sqlx::query("SELECT e164, forward_to, label, voicemail FROM numbers WHERE tenant_id = $1 AND e164 = $2")
                 .bind(tenant.as_str())
                 .bind(e164)
                 .fetch_optional(&self.pool)
@@ -706,13 +840,13 @@ impl Store {
             e164: r.get("e164"),
             forward_to: r.get("forward_to"),
             label: r.get("label"),
-            voicemail: r.get("voicemail"),
+            voicemail: r.get::<i64, _>("voicemail") != 0,
         }))
     }
 
     /// A call's state, if hookhost has heard of it.
     pub async fn call(&self, tenant: &TenantId, call_sid: &str) -> Result<Option<CallState>> {
-        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = ? AND call_sid = ?")
+        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
             .bind(tenant.as_str())
             .bind(call_sid)
             .fetch_optional(&self.pool)
@@ -785,8 +919,8 @@ impl Store {
         let duplicate = event_ids.is_empty();
         if !duplicate {
             sqlx::query(
-                "INSERT INTO contacts (tenant_id, e164, messages, last_message_at, created_at) VALUES (?, ?, 1, ?, ?)
-                 ON CONFLICT (tenant_id, e164) DO UPDATE SET messages = messages + 1, last_message_at = excluded.last_message_at",
+                "INSERT INTO contacts (tenant_id, e164, messages, last_message_at, created_at) VALUES ($1, $2, 1, $3, $4)
+                 ON CONFLICT (tenant_id, e164) DO UPDATE SET messages = contacts.messages + 1, last_message_at = excluded.last_message_at",
             )
             .bind(tenant.as_str())
             .bind(contact)
@@ -796,9 +930,9 @@ impl Store {
             .await?;
             if let Some((opted_out, keyword)) = opt {
                 sqlx::query(
-                    "UPDATE contacts SET opted_out = ?, opt_changed_at = ?, last_keyword = ? WHERE tenant_id = ? AND e164 = ?",
+                    "UPDATE contacts SET opted_out = $1, opt_changed_at = $2, last_keyword = $3 WHERE tenant_id = $4 AND e164 = $5",
                 )
-                .bind(opted_out)
+                .bind(opted_out as i64)
                 .bind(now)
                 .bind(keyword)
                 .bind(tenant.as_str())
@@ -818,7 +952,7 @@ impl Store {
     /// A contact's thread and opt-out state.
     pub async fn contact(&self, tenant: &TenantId, e164: &str) -> Result<Option<Value>> {
         let row = sqlx::query(
-            "SELECT e164, opted_out, opt_changed_at, last_keyword, messages, last_message_at FROM contacts WHERE tenant_id = ? AND e164 = ?",
+            "SELECT e164, opted_out, opt_changed_at, last_keyword, messages, last_message_at FROM contacts WHERE tenant_id = $1 AND e164 = $2",
         )
         .bind(tenant.as_str())
         .bind(e164)
@@ -827,7 +961,7 @@ impl Store {
         Ok(row.map(|r| {
             serde_json::json!({
                 "e164": r.get::<String, _>("e164"),
-                "opted_out": r.get::<bool, _>("opted_out"),
+                "opted_out": r.get::<i64, _>("opted_out") != 0,
                 "opt_changed_at": r.get::<Option<i64>, _>("opt_changed_at"),
                 "last_keyword": r.get::<Option<String>, _>("last_keyword"),
                 "messages": r.get::<i64, _>("messages"),
@@ -845,7 +979,8 @@ impl Store {
         F: FnOnce(&mut Billing) -> bool,
     {
         let mut tx = self.begin(false).await?;
-        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = ?")
+        serialize_on(&mut tx, self.backend, "billing", tenant.as_str()).await?;
+        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&mut *tx)
             .await?;
@@ -856,7 +991,7 @@ impl Store {
         };
         let changed = f(&mut b);
         sqlx::query(
-            "INSERT INTO billing (tenant_id, record, updated_at) VALUES (?, ?, ?)
+            "INSERT INTO billing (tenant_id, record, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
         )
         .bind(tenant.as_str())
@@ -869,7 +1004,7 @@ impl Store {
     }
 
     pub async fn billing(&self, tenant: &TenantId) -> Result<Billing> {
-        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = ?")
+        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -889,7 +1024,7 @@ impl Store {
         id: i64,
     ) -> Result<Option<(String, String, Option<String>, Vec<u8>)>> {
         let row =
-            sqlx::query("SELECT provider, verdict, dedupe_key, body FROM receipts WHERE tenant_id = ? AND id = ?")
+            sqlx::query("SELECT provider, verdict, dedupe_key, body FROM receipts WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -901,11 +1036,11 @@ impl Store {
     pub async fn events_of_receipt(&self, tenant: &TenantId, dedupe_key: &str) -> Result<Vec<CanonicalEvent>> {
         let rows = sqlx::query(
             "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error FROM events
-             WHERE tenant_id = ? AND (dedupe_key = ? OR substr(dedupe_key, 1, ?) = ?) AND replay_of IS NULL ORDER BY seq",
+             WHERE tenant_id = $1 AND (dedupe_key = $2 OR substr(dedupe_key, 1, $3) = $4) AND replay_of IS NULL ORDER BY seq",
         )
         .bind(tenant.as_str())
         .bind(dedupe_key)
-        .bind(dedupe_key.len() as i64 + 1)
+        .bind(dedupe_key.len() as i32 + 1) // substr takes an int4 on PostgreSQL
         .bind(format!("{dedupe_key}#"))
         .fetch_all(&self.pool)
         .await?;
@@ -925,7 +1060,7 @@ impl Store {
         for e in events {
             let key = format!("replay:{receipt_id}:{}", e.id);
             if insert_event_with_job(&mut tx, e, &key, now).await? {
-                sqlx::query("UPDATE events SET replay_of = ? WHERE tenant_id = ? AND id = ?")
+                sqlx::query("UPDATE events SET replay_of = $1 WHERE tenant_id = $2 AND id = $3")
                     .bind(receipt_id)
                     .bind(tenant.as_str())
                     .bind(&e.id)
@@ -944,7 +1079,7 @@ impl Store {
     pub async fn events_page(&self, tenant: &TenantId, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
-             FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+             FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(tenant.as_str())
         .bind(after)
@@ -958,7 +1093,7 @@ impl Store {
     pub async fn recent_events(&self, tenant: &TenantId, limit: i64) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
-             FROM events WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?",
+             FROM events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(tenant.as_str())
         .bind(limit)
@@ -970,7 +1105,7 @@ impl Store {
     pub async fn event(&self, tenant: &TenantId, event_id: &str) -> Result<Option<StoredEvent>> {
         let row = sqlx::query(
             "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
-             FROM events WHERE tenant_id = ? AND id = ?",
+             FROM events WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant.as_str())
         .bind(event_id)
@@ -982,7 +1117,7 @@ impl Store {
     pub async fn plugin_runs(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<PluginRun>> {
         let rows = sqlx::query(
             "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at, peak_memory
-             FROM plugin_runs WHERE tenant_id = ? AND event_id = ? ORDER BY id",
+             FROM plugin_runs WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
         )
         .bind(tenant.as_str())
         .bind(event_id)
@@ -1012,7 +1147,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
                  timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&ep.id)
         .bind(ep.tenant_id.as_str())
@@ -1020,7 +1155,7 @@ impl Store {
         .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
         .bind(Value::Object(ep.headers.clone()).to_string())
         .bind(&ep.secret)
-        .bind(ep.enabled)
+        .bind(ep.enabled as i64)
         .bind(&ep.description)
         .bind(&ep.signing)
         .bind(ep.timeout_ms)
@@ -1038,14 +1173,14 @@ impl Store {
     pub async fn update_endpoint(&self, ep: &Endpoint) -> Result<bool> {
         let mut tx = self.begin(true).await?;
         let r = sqlx::query(
-            "UPDATE endpoints SET url = ?, event_types = ?, headers = ?, enabled = ?, description = ?, signing = ?,
-                 timeout_ms = ?, ordered_by = ?, rate_limit_per_s = ?, disabled_reason = ?, failing_since = ?, updated_at = ?
-             WHERE tenant_id = ? AND id = ?",
+            "UPDATE endpoints SET url = $1, event_types = $2, headers = $3, enabled = $4, description = $5, signing = $6,
+                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = $9, disabled_reason = $10, failing_since = $11, updated_at = $12
+             WHERE tenant_id = $13 AND id = $14",
         )
         .bind(&ep.url)
         .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
         .bind(Value::Object(ep.headers.clone()).to_string())
-        .bind(ep.enabled)
+        .bind(ep.enabled as i64)
         .bind(&ep.description)
         .bind(&ep.signing)
         .bind(ep.timeout_ms)
@@ -1065,7 +1200,7 @@ impl Store {
     /// Delete an endpoint; its deliveries not yet made fail with the reason.
     pub async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool> {
         let mut tx = self.begin(true).await?;
-        let gone = sqlx::query("DELETE FROM endpoints WHERE tenant_id = ? AND id = ?")
+        let gone = sqlx::query("DELETE FROM endpoints WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *tx)
@@ -1074,8 +1209,8 @@ impl Store {
             == 1;
         if gone {
             sqlx::query(
-                "UPDATE jobs SET status = 'failed', last_error = 'endpoint deleted', lease_until = NULL, updated_at = ?
-                 WHERE kind = 'delivery' AND tenant_id = ? AND endpoint_id = ? AND status IN ('pending', 'running')",
+                "UPDATE jobs SET status = 'failed', last_error = 'endpoint deleted', lease_until = NULL, updated_at = $1
+                 WHERE kind = 'delivery' AND tenant_id = $2 AND endpoint_id = $3 AND status IN ('pending', 'running')",
             )
             .bind(now_ms())
             .bind(tenant.as_str())
@@ -1097,8 +1232,8 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.begin(true).await?;
         let r = sqlx::query(
-            "UPDATE endpoints SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ?
-             WHERE tenant_id = ? AND id = ?",
+            "UPDATE endpoints SET previous_secret = secret, previous_secret_until = $1, secret = $2, updated_at = $3
+             WHERE tenant_id = $4 AND id = $5",
         )
         .bind(previous_until)
         .bind(new_secret)
@@ -1115,7 +1250,7 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             endpoint_columns!(),
-            " FROM endpoints WHERE tenant_id = ? ORDER BY created_at, id"
+            " FROM endpoints WHERE tenant_id = $1 ORDER BY created_at, id"
         ))
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
@@ -1125,7 +1260,7 @@ impl Store {
 
     pub async fn endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<Endpoint>> {
         let row =
-            sqlx::query(concat!("SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = ? AND id = ?"))
+            sqlx::query(concat!("SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND id = $2"))
                 .bind(tenant.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -1140,14 +1275,15 @@ impl Store {
     pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
         let now = now_ms();
-        let rows = sqlx::query(
-            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
              WHERE id IN (
                  SELECT id FROM jobs
-                 WHERE kind = ? AND ((status = 'pending' AND run_at <= ?) OR (status = 'running' AND lease_until < ?))
-                 ORDER BY run_at, id LIMIT ?)
-             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
-        )
+                 WHERE kind = $3 AND ((status = 'pending' AND run_at <= $4) OR (status = 'running' AND lease_until < $5))
+                 ORDER BY run_at, id LIMIT $6 {lock})
+             RETURNING {JOB_COLUMNS}",
+            lock = self.backend.skip_locked(),
+        )))
         .bind(now + lease.as_millis() as i64)
         .bind(now)
         .bind(kind.as_str())
@@ -1171,21 +1307,25 @@ impl Store {
     ) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
         let now = now_ms();
-        let rows = sqlx::query(
-            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
-             WHERE id IN (
+        // Window functions cannot lock rows, so PostgreSQL locks the ranked choice afterwards,
+        // skipping rows another replica holds and re-checking that each is still due.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
+             WHERE id IN (SELECT id FROM jobs WHERE id IN (
                  SELECT d.id FROM (
                      SELECT id, run_at, tenant_id,
                             ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_at, id) AS rn
                      FROM jobs
-                     WHERE kind = 'plugin' AND ((status = 'pending' AND run_at <= ?) OR (status = 'running' AND lease_until < ?))
+                     WHERE kind = 'plugin' AND {due}
                  ) d
-                 WHERE d.rn + COALESCE((SELECT value FROM json_each(?) WHERE key = d.tenant_id), 0) <= ?
-                 ORDER BY d.run_at, d.id LIMIT ?)
-             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
-        )
+                 WHERE d.rn + COALESCE((SELECT CAST(value AS BIGINT) FROM {busy} WHERE key = d.tenant_id), 0) <= $5
+                 ORDER BY d.run_at, d.id LIMIT $6) AND {due} {lock})
+             RETURNING {JOB_COLUMNS}",
+            due = DUE,
+            busy = self.backend.json_entries("$4"),
+            lock = self.backend.skip_locked(),
+        )))
         .bind(now + lease.as_millis() as i64)
-        .bind(now)
         .bind(now)
         .bind(now)
         .bind(serde_json::to_string(busy).expect("counts serialize"))
@@ -1199,7 +1339,7 @@ impl Store {
 
     /// When the earliest pending job of `kind` is due (unix ms), if any.
     pub async fn next_due(&self, kind: JobKind) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(run_at) AS due FROM jobs WHERE kind = ? AND status = 'pending'")
+        let row = sqlx::query("SELECT MIN(run_at) AS due FROM jobs WHERE kind = $1 AND status = 'pending'")
             .bind(kind.as_str())
             .fetch_one(&self.pool)
             .await?;
@@ -1216,7 +1356,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used,
                      wall_us, logs, ran_at, peak_memory)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(job.tenant_id.as_str())
             .bind(&job.event_id)
@@ -1255,14 +1395,14 @@ impl Store {
 
     async fn complete_plugin_job(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'_, Any>,
         job: &Job,
         event_status: &str,
         error: Option<&str>,
         outputs: &Outputs,
         now: i64,
     ) -> Result<()> {
-        sqlx::query("UPDATE events SET status = ?, error = ? WHERE tenant_id = ? AND id = ?")
+        sqlx::query("UPDATE events SET status = $1, error = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(event_status)
             .bind(error)
             .bind(job.tenant_id.as_str())
@@ -1270,7 +1410,7 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         let job_status = if event_status == "failed" { "failed" } else { "succeeded" };
-        sqlx::query("UPDATE jobs SET status = ?, attempts = attempts + 1, lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET status = $1, attempts = attempts + 1, lease_until = NULL, last_error = $2, updated_at = $3 WHERE id = $4")
             .bind(job_status)
             .bind(error)
             .bind(now)
@@ -1284,7 +1424,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, sink_id, external_id, record_version, message_id, body,
                      status, run_at, created_at, updated_at)
-                 VALUES ('sink', ?, ?, (SELECT seq FROM events WHERE tenant_id = ? AND id = ?), ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                 VALUES ('sink', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
             )
             .bind(job.tenant_id.as_str())
             .bind(&job.event_id)
@@ -1310,7 +1450,7 @@ impl Store {
         let mut tx = self.begin(true).await?;
         let r = sqlx::query(
             "INSERT INTO sinks (id, tenant_id, name, kind, config, event_types, external_id_field, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, name) DO NOTHING",
         )
         .bind(&sink.id)
         .bind(sink.tenant_id.as_str())
@@ -1328,7 +1468,7 @@ impl Store {
 
     pub async fn sinks(&self, tenant: &TenantId) -> Result<Vec<Sink>> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = ? ORDER BY name",
+            "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = $1 ORDER BY name",
         )
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
@@ -1338,7 +1478,7 @@ impl Store {
 
     pub async fn sink(&self, tenant: &TenantId, id: &str) -> Result<Option<Sink>> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = ? AND id = ?",
+            "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant.as_str())
         .bind(id)
@@ -1349,7 +1489,7 @@ impl Store {
 
     /// The newest version written to a sink for an external id.
     pub async fn sink_version(&self, sink_id: &str, external_id: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT version FROM sink_versions WHERE sink_id = ? AND external_id = ?")
+        let row = sqlx::query("SELECT version FROM sink_versions WHERE sink_id = $1 AND external_id = $2")
             .bind(sink_id)
             .bind(external_id)
             .fetch_optional(&self.pool)
@@ -1361,23 +1501,25 @@ impl Store {
     pub async fn claim_sink_writes(&self, limit: i64, lease: Duration) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
         let now = now_ms();
-        let rows = sqlx::query(
-            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
-             WHERE id IN (
+        // One write per record at a time: the oldest due write of each (sink, external id).
+        // PostgreSQL then locks those it takes, skipping any another replica holds.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
+             WHERE id IN (SELECT id FROM jobs WHERE id IN (
                  SELECT MIN(j.id) FROM jobs j
                  WHERE j.kind = 'sink'
-                   AND ((j.status = 'pending' AND j.run_at <= ?) OR (j.status = 'running' AND j.lease_until < ?))
+                   AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $3))
                    AND NOT EXISTS (
                        SELECT 1 FROM jobs o WHERE o.kind = 'sink' AND o.sink_id = j.sink_id AND o.external_id = j.external_id
-                         AND o.id != j.id AND o.status = 'running' AND o.lease_until >= ?)
+                         AND o.id != j.id AND o.status = 'running' AND o.lease_until >= $3)
                  GROUP BY j.sink_id, j.external_id
                  ORDER BY MIN(j.run_at)
-                 LIMIT ?)
-             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
-        )
+                 LIMIT $4) AND {due} {lock})
+             RETURNING {JOB_COLUMNS}",
+            due = DUE,
+            lock = self.backend.skip_locked(),
+        )))
         .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(now)
         .bind(now)
         .bind(now)
         .bind(limit)
@@ -1404,7 +1546,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
                  response_excerpt, duration_ms, outcome, attempted_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(job.id)
         .bind(job.tenant_id.as_str())
@@ -1427,8 +1569,8 @@ impl Store {
             DeliveryState::Skipped => ("succeeded", None),
         };
         sqlx::query(
-            "UPDATE jobs SET status = ?, run_at = COALESCE(?, run_at), attempts = attempts + 1, lease_until = NULL,
-             last_error = ?, updated_at = ? WHERE id = ?",
+            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), attempts = attempts + 1, lease_until = NULL,
+             last_error = $3, updated_at = $4 WHERE id = $5",
         )
         .bind(status)
         .bind(run_at)
@@ -1442,8 +1584,9 @@ impl Store {
             (state, &job.sink_id, &job.external_id, job.record_version)
         {
             sqlx::query(
-                "INSERT INTO sink_versions (sink_id, external_id, version, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (sink_id, external_id) DO UPDATE SET version = MAX(version, excluded.version), updated_at = excluded.updated_at",
+                "INSERT INTO sink_versions (sink_id, external_id, version, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (sink_id, external_id) DO UPDATE SET updated_at = excluded.updated_at,
+                     version = CASE WHEN excluded.version > sink_versions.version THEN excluded.version ELSE sink_versions.version END",
             )
             .bind(sink)
             .bind(ext)
@@ -1456,14 +1599,14 @@ impl Store {
         if job.sink_id.is_some() || state == DeliveryState::Skipped {
             // Sinks have no health streak.
         } else if state == DeliveryState::Succeeded {
-            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE tenant_id = ? AND id = ? AND failing_since IS NOT NULL")
+            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL")
                 .bind(job.tenant_id.as_str())
                 .bind(endpoint_id)
                 .execute(&mut *tx)
                 .await?;
         } else {
             let since: Option<i64> = sqlx::query(
-                "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?) WHERE tenant_id = ? AND id = ?
+                "UPDATE endpoints SET failing_since = COALESCE(failing_since, $1) WHERE tenant_id = $2 AND id = $3
                  RETURNING failing_since",
             )
             .bind(now)
@@ -1485,12 +1628,14 @@ impl Store {
     /// Put a claimed delivery back, untried, to run at `run_at` (rate limiting).
     pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
         let mut tx = self.begin(false).await?;
-        sqlx::query("UPDATE jobs SET status = 'pending', run_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?")
-            .bind(run_at)
-            .bind(now_ms())
-            .bind(job.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2 WHERE id = $3",
+        )
+        .bind(run_at)
+        .bind(now_ms())
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1502,13 +1647,13 @@ impl Store {
         let mut tx = self.begin(false).await?;
         let now = now_ms();
         let excluded = serde_json::to_string(exclude).expect("strings serialize");
-        let rows = sqlx::query(
-            "UPDATE jobs SET status = 'running', lease_until = ?, updated_at = ?
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
              WHERE id IN (
                  SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
                  WHERE j.kind = 'delivery' AND e.enabled = 1
-                   AND ((j.status = 'pending' AND j.run_at <= ?) OR (j.status = 'running' AND j.lease_until < ?))
-                   AND j.endpoint_id NOT IN (SELECT value FROM json_each(?))
+                   AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $4))
+                   AND j.endpoint_id NOT IN (SELECT value FROM {excluded})
                    AND (j.ordering_key IS NULL OR (
                        NOT EXISTS (
                            SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
@@ -1518,9 +1663,11 @@ impl Store {
                        AND NOT EXISTS (
                            SELECT 1 FROM jobs p WHERE p.tenant_id = j.tenant_id AND p.kind = 'plugin'
                              AND p.status IN ('pending', 'running') AND p.event_seq < j.event_seq)))
-                 ORDER BY j.run_at, j.id LIMIT ?)
-             RETURNING id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version",
-        )
+                 ORDER BY j.run_at, j.id LIMIT $6 {lock})
+             RETURNING {JOB_COLUMNS}",
+            excluded = self.backend.json_values("$5"),
+            lock = self.backend.pick("", "FOR UPDATE OF j SKIP LOCKED"),
+        )))
         .bind(now + lease.as_millis() as i64)
         .bind(now)
         .bind(now)
@@ -1549,13 +1696,14 @@ impl Store {
             Some("failed") => &["failed", "dead"],
             Some(_) => &[],
         };
-        let rows = sqlx::query(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, event_id, endpoint_id, message_id, status, attempts, run_at, last_error, replay, manual_retries,
                  created_at, updated_at
-             FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND status IN (SELECT value FROM json_each(?))
-               AND (? IS NULL OR endpoint_id = ?)
-             ORDER BY id DESC LIMIT ?",
-        )
+             FROM jobs WHERE kind = 'delivery' AND tenant_id = $1 AND status IN (SELECT value FROM {statuses})
+               AND ($3 IS NULL OR endpoint_id = $4)
+             ORDER BY id DESC LIMIT $5",
+            statuses = self.backend.json_values("$2"),
+        )))
         .bind(tenant.as_str())
         .bind(serde_json::to_string(statuses).expect("strings serialize"))
         .bind(endpoint_id)
@@ -1582,7 +1730,7 @@ impl Store {
                     attempts: r.get("attempts"),
                     next_attempt_at: (status == "pending").then(|| r.get("run_at")),
                     last_error: r.get("last_error"),
-                    replay: r.get("replay"),
+                    replay: r.get::<i64, _>("replay") != 0,
                     manual_retries: r.get("manual_retries"),
                     created_at: r.get("created_at"),
                     updated_at: r.get("updated_at"),
@@ -1597,9 +1745,9 @@ impl Store {
         let mut tx = self.begin(true).await?;
         let now = now_ms();
         let r = sqlx::query(
-            "UPDATE jobs SET status = 'pending', run_at = ?, attempts = 0, manual_retries = manual_retries + 1,
-                 lease_until = NULL, updated_at = ?
-             WHERE kind = 'delivery' AND tenant_id = ? AND id = ? AND status IN ('failed', 'dead')",
+            "UPDATE jobs SET status = 'pending', run_at = $1, attempts = 0, manual_retries = manual_retries + 1,
+                 lease_until = NULL, updated_at = $2
+             WHERE kind = 'delivery' AND tenant_id = $3 AND id = $4 AND status IN ('failed', 'dead')",
         )
         .bind(now)
         .bind(now)
@@ -1611,7 +1759,7 @@ impl Store {
             tx.commit().await?;
             return Ok(Some(true));
         }
-        let exists = sqlx::query("SELECT 1 FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND id = ?")
+        let exists = sqlx::query("SELECT 1 FROM jobs WHERE kind = 'delivery' AND tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -1626,9 +1774,9 @@ impl Store {
         let mut tx = self.begin(true).await?;
         let now = now_ms();
         let r = sqlx::query(
-            "UPDATE jobs SET status = 'pending', run_at = ?, attempts = 0, manual_retries = manual_retries + 1,
-                 lease_until = NULL, updated_at = ?
-             WHERE kind = 'delivery' AND tenant_id = ? AND endpoint_id = ? AND status IN ('failed', 'dead') AND created_at >= ?",
+            "UPDATE jobs SET status = 'pending', run_at = $1, attempts = 0, manual_retries = manual_retries + 1,
+                 lease_until = NULL, updated_at = $2
+             WHERE kind = 'delivery' AND tenant_id = $3 AND endpoint_id = $4 AND status IN ('failed', 'dead') AND created_at >= $5",
         )
         .bind(now)
         .bind(now)
@@ -1653,8 +1801,10 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin(true).await?;
         let previous = sqlx::query(
-            "SELECT message_id, body, ordering_key FROM jobs WHERE kind = 'delivery' AND tenant_id = ? AND event_id = ?
-             GROUP BY message_id ORDER BY MIN(id)",
+            "SELECT message_id, body, ordering_key FROM jobs j WHERE kind = 'delivery' AND tenant_id = $1 AND event_id = $2
+               AND id = (SELECT MIN(id) FROM jobs f WHERE f.kind = 'delivery' AND f.tenant_id = $1 AND f.event_id = $2
+                           AND f.message_id = j.message_id)
+             ORDER BY id",
         )
         .bind(tenant.as_str())
         .bind(event_id)
@@ -1697,7 +1847,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT job_id, event_id, endpoint_id, attempt, status_code, error, response_excerpt, duration_ms, outcome,
                  attempted_at
-             FROM delivery_attempts WHERE tenant_id = ? AND event_id = ? ORDER BY id",
+             FROM delivery_attempts WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
         )
         .bind(tenant.as_str())
         .bind(event_id)
@@ -1741,7 +1891,7 @@ impl Store {
     }
 }
 
-async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
     r: &ReceiptRecord,
     verdict: &str,
@@ -1751,7 +1901,7 @@ async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(r.tenant_id.as_str())
     .bind(r.provider)
@@ -1768,7 +1918,7 @@ async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     Ok(())
 }
 
-fn job(r: &sqlx::sqlite::SqliteRow) -> Job {
+fn job(r: &AnyRow) -> Job {
     Job {
         id: r.get("id"),
         tenant_id: TenantId::from_stored(r.get("tenant_id")),
@@ -1783,7 +1933,7 @@ fn job(r: &sqlx::sqlite::SqliteRow) -> Job {
     }
 }
 
-async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
     tenant: &TenantId,
     event_id: &str,
@@ -1794,7 +1944,7 @@ async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     let id = sqlx::query(
         "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, ordering_key, replay, status,
              run_at, created_at, updated_at)
-         VALUES ('delivery', ?, ?, (SELECT seq FROM events WHERE tenant_id = ? AND id = ?), ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+         VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $8, $9, 'pending', $10, $11, $12)
          RETURNING id",
     )
     .bind(tenant.as_str())
@@ -1805,7 +1955,7 @@ async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     .bind(&d.message_id)
     .bind(&d.body)
     .bind(&d.ordering_key)
-    .bind(replay)
+    .bind(replay as i64)
     .bind(now)
     .bind(now)
     .bind(now)
@@ -1817,14 +1967,14 @@ async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
 
 /// Insert a canonical event with its plugin job; false when its dedupe key is known.
 async fn insert_event_with_job(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     event: &CanonicalEvent,
     dedupe_key: &str,
     now: i64,
 ) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
     )
     .bind(&event.id)
@@ -1832,7 +1982,7 @@ async fn insert_event_with_job(
     .bind(&event.event_type)
     .bind(event.occurred_at)
     .bind(event.source)
-    .bind(event.is_test)
+    .bind(event.is_test as i64)
     .bind(event.payload.to_string())
     .bind(dedupe_key)
     .bind(now)
@@ -1843,7 +1993,7 @@ async fn insert_event_with_job(
     if inserted {
         sqlx::query(
             "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at)
-             VALUES ('plugin', ?, ?, (SELECT seq FROM events WHERE id = ?), 'pending', ?, ?, ?)",
+             VALUES ('plugin', $1, $2, (SELECT seq FROM events WHERE id = $3), 'pending', $4, $5, $6)",
         )
         .bind(event.tenant_id.as_str())
         .bind(&event.id)
@@ -1860,7 +2010,7 @@ async fn insert_event_with_job(
 /// Disable an endpoint whose attempts have all failed since `since`, and store the
 /// `endpoint.disabled` event (the pipeline delivers it to the tenant's other endpoints).
 async fn disable_endpoint(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     tenant: &TenantId,
     endpoint_id: &str,
     since: i64,
@@ -1868,7 +2018,7 @@ async fn disable_endpoint(
 ) -> Result<Option<String>> {
     let reason = format!("every delivery attempt failed for {} s", (now - since) / 1000);
     let row = sqlx::query(
-        "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND enabled = 1
+        "UPDATE endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND enabled = 1
          RETURNING url",
     )
     .bind(&reason)
@@ -1897,7 +2047,7 @@ async fn disable_endpoint(
     Ok(Some(event.id))
 }
 
-fn sink(r: &sqlx::sqlite::SqliteRow) -> Result<Sink> {
+fn sink(r: &AnyRow) -> Result<Sink> {
     let config: String = r.get("config");
     let types: String = r.get("event_types");
     Ok(Sink {
@@ -1911,7 +2061,7 @@ fn sink(r: &sqlx::sqlite::SqliteRow) -> Result<Sink> {
     })
 }
 
-fn stored_event(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
+fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
     let payload: String = r.get("payload");
     let source: String = r.get("source");
     Ok(StoredEvent {
@@ -1923,7 +2073,7 @@ fn stored_event(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
             occurred_at: r.get("occurred_at"),
             source: crate::normalize::source_name(&source)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown event source {source:?}")))?,
-            is_test: r.get("is_test"),
+            is_test: r.get::<i64, _>("is_test") != 0,
             payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
         },
         status: r.get("status"),
@@ -1931,7 +2081,7 @@ fn stored_event(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
     })
 }
 
-fn endpoint(r: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
+fn endpoint(r: &AnyRow) -> Result<Endpoint> {
     let types: String = r.get("event_types");
     let headers: String = r.get("headers");
     Ok(Endpoint {
@@ -1942,7 +2092,7 @@ fn endpoint(r: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
             .map_err(|e| StoreError::Corrupt(format!("endpoint event_types: {e}")))?,
         headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(format!("endpoint headers: {e}")))?,
         secret: r.get("secret"),
-        enabled: r.get("enabled"),
+        enabled: r.get::<i64, _>("enabled") != 0,
         description: r.get("description"),
         signing: r.get("signing"),
         timeout_ms: r.get("timeout_ms"),
@@ -1965,34 +2115,70 @@ mod tests {
         format!("sqlite://{}", dir.join("s.db").display())
     }
 
+    /// A new, empty PostgreSQL database on `HOOKHOST_TEST_PG` (default: the server on
+    /// 127.0.0.1), named like the end-to-end tests' so their sweep drops it later.
+    async fn postgres_db() -> Result<String, sqlx::Error> {
+        use sqlx::Connection;
+        let admin =
+            std::env::var("HOOKHOST_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        let name = format!("hh_test_{}_{}", std::process::id(), crate::new_id("unit").to_lowercase());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        let (server, _) = admin.rsplit_once('/').expect("a postgres URL ends with /database");
+        Ok(format!("{server}/{name}"))
+    }
+
+    /// The databases every store test runs on: SQLite, and PostgreSQL unless no server answers
+    /// (then said loudly).
+    async fn databases() -> Vec<String> {
+        let mut urls = vec![temp_db()];
+        match postgres_db().await {
+            Ok(url) => urls.push(url),
+            Err(e) => eprintln!("!!! SKIPPING the PostgreSQL half of this store test: no server answers ({e})"),
+        }
+        urls
+    }
+
+    fn receipt(tenant: &TenantId) -> ReceiptRecord {
+        ReceiptRecord {
+            tenant_id: tenant.clone(),
+            provider: "stripe",
+            route: "/hooks/x/stripe".into(),
+            headers: serde_json::json!({}),
+            body: b"{}".to_vec(),
+            received_at: now_ms(),
+        }
+    }
+
+    fn event(tenant: &TenantId, n: usize) -> CanonicalEvent {
+        CanonicalEvent {
+            id: crate::new_id("evt"),
+            tenant_id: tenant.clone(),
+            event_type: "billing.stripe.test".into(),
+            occurred_at: 0,
+            source: "stripe",
+            is_test: false,
+            payload: serde_json::json!({ "n": n }),
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_accepts_commit_together_and_dedupe_within_a_batch() {
-        let store = Store::connect(&temp_db()).await.unwrap();
+        for url in databases().await {
+            accepts_dedupe_on(&url).await;
+        }
+    }
+
+    async fn accepts_dedupe_on(url: &str) {
+        let store = Store::connect(url).await.unwrap();
         let tenant = TenantId::generate();
         store.create_tenant(&tenant, "t", "hash").await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let (store, tenant) = (store.clone(), tenant.clone());
             tasks.push(tokio::spawn(async move {
-                let receipt = ReceiptRecord {
-                    tenant_id: tenant.clone(),
-                    provider: "stripe",
-                    route: "/hooks/x/stripe".into(),
-                    headers: serde_json::json!({}),
-                    body: b"{}".to_vec(),
-                    received_at: now_ms(),
-                };
-                let event = CanonicalEvent {
-                    id: crate::new_id("evt"),
-                    tenant_id: tenant,
-                    event_type: "billing.stripe.test".into(),
-                    occurred_at: 0,
-                    source: "stripe",
-                    is_test: false,
-                    payload: serde_json::json!({ "n": i }),
-                };
                 // 50 distinct identities, each sent four times.
-                store.accept(&receipt, &event, &format!("stripe:evt_{}", i % 50)).await.unwrap()
+                store.accept(&receipt(&tenant), &event(&tenant, i), &format!("stripe:evt_{}", i % 50)).await.unwrap()
             }));
         }
         let mut fresh = std::collections::HashMap::new();
@@ -2013,5 +2199,44 @@ mod tests {
         assert_eq!(store.receipts(&tenant, &dup, 1000).await.unwrap().len(), 150);
         let counts = store.job_counts().await.unwrap();
         assert_eq!(counts, vec![("plugin".to_string(), "pending".to_string(), 50)]);
+    }
+
+    /// Two stores on one database, as two replicas: claiming at the same time, each job is
+    /// leased to exactly one of them, and every job is leased.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_claiming_together_lease_each_job_once() {
+        for url in databases().await {
+            let (a, b) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+            let tenant = TenantId::generate();
+            a.create_tenant(&tenant, "t", "hash").await.unwrap();
+            for i in 0..300 {
+                a.accept(&receipt(&tenant), &event(&tenant, i), &format!("stripe:evt_{i}")).await.unwrap();
+            }
+            // Each claims until both together hold every job (a claim may come back empty while
+            // the other holds the rows it looked at).
+            let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let claimer = |store: Store| {
+                let taken = taken.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                    while taken.load(std::sync::atomic::Ordering::SeqCst) < 300 && std::time::Instant::now() < give_up {
+                        let busy = std::collections::HashMap::new();
+                        let jobs = store.claim_plugin_jobs(7, Duration::from_secs(60), &busy, 1000).await.unwrap();
+                        taken.fetch_add(jobs.len(), std::sync::atomic::Ordering::SeqCst);
+                        ids.extend(jobs.iter().map(|j| j.id));
+                    }
+                    ids
+                })
+            };
+            let (ta, tb) = (claimer(a.clone()), claimer(b.clone()));
+            let (ia, ib) = (ta.await.unwrap(), tb.await.unwrap());
+            let mut all: Vec<i64> = ia.iter().chain(&ib).copied().collect();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), ia.len() + ib.len(), "{url}: a job was leased twice");
+            assert_eq!(all.len(), 300, "{url}: every job is leased");
+            assert!(a.claim(JobKind::Plugin, 10, Duration::from_secs(60)).await.unwrap().is_empty());
+        }
     }
 }

@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row};
 
 use super::{Result, Store, StoreError};
 use crate::{TenantId, now_ms};
@@ -90,7 +91,7 @@ impl Store {
     ) -> Result<Upload> {
         let mut tx = self.begin(true).await?;
         let existing: Option<i64> =
-            sqlx::query("SELECT version FROM plugins WHERE tenant_id = ? AND name = ? AND digest = ?")
+            sqlx::query("SELECT version FROM plugins WHERE tenant_id = $1 AND name = $2 AND digest = $3")
                 .bind(tenant.as_str())
                 .bind(name)
                 .bind(digest)
@@ -101,7 +102,7 @@ impl Store {
             Some(v) => v,
             None => {
                 let v: i64 = sqlx::query(
-                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugins WHERE tenant_id = ? AND name = ?",
+                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugins WHERE tenant_id = $1 AND name = $2",
                 )
                 .bind(tenant.as_str())
                 .bind(name)
@@ -110,7 +111,7 @@ impl Store {
                 .get("v");
                 sqlx::query(
                     "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at)
-                     VALUES (?, ?, ?, ?, ?, 0, ?)",
+                     VALUES ($1, $2, $3, $4, $5, 0, $6)",
                 )
                 .bind(tenant.as_str())
                 .bind(name)
@@ -142,7 +143,7 @@ impl Store {
     /// Delete every version of `name`. False when there was none.
     pub async fn delete_plugin(&self, tenant: &TenantId, name: &str) -> Result<bool> {
         let mut tx = self.begin(true).await?;
-        let r = sqlx::query("DELETE FROM plugins WHERE tenant_id = ? AND name = ?")
+        let r = sqlx::query("DELETE FROM plugins WHERE tenant_id = $1 AND name = $2")
             .bind(tenant.as_str())
             .bind(name)
             .execute(&mut *tx)
@@ -155,7 +156,7 @@ impl Store {
     pub async fn plugins(&self, tenant: &TenantId) -> Result<Vec<PluginInfo>> {
         let rows = sqlx::query(
             "SELECT name, version, digest, length(component) AS size, active, created_at
-             FROM plugins WHERE tenant_id = ? ORDER BY name, version",
+             FROM plugins WHERE tenant_id = $1 ORDER BY name, version",
         )
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
@@ -184,13 +185,14 @@ impl Store {
     }
 
     pub async fn plugin_version(&self, tenant: &TenantId, name: &str, version: i64) -> Result<Option<PluginVersion>> {
-        let row =
-            sqlx::query("SELECT name, version, digest FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?")
-                .bind(tenant.as_str())
-                .bind(name)
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT name, version, digest FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(plugin_version))
     }
 
@@ -199,7 +201,7 @@ impl Store {
     pub async fn active_plugins(&self, tenant: &TenantId) -> Result<Vec<PluginVersion>> {
         let rows = sqlx::query(
             "SELECT p.name, p.version, p.digest FROM plugins p
-             WHERE p.tenant_id = ? AND p.active = 1
+             WHERE p.tenant_id = $1 AND p.active = 1
              ORDER BY (SELECT MIN(f.created_at) FROM plugins f WHERE f.tenant_id = p.tenant_id AND f.name = p.name), p.name",
         )
         .bind(tenant.as_str())
@@ -209,7 +211,7 @@ impl Store {
     }
 
     pub async fn plugin_component(&self, tenant: &TenantId, name: &str, version: i64) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT component FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?")
+        let row = sqlx::query("SELECT component FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3")
             .bind(tenant.as_str())
             .bind(name)
             .bind(version)
@@ -222,7 +224,7 @@ impl Store {
 
     /// The tenant's chain, if it set one.
     pub async fn chain(&self, tenant: &TenantId) -> Result<Option<Vec<ChainRule>>> {
-        let row = sqlx::query("SELECT rules FROM plugin_chains WHERE tenant_id = ?")
+        let row = sqlx::query("SELECT rules FROM plugin_chains WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -236,7 +238,7 @@ impl Store {
         match rules {
             Some(rules) => {
                 sqlx::query(
-                    "INSERT INTO plugin_chains (tenant_id, rules, updated_at) VALUES (?, ?, ?)
+                    "INSERT INTO plugin_chains (tenant_id, rules, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (tenant_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
                 )
                 .bind(tenant.as_str())
@@ -246,7 +248,7 @@ impl Store {
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM plugin_chains WHERE tenant_id = ?")
+                sqlx::query("DELETE FROM plugin_chains WHERE tenant_id = $1")
                     .bind(tenant.as_str())
                     .execute(&mut *tx)
                     .await?;
@@ -258,7 +260,7 @@ impl Store {
 
     /// The tenant's limit overrides (a JSON object), if it set any.
     pub async fn limit_overrides(&self, tenant: &TenantId) -> Result<Option<Value>> {
-        let row = sqlx::query("SELECT overrides FROM tenant_limits WHERE tenant_id = ?")
+        let row = sqlx::query("SELECT overrides FROM tenant_limits WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -271,7 +273,7 @@ impl Store {
     pub async fn set_limit_overrides(&self, tenant: &TenantId, overrides: &Value) -> Result<()> {
         let mut tx = self.begin(true).await?;
         sqlx::query(
-            "INSERT INTO tenant_limits (tenant_id, overrides, updated_at) VALUES (?, ?, ?)
+            "INSERT INTO tenant_limits (tenant_id, overrides, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id) DO UPDATE SET overrides = excluded.overrides, updated_at = excluded.updated_at",
         )
         .bind(tenant.as_str())
@@ -286,7 +288,7 @@ impl Store {
     // ---- key-value ----
 
     pub async fn kv_get(&self, tenant: &TenantId, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM kv WHERE tenant_id = ? AND key = ?")
+        let row = sqlx::query("SELECT value FROM kv WHERE tenant_id = $1 AND key = $2")
             .bind(tenant.as_str())
             .bind(key)
             .fetch_optional(&self.pool)
@@ -305,7 +307,7 @@ impl Store {
     /// Delete `key`; false when it was not set.
     pub async fn kv_delete(&self, tenant: &TenantId, key: &str) -> Result<bool> {
         let mut tx = self.begin(true).await?;
-        let r = sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND key = ?")
+        let r = sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND key = $2")
             .bind(tenant.as_str())
             .bind(key)
             .execute(&mut *tx)
@@ -320,7 +322,7 @@ impl Store {
     pub async fn usage_rows(&self, tenant: &TenantId) -> Result<Vec<UsageRow>> {
         let rows = sqlx::query(
             "SELECT plugin_name, plugin_version, outcome, fuel_used, wall_us, peak_memory FROM plugin_runs
-             WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+             WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(tenant.as_str())
         .bind(USAGE_WINDOW)
@@ -342,21 +344,21 @@ impl Store {
 
 /// Write (or with `None` delete) one key inside `tx`, respecting the key quota.
 pub(super) async fn kv_write(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     tenant: &TenantId,
     key: &str,
     value: Option<&str>,
     max_keys: u64,
 ) -> Result<KvPut> {
     let Some(value) = value else {
-        sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND key = ?")
+        sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND key = $2")
             .bind(tenant.as_str())
             .bind(key)
             .execute(&mut **tx)
             .await?;
         return Ok(KvPut::Stored);
     };
-    let r = sqlx::query("UPDATE kv SET value = ?, updated_at = ? WHERE tenant_id = ? AND key = ?")
+    let r = sqlx::query("UPDATE kv SET value = $1, updated_at = $2 WHERE tenant_id = $3 AND key = $4")
         .bind(value)
         .bind(now_ms())
         .bind(tenant.as_str())
@@ -366,7 +368,7 @@ pub(super) async fn kv_write(
     if r.rows_affected() > 0 {
         return Ok(KvPut::Stored);
     }
-    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM kv WHERE tenant_id = ?")
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM kv WHERE tenant_id = $1")
         .bind(tenant.as_str())
         .fetch_one(&mut **tx)
         .await?
@@ -374,7 +376,7 @@ pub(super) async fn kv_write(
     if count as u64 >= max_keys {
         return Ok(KvPut::QuotaExceeded);
     }
-    sqlx::query("INSERT INTO kv (tenant_id, key, value, updated_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO kv (tenant_id, key, value, updated_at) VALUES ($1, $2, $3, $4)")
         .bind(tenant.as_str())
         .bind(key)
         .bind(value)
@@ -384,16 +386,11 @@ pub(super) async fn kv_write(
     Ok(KvPut::Stored)
 }
 
-async fn set_active(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    tenant: &TenantId,
-    name: &str,
-    version: i64,
-) -> Result<bool> {
+async fn set_active(tx: &mut sqlx::Transaction<'_, Any>, tenant: &TenantId, name: &str, version: i64) -> Result<bool> {
     // One statement: nothing changes unless the version exists.
     let r = sqlx::query(
-        "UPDATE plugins SET active = (version = ?) WHERE tenant_id = ? AND name = ? AND EXISTS (
-             SELECT 1 FROM plugins WHERE tenant_id = ? AND name = ? AND version = ?)",
+        "UPDATE plugins SET active = CASE WHEN version = $1 THEN 1 ELSE 0 END WHERE tenant_id = $2 AND name = $3 AND EXISTS (
+             SELECT 1 FROM plugins WHERE tenant_id = $4 AND name = $5 AND version = $6)",
     )
     .bind(version)
     .bind(tenant.as_str())
@@ -406,6 +403,6 @@ async fn set_active(
     Ok(r.rows_affected() > 0)
 }
 
-fn plugin_version(r: &sqlx::sqlite::SqliteRow) -> PluginVersion {
+fn plugin_version(r: &AnyRow) -> PluginVersion {
     PluginVersion { name: r.get("name"), version: r.get("version"), digest: r.get("digest") }
 }
