@@ -144,6 +144,19 @@ impl TestServer {
         Self::start_inner(config, false).await
     }
 
+    /// A client of a server running elsewhere (another process), with the same helpers.
+    pub fn external(base: &str, public_url: &str, database_url: &str) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self {
+            base: base.to_string(),
+            public_url: public_url.to_string(),
+            database_url: database_url.to_string(),
+            http,
+            shutdown: None,
+            handle: None,
+        }
+    }
+
     async fn start_inner(mut config: Config, own_public_url: bool) -> Self {
         // The server's logs, when asked for (`RUST_LOG=hookhost=debug cargo test … -- --nocapture`).
         if std::env::var_os("RUST_LOG").is_some() {
