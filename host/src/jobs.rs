@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -62,11 +63,17 @@ pub async fn pump<C, CFut, H, Fut>(
         }
         for job in jobs {
             let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+            // Every log line of the job carries its kind, id, tenant and event.
+            let span = tracing::info_span!("job", kind = pump.kind.as_str(), job_id = job.id, tenant = %job.tenant_id,
+                event_id = %job.event_id);
             let fut = handle(job);
-            running.spawn(async move {
-                fut.await;
-                drop(permit);
-            });
+            running.spawn(
+                async move {
+                    fut.await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
     }
     while running.join_next().await.is_some() {}

@@ -33,6 +33,7 @@ pub mod config;
 pub mod deliver;
 pub mod ingest;
 mod jobs;
+pub mod metrics;
 pub mod normalize;
 pub mod plugin;
 pub mod sink;

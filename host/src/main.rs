@@ -183,10 +183,14 @@ enum PluginCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HOOKHOST_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("HOOKHOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // One JSON object per line (with the current spans: tenant, event id) for log shippers.
+    match std::env::var("HOOKHOST_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().with_current_span(true).with_span_list(false).init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => anyhow::bail!("HOOKHOST_LOG_FORMAT must be text or json, not {other:?}"),
+    }
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
         Command::Plugin { command: PluginCommand::Run { component, event, kv, limits } } => {

@@ -41,7 +41,7 @@ impl Replica {
             .env("HOOKHOST_OUTBOUND_ALLOW", "127.0.0.0/8")
             .env("HOOKHOST_JOB_LEASE", "3s")
             .env("HOOKHOST_RETRY_SCHEDULE", "200ms,500ms,1s,2s")
-            .env("RUST_LOG", "warn")
+            .env("HOOKHOST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -43,6 +43,19 @@ async fn signed_twilio_callback_flows_through_redact_phone_to_a_signed_delivery(
     let attempts = s.attempts_n(&event_id, 1).await;
     assert_eq!(attempts[0]["status_code"], 200);
     assert_eq!(attempts[0]["outcome"], "succeeded");
+
+    // What happened shows in the metrics (counters are per process: at least this test's).
+    let metrics = s.server.http.get(s.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "hookhost_ingress_total{provider=\"twilio\",verdict=\"accepted\"}",
+        "hookhost_delivery_attempts_total{kind=\"delivery\",outcome=\"succeeded\",status_class=\"2xx\"}",
+        "hookhost_plugin_invocations_total{outcome=\"ok\"}",
+        "hookhost_plugin_fuel_bucket{outcome=\"ok\",le=\"+Inf\"}",
+        "hookhost_plugin_seconds_count{outcome=\"ok\"}",
+        "# TYPE hookhost_job_oldest_pending_seconds gauge",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

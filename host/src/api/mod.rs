@@ -194,6 +194,13 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         "# HELP hookhost_replays_total Replays: deliveries made by event replays and events made by receipt replays.\n# TYPE hookhost_replays_total counter\n",
     );
     out.push_str(&format!("hookhost_replays_total {}\n", state.store.replay_count().await?));
+    out.push_str(
+        "# HELP hookhost_job_oldest_pending_seconds Age of the oldest pending job by kind (the backlog's lag).\n# TYPE hookhost_job_oldest_pending_seconds gauge\n",
+    );
+    for (kind, age_ms) in state.store.oldest_pending().await? {
+        out.push_str(&format!("hookhost_job_oldest_pending_seconds{{kind=\"{kind}\"}} {}\n", age_ms as f64 / 1000.0));
+    }
+    crate::metrics::render(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

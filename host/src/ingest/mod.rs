@@ -206,6 +206,7 @@ impl Ingestor {
                 Box::new(move |state| calls::step(state, &sid, &key, party, signal))
             })
             .await?;
+        ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
         if applied.duplicate {
             tracing::info!(tenant = %verified.tenant, %call_sid, %key, "duplicate Twilio callback acknowledged");
         } else if !applied.event_ids.is_empty() {
@@ -243,6 +244,7 @@ impl Ingestor {
         };
         let key = format!("twilio:sms:{message_sid}");
         let applied = self.store.apply_sms(&verified.record(), &key, from, &events, opt).await?;
+        ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
         if applied.duplicate {
             tracing::info!(tenant = %verified.tenant, %message_sid, "duplicate Twilio message acknowledged");
         } else {
@@ -284,6 +286,7 @@ impl Ingestor {
                 Box::new(move |state| calls::step(state, &sid, &key, party, signal))
             })
             .await?;
+        ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
         if !applied.duplicate && !applied.event_ids.is_empty() {
             tracing::info!(tenant = %verified.tenant, %call_sid, outcome = ?applied.state.outcome, "Exotel callback accepted");
             self.wake.plugin.notify_one();
@@ -364,6 +367,7 @@ impl Ingestor {
     /// Keep the rejected request as evidence, then hand back the error to answer with.
     async fn reject<S>(&self, receipt: &Receipt<S>, e: IngestError) -> IngestError {
         tracing::warn!(tenant = %receipt.tenant, provider = receipt.provider, route = %receipt.route, error = %e, "provider request rejected");
+        ingress(receipt.provider, "rejected");
         match self.store.record_rejected(&receipt.record(), &e.to_string()).await {
             Ok(()) => e,
             Err(store) => store.into(),
@@ -398,6 +402,7 @@ impl Ingestor {
             payload: n.payload,
         };
         let accepted = self.store.accept(&receipt.record(), &event, &n.dedupe_key).await?;
+        ingress(receipt.provider, if accepted.duplicate { "duplicate" } else { "accepted" });
         if accepted.duplicate {
             tracing::info!(tenant = %receipt.tenant, event_id = %accepted.event_id, key = %n.dedupe_key, "duplicate provider request acknowledged");
         } else {
@@ -420,4 +425,9 @@ pub enum VoiceLeg {
     Status,
     /// The `<Dial action>` callback, and the voicemail recording's.
     DialComplete,
+}
+
+/// Count a provider request's verdict (`hookhost_ingress_total`).
+fn ingress(provider: &str, verdict: &str) {
+    crate::metrics::count(&crate::metrics::INGRESS, &[("provider", provider), ("verdict", verdict)]);
 }

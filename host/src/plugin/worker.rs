@@ -182,6 +182,10 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, config: &Config, job
                 Ok(_) => ("ok".to_string(), None),
                 Err((failure, msg)) => (failure.as_str().to_string(), Some(msg)),
             };
+            let labels = [("outcome", outcome.as_str())];
+            crate::metrics::count(&crate::metrics::PLUGIN_RUNS, &labels);
+            crate::metrics::observe(&crate::metrics::PLUGIN_FUEL, &labels, inv.fuel_used as f64);
+            crate::metrics::observe(&crate::metrics::PLUGIN_SECONDS, &labels, inv.wall.as_secs_f64());
             PluginRun {
                 plugin_name: version.name,
                 plugin_version: version.version,

@@ -231,7 +231,7 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Plugin => "plugin",
             JobKind::Delivery => "delivery",
@@ -396,7 +396,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    fn outcome(self) -> &'static str {
+    pub fn outcome(self) -> &'static str {
         match self {
             DeliveryState::Succeeded => "succeeded",
             DeliveryState::RetryAt(_) => "retry",
@@ -1622,6 +1622,12 @@ impl Store {
             }
         }
         tx.commit().await?;
+        let kind = if job.sink_id.is_some() { "sink" } else { "delivery" };
+        let class = crate::metrics::status_class(attempt.status_code);
+        crate::metrics::count(
+            &crate::metrics::ATTEMPTS,
+            &[("kind", kind), ("outcome", state.outcome()), ("status_class", class)],
+        );
         Ok(disabled_event)
     }
 
@@ -1871,6 +1877,17 @@ impl Store {
     }
 
     /// Count of jobs by (kind, status), for health and tests.
+    /// Per job kind, how old (ms) the oldest pending job is.
+    pub async fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, MIN(created_at) AS oldest FROM jobs WHERE status = 'pending' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let now = now_ms();
+        Ok(rows.into_iter().map(|r| (r.get("kind"), now - r.get::<i64, _>("oldest"))).collect())
+    }
+
     pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let rows =
             sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status ORDER BY kind, status")
