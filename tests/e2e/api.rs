@@ -69,4 +69,8 @@ async fn health_and_metrics() {
     let r = server.http.get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("# TYPE hookhost_jobs gauge"));
+    let doc: serde_json::Value =
+        server.http.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/tenants/{id}/plugins/{name}/versions/{v}/dry-run"]["post"].is_object());
 }

@@ -4,6 +4,7 @@
 //! map results to HTTP through [`error::ApiError`]. No SQL and no wasmtime here.
 
 pub mod error;
+mod openapi;
 mod plugins;
 
 use std::sync::Arc;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(openapi::DOCUMENT.clone()) }))
         .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{id}", get(get_tenant))
         .route("/v1/tenants/{id}/providers/{provider}", put(put_provider))
