@@ -4,12 +4,12 @@
 //! Knob: `REPLICA_CALLBACKS` (default 2000 per run).
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hookhost_tests::{ADMIN, Receiver, TestServer, twilio_signature};
+use hookhost_tests::load::{Posted, post_completed_calls};
+use hookhost_tests::{Process, Receiver, TestServer};
 
 /// Every replica is reached, and signed for, under one public name (as behind a balancer).
 const PUBLIC_URL: &str = "https://hooks.example.com";
@@ -21,56 +21,9 @@ fn callbacks() -> usize {
     std::env::var("REPLICA_CALLBACKS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
 }
 
-/// One `hookhost serve` process; killed (SIGKILL) when dropped.
-struct Replica {
-    child: Child,
-    client: TestServer,
-    log: std::path::PathBuf,
-}
-
-impl Replica {
-    async fn start(name: &str, database_url: &str) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = hookhost_tests::temp_dir("replica").join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
-            .arg("serve")
-            .env("HOOKHOST_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKHOST_DATABASE_URL", database_url)
-            .env("HOOKHOST_ADMIN_TOKEN", ADMIN)
-            .env("HOOKHOST_PUBLIC_URL", PUBLIC_URL)
-            .env("HOOKHOST_OUTBOUND_ALLOW", "127.0.0.0/8")
-            .env("HOOKHOST_JOB_LEASE", "3s")
-            .env("HOOKHOST_RETRY_SCHEDULE", "200ms,500ms,1s,2s")
-            .env("HOOKHOST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start hookhost serve");
-        let client = TestServer::external(&format!("http://127.0.0.1:{port}"), PUBLIC_URL, database_url);
-        let replica = Replica { child, client, log };
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if let Ok(r) = replica.client.http.get(replica.client.url("/readyz")).send().await
-                && r.status().is_success()
-            {
-                return replica;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("replica {name} did not become ready; its log: {}", replica.log.display());
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One `hookhost serve` process of this build on `database_url`.
+async fn replica(name: &str, database_url: &str) -> Process {
+    Process::start(env!("CARGO_BIN_EXE_hookhost"), name, database_url, PUBLIC_URL, &[]).await
 }
 
 /// A tenant with Twilio configured and one endpoint on `receiver`, set up through `via`.
@@ -79,68 +32,6 @@ async fn tenant(via: &TestServer, receiver: &Receiver) -> String {
     via.set_provider(&tenant, &key, "twilio", serde_json::json!({ "auth_token": TOKEN })).await;
     via.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
     tenant
-}
-
-/// Post callbacks `0..n` (each a completed call: one event), round-robin over the live
-/// replicas in `targets`, 16 at a time; returns the call sids answered 2xx and how many were
-/// refused. `answered` counts the 2xx as they come.
-async fn post_callbacks(
-    targets: Arc<Vec<TestServer>>,
-    tenant: &str,
-    n: usize,
-    answered: Arc<AtomicUsize>,
-) -> (HashSet<String>, usize) {
-    let path = format!("/hooks/{tenant}/twilio/voice/status");
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (targets, next, path, answered) = (targets.clone(), next.clone(), path.clone(), answered.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut ok, mut refused) = (Vec::new(), 0);
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    return (ok, refused);
-                }
-                let sid = format!("CA{i:032}");
-                let params = [
-                    ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
-                    ("CallSid", sid.as_str()),
-                    ("CallStatus", "completed"),
-                    ("From", "+14158675309"),
-                    ("To", "+18005551212"),
-                    ("Direction", "inbound"),
-                ];
-                let target = &targets[i % targets.len()];
-                let sig = twilio_signature(TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
-                let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-                let sent = target
-                    .http
-                    .post(target.url(&path))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("x-twilio-signature", sig)
-                    .body(body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => {
-                        ok.push(sid);
-                        answered.fetch_add(1, Ordering::SeqCst);
-                    }
-                    // A killed replica refuses; the provider would retry elsewhere, and what
-                    // was never answered 2xx is not owed.
-                    _ => refused += 1,
-                }
-            }
-        }));
-    }
-    let (mut accepted, mut refused) = (HashSet::new(), 0);
-    for t in tasks {
-        let (ok, r) = t.await.unwrap();
-        accepted.extend(ok);
-        refused += r;
-    }
-    (accepted, refused)
 }
 
 /// Deliveries per call sid, read until every sid in `owed` has arrived (then a little longer,
@@ -196,14 +87,15 @@ async fn postgres_or_skip() -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_deliver_every_accepted_event_exactly_once() {
     let Some(url) = postgres_or_skip().await else { return };
-    let (a, b) = (Replica::start("a", &url).await, Replica::start("b", &url).await);
+    let (a, b) = (replica("a", &url).await, replica("b", &url).await);
     let mut receiver = Receiver::start().await;
     let tenant = tenant(&a.client, &receiver).await;
     let targets = Arc::new(vec![
         TestServer::external(&a.client.base, PUBLIC_URL, &url),
         TestServer::external(&b.client.base, PUBLIC_URL, &url),
     ]);
-    let (accepted, refused) = post_callbacks(targets, &tenant, callbacks(), Arc::default()).await;
+    let Posted { accepted, refused, .. } =
+        post_completed_calls(targets, &tenant, TOKEN, callbacks(), 16, Arc::default()).await;
     assert_eq!(refused, 0, "no replica was harmed, none may refuse");
     let seen = deliveries(&mut receiver, &accepted, &[&a.log, &b.log]).await;
     assert_eq!(report("2 replicas, no faults", accepted.len(), refused, &seen), 0, "an event was delivered twice");
@@ -213,9 +105,9 @@ async fn two_replicas_on_postgres_deliver_every_accepted_event_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_run_loses_no_accepted_event() {
     let Some(url) = postgres_or_skip().await else { return };
-    let a = Replica::start("a", &url).await;
-    let b = Replica::start("b", &url).await;
-    let mut c = Replica::start("c", &url).await;
+    let a = replica("a", &url).await;
+    let b = replica("b", &url).await;
+    let mut c = replica("c", &url).await;
     let mut receiver = Receiver::start().await;
     let tenant = tenant(&a.client, &receiver).await;
     let targets: Arc<Vec<TestServer>> =
@@ -224,13 +116,13 @@ async fn a_replica_killed_mid_run_loses_no_accepted_event() {
     let answered = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn({
         let (targets, tenant, answered) = (targets.clone(), tenant.clone(), answered.clone());
-        async move { post_callbacks(targets, &tenant, n, answered).await }
+        async move { post_completed_calls(targets, &tenant, TOKEN, n, 16, answered).await }
     });
     while answered.load(Ordering::SeqCst) < n / 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     c.kill();
-    let (accepted, refused) = load.await.unwrap();
+    let Posted { accepted, refused, .. } = load.await.unwrap();
     let seen = deliveries(&mut receiver, &accepted, &[&a.log, &b.log, &c.log]).await;
     report("3 replicas, one SIGKILLed after a third of the load", accepted.len(), refused, &seen);
     assert!(refused > 0, "the killed replica's share was refused after the kill");
@@ -239,7 +131,7 @@ async fn a_replica_killed_mid_run_loses_no_accepted_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_killed_under_load_delivers_every_accepted_event_after_restart() {
     let url = format!("sqlite://{}", hookhost_tests::temp_dir("crash").join("hookhost.db").display());
-    let mut first = Replica::start("first", &url).await;
+    let mut first = replica("first", &url).await;
     let mut receiver = Receiver::start().await;
     let tenant = tenant(&first.client, &receiver).await;
     let n = callbacks();
@@ -247,14 +139,14 @@ async fn sqlite_killed_under_load_delivers_every_accepted_event_after_restart() 
     let targets = Arc::new(vec![TestServer::external(&first.client.base, PUBLIC_URL, &url)]);
     let load = tokio::spawn({
         let (tenant, answered) = (tenant.clone(), answered.clone());
-        async move { post_callbacks(targets, &tenant, n, answered).await }
+        async move { post_completed_calls(targets, &tenant, TOKEN, n, 16, answered).await }
     });
     while answered.load(Ordering::SeqCst) < n / 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     first.kill();
-    let (accepted, refused) = load.await.unwrap();
-    let second = Replica::start("second", &url).await;
+    let Posted { accepted, refused, .. } = load.await.unwrap();
+    let second = replica("second", &url).await;
     let seen = deliveries(&mut receiver, &accepted, &[&first.log, &second.log]).await;
     report("SQLite, SIGKILLed halfway, restarted", accepted.len(), refused, &seen);
     assert!(refused > 0, "callbacks after the kill were refused");

@@ -18,15 +18,12 @@ use std::time::{Duration, Instant};
 
 use hookhost::normalize::CanonicalEvent;
 use hookhost::plugin::{Kv, PluginEngine};
-use hookhost_tests::{Receiver, TestServer, plugins, twilio_signature};
+use hookhost_tests::load::{percentile, post_completed_calls};
+use hookhost_tests::{Receiver, TestServer, plugins};
 use serde_json::{Value, json};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {
@@ -49,49 +46,17 @@ async fn end_to_end() {
     let receiver = Receiver::start().await;
     server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
     assert_eq!(server.upload_plugin(&tenant, &key, plugins::REDACT_PHONE).await.status(), 201);
-    let path = format!("/hooks/{tenant}/twilio/voice/status");
-    let url = server.url(&path);
-
     let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (server, next, path, url) = (server.clone(), next.clone(), path.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= events {
-                    return latencies;
-                }
-                let sid = format!("CA{i:032}");
-                let params = [
-                    ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
-                    ("CallSid", sid.as_str()),
-                    ("CallStatus", "completed"), // one event per callback: call.completed (answered)
-                    ("From", "+14158675309"),
-                    ("To", "+18005551212"),
-                    ("Direction", "inbound"),
-                ];
-                let sig = twilio_signature("bench-token", &url, &params);
-                let t = Instant::now();
-                let r = server.post_twilio(&path, &sig, &params).await;
-                assert_eq!(r.status(), 200);
-                latencies.push(t.elapsed());
-            }
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
+    let targets = Arc::new(vec![TestServer::external(&server.base, &server.public_url, &server.database_url)]);
+    let posted = post_completed_calls(targets, &tenant, "bench-token", events, concurrency, Arc::default()).await;
+    assert_eq!(posted.accepted.len(), events, "every callback accepted");
+    let latencies = posted.latencies;
     let accepted_in = started.elapsed();
     while receiver.count.load(Ordering::SeqCst) < events {
         assert!(started.elapsed() < Duration::from_secs(600), "deliveries stalled");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let delivered_in = started.elapsed();
-    latencies.sort();
     println!("\n== end to end: signed Twilio callback -> redact-phone plugin -> signed delivery (SQLite, 127.0.0.1)");
     println!("| events | senders | accepted/s | delivered end to end/s | ingest p50 | ingest p99 |");
     println!("|---|---|---|---|---|---|");

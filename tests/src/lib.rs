@@ -337,6 +337,162 @@ impl Drop for TestServer {
     }
 }
 
+/// A `hookhost serve` process (the binary at `bin`), started on a free port of 127.0.0.1 and
+/// killed with SIGKILL when dropped; its log goes to a file.
+pub struct Process {
+    child: std::process::Child,
+    /// A client of it, with the helpers of an in-process server.
+    pub client: TestServer,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Start it on `database_url`, signed for at `public_url`, with short leases and retries
+    /// (and `env` on top); returns once `/readyz` answers.
+    pub async fn start(bin: &str, name: &str, database_url: &str, public_url: &str, env: &[(&str, &str)]) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = temp_dir("process").join(format!("{name}.log"));
+        let child = std::process::Command::new(bin)
+            .arg("serve")
+            .env("HOOKHOST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HOOKHOST_DATABASE_URL", database_url)
+            .env("HOOKHOST_ADMIN_TOKEN", ADMIN)
+            .env("HOOKHOST_PUBLIC_URL", public_url)
+            .env("HOOKHOST_OUTBOUND_ALLOW", "127.0.0.0/8")
+            .env("HOOKHOST_JOB_LEASE", "3s")
+            .env("HOOKHOST_RETRY_SCHEDULE", "200ms,500ms,1s,2s")
+            .env("HOOKHOST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start hookhost serve");
+        let client = TestServer::external(&format!("http://127.0.0.1:{port}"), public_url, database_url);
+        let process = Process { child, client, log };
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(r) = process.client.http.get(process.client.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} did not become ready; its log: {}", process.log.display());
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Load for tests and benchmarks: signed Twilio status callbacks, each a completed call (one
+/// canonical event), posted round-robin over one or more servers.
+pub mod load {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::{TestServer, twilio_signature};
+
+    /// What a load run saw.
+    #[derive(Debug, Default)]
+    pub struct Posted {
+        /// Call sids answered 2xx (each owed one delivered event).
+        pub accepted: HashSet<String>,
+        /// Requests that got no 2xx (refused connection, error status).
+        pub refused: usize,
+        /// Latency of each 2xx answer, sorted.
+        pub latencies: Vec<Duration>,
+    }
+
+    /// Post callbacks `0..n` for `tenant` (Twilio auth token `token`), `concurrency` at a
+    /// time, callback `i` to `targets[i % len]`, each signed for its target's public URL.
+    /// `answered` counts the 2xx as they come.
+    pub async fn post_completed_calls(
+        targets: Arc<Vec<TestServer>>,
+        tenant: &str,
+        token: &str,
+        n: usize,
+        concurrency: usize,
+        answered: Arc<AtomicUsize>,
+    ) -> Posted {
+        let path = format!("/hooks/{tenant}/twilio/voice/status");
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (targets, next, path, answered, token) =
+                (targets.clone(), next.clone(), path.clone(), answered.clone(), token.to_string());
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Posted::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return seen;
+                    }
+                    let sid = format!("CA{i:032}");
+                    let params = [
+                        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+                        ("CallSid", sid.as_str()),
+                        ("CallStatus", "completed"),
+                        ("From", "+14158675309"),
+                        ("To", "+18005551212"),
+                        ("Direction", "inbound"),
+                    ];
+                    let target = &targets[i % targets.len()];
+                    let sig = twilio_signature(&token, &format!("{}{path}", target.public_url), &params);
+                    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+                    let started = Instant::now();
+                    let sent = target
+                        .http
+                        .post(target.url(&path))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("x-twilio-signature", sig)
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => {
+                            seen.latencies.push(started.elapsed());
+                            seen.accepted.insert(sid);
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // A killed server refuses; what was never answered 2xx is not owed.
+                        _ => seen.refused += 1,
+                    }
+                }
+            }));
+        }
+        let mut all = Posted::default();
+        for t in tasks {
+            let seen = t.await.unwrap();
+            all.accepted.extend(seen.accepted);
+            all.refused += seen.refused;
+            all.latencies.extend(seen.latencies);
+        }
+        all.latencies.sort();
+        all
+    }
+
+    /// The `p` quantile (0–1) of sorted durations.
+    pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    }
+}
+
 /// Twilio's algorithm, written independently of the host: base64 HMAC-SHA1 over the URL and
 /// the sorted name+value pairs.
 pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
