@@ -8,7 +8,8 @@
 //!    PostgreSQL with one replica, and on PostgreSQL with two.
 //!
 //! Knobs: `BENCH_TWIML_RATE` (1000/s), `BENCH_TWIML_SECONDS` (5), `BENCH_EVENTS` (3000),
-//! `BENCH_CONCURRENCY` (32). PostgreSQL runs need `HOOKHOST_TEST_PG` (default the server on
+//! `BENCH_CONCURRENCY` (32), `BENCH_TENANT_SHARE` (the servers' per-tenant plugin share, default
+//! the service's 4: the bench has one tenant). PostgreSQL runs need `HOOKHOST_TEST_PG` (default the server on
 //! 127.0.0.1) and are left out, said so, when it does not answer.
 
 use std::sync::Arc;
@@ -134,7 +135,17 @@ async fn pipeline(store: &str, url: &str, replicas: usize) -> String {
     let mut servers = Vec::new();
     for i in 0..replicas {
         servers.push(
-            Process::start(BIN, &format!("{store}-{i}"), url, PUBLIC_URL, &[("HOOKHOST_JOB_LEASE", "60s")]).await,
+            Process::start(
+                BIN,
+                &format!("{store}-{i}"),
+                url,
+                PUBLIC_URL,
+                &[
+                    ("HOOKHOST_JOB_LEASE", "60s"),
+                    ("HOOKHOST_PLUGIN_TENANT_CONCURRENCY", &std::env::var("BENCH_TENANT_SHARE").unwrap_or("4".into())),
+                ],
+            )
+            .await,
         );
     }
     let receiver = Receiver::start().await;

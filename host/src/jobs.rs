@@ -48,14 +48,20 @@ pub async fn pump<C, CFut, H, Fut>(
             }
         };
         if jobs.is_empty() {
+            let now = now_ms();
             let wait = match store.next_due(pump.kind).await {
-                Ok(Some(due)) => {
-                    Duration::from_millis((due - now_ms()).clamp(0, pump.idle_poll.as_millis() as i64) as u64)
+                Ok(Some(due)) if due > now => {
+                    Duration::from_millis((due - now).min(pump.idle_poll.as_millis() as i64) as u64)
                 }
+                // Nothing pending, or pending and due but not claimable now (its tenant at its
+                // share, its endpoint at its limit or disabled, its row locked by another
+                // replica): look again when one of ours ends, on a wake-up, or after the idle
+                // poll; never spin on the claim.
                 _ => pump.idle_poll,
             };
             tokio::select! {
                 _ = notify.notified() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
                 _ = stop.changed() => {}
             }

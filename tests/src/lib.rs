@@ -348,7 +348,8 @@ pub struct Process {
 
 impl Process {
     /// Start it on `database_url`, signed for at `public_url`, with short leases and retries
-    /// (and `env` on top); returns once `/readyz` answers.
+    /// (and `env` on top); returns once `/readyz` answers. Its log filter is
+    /// `HOOKHOST_TEST_SERVER_LOG` (default `warn`).
     pub async fn start(bin: &str, name: &str, database_url: &str, public_url: &str, env: &[(&str, &str)]) -> Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = temp_dir("process").join(format!("{name}.log"));
@@ -361,7 +362,7 @@ impl Process {
             .env("HOOKHOST_OUTBOUND_ALLOW", "127.0.0.0/8")
             .env("HOOKHOST_JOB_LEASE", "3s")
             .env("HOOKHOST_RETRY_SCHEDULE", "200ms,500ms,1s,2s")
-            .env("HOOKHOST_LOG", "warn")
+            .env("HOOKHOST_LOG", std::env::var("HOOKHOST_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -44,7 +44,8 @@ static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");
 
 /// A job is due when pending and its time has come, or when running and its lease has run
 /// out (its worker died). `$3` is the time now.
-const DUE: &str = "((status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3))";
+/// (The `IN` lets the `jobs_ready` index narrow to live jobs: finished ones are kept.)
+const DUE: &str = "status IN ('pending', 'running') AND ((status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3))";
 
 /// The columns a claimed job is read from (see [`job`]).
 const JOB_COLUMNS: &str =
@@ -1279,7 +1280,8 @@ impl Store {
             "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
              WHERE id IN (
                  SELECT id FROM jobs
-                 WHERE kind = $3 AND ((status = 'pending' AND run_at <= $4) OR (status = 'running' AND lease_until < $5))
+                 WHERE kind = $3 AND status IN ('pending', 'running')
+                   AND ((status = 'pending' AND run_at <= $4) OR (status = 'running' AND lease_until < $5))
                  ORDER BY run_at, id LIMIT $6 {lock})
              RETURNING {JOB_COLUMNS}",
             lock = self.backend.skip_locked(),
@@ -1307,20 +1309,37 @@ impl Store {
     ) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
         let now = now_ms();
-        // Window functions cannot lock rows, so PostgreSQL locks the ranked choice afterwards,
-        // skipping rows another replica holds and re-checking that each is still due.
+        // Candidates: the oldest due jobs of tenants below their share, read in index order
+        // (pending by run_at, then any whose lease ran out) and cut at `limit * per_tenant`,
+        // so a claim costs the same whatever the backlog. Ranked per tenant, the first `limit`
+        // within each tenant's share are taken. Window functions cannot lock rows, so
+        // PostgreSQL locks the choice afterwards, skipping rows another replica holds and
+        // re-checking that each is still due.
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
              WHERE id IN (SELECT id FROM jobs WHERE id IN (
                  SELECT d.id FROM (
                      SELECT id, run_at, tenant_id,
                             ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_at, id) AS rn
-                     FROM jobs
-                     WHERE kind = 'plugin' AND {due}
+                     FROM (
+                         SELECT * FROM (
+                             SELECT id, run_at, tenant_id FROM jobs
+                             WHERE kind = 'plugin' AND status = 'pending' AND run_at <= $3 AND {open}
+                             ORDER BY run_at, id LIMIT $7) p
+                         UNION ALL
+                         SELECT * FROM (
+                             SELECT id, run_at, tenant_id FROM jobs
+                             WHERE kind = 'plugin' AND status = 'running' AND lease_until < $3 AND {open}
+                             LIMIT $7) r
+                     ) c
                  ) d
                  WHERE d.rn + COALESCE((SELECT CAST(value AS BIGINT) FROM {busy} WHERE key = d.tenant_id), 0) <= $5
                  ORDER BY d.run_at, d.id LIMIT $6) AND {due} {lock})
              RETURNING {JOB_COLUMNS}",
+            open = format_args!(
+                "tenant_id NOT IN (SELECT key FROM {} WHERE CAST(value AS BIGINT) >= $5)",
+                self.backend.json_entries("$4")
+            ),
             due = DUE,
             busy = self.backend.json_entries("$4"),
             lock = self.backend.skip_locked(),
@@ -1331,6 +1350,7 @@ impl Store {
         .bind(serde_json::to_string(busy).expect("counts serialize"))
         .bind(per_tenant as i64)
         .bind(limit)
+        .bind(limit * per_tenant as i64)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1508,6 +1528,7 @@ impl Store {
              WHERE id IN (SELECT id FROM jobs WHERE id IN (
                  SELECT MIN(j.id) FROM jobs j
                  WHERE j.kind = 'sink'
+                   AND j.status IN ('pending', 'running')
                    AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $3))
                    AND NOT EXISTS (
                        SELECT 1 FROM jobs o WHERE o.kind = 'sink' AND o.sink_id = j.sink_id AND o.external_id = j.external_id
@@ -1657,7 +1678,7 @@ impl Store {
             "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
              WHERE id IN (
                  SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
-                 WHERE j.kind = 'delivery' AND e.enabled = 1
+                 WHERE j.kind = 'delivery' AND e.enabled = 1 AND j.status IN ('pending', 'running')
                    AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $4))
                    AND j.endpoint_id NOT IN (SELECT value FROM {excluded})
                    AND (j.ordering_key IS NULL OR (
