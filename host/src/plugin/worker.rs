@@ -2,12 +2,17 @@
 //! (or pass the event through when no plugin applies), record every invocation, apply the
 //! plugins' key-value writes, and turn the resulting actions into delivery and sink jobs — all
 //! committed together. Also resolves a tenant's stages and limits for the dry run.
+//!
+//! Each tenant's routing (enabled endpoints, sinks, active plugins, chain, limits) is cached
+//! per configuration revision: the revision comes with the event in one read, and the routing
+//! is read again only when it changed, on this replica or another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::chain::{self, Stage};
 use super::{Action, Failure, Kv, Limits, PluginEngine, PluginError};
@@ -16,8 +21,8 @@ use crate::jobs::{Pump, pump};
 use crate::normalize::{CanonicalEvent, billing, envelope};
 use crate::sink::record_version;
 use crate::store::{
-    Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginJobDone, PluginRun, PluginVersion, Sink, Store,
-    StoreError,
+    ChainRule, Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginJobDone, PluginRun, PluginVersion,
+    Sink, Store, StoreError,
 };
 use crate::{Config, TenantId, Wakeups, now_ms};
 
@@ -33,9 +38,18 @@ pub enum WorkError {
     MissingPlugin(String, i64),
 }
 
+/// A tenant's plugin jobs held here: how many are leased, and the slots that let at most its
+/// share of them run at once.
+struct TenantSlots {
+    leased: usize,
+    run: Arc<Semaphore>,
+}
+
 /// Run the plugin worker until `stop` turns true. At most `plugin_tenant_concurrency` of one
 /// tenant's events are in its plugins at once, so a slow or hostile plugin holds a few slots,
-/// never all of them.
+/// never all of them. Each tenant may hold twice its share of leases: the jobs past its share
+/// wait here, so a slot that frees runs the tenant's next job at once rather than after the
+/// next claim (a write, queued behind every other).
 pub async fn run(
     store: Store,
     engine: Arc<PluginEngine>,
@@ -43,37 +57,59 @@ pub async fn run(
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
 ) {
-    let settings = Pump { kind: JobKind::Plugin, concurrency: config.plugin_concurrency, idle_poll: config.idle_poll };
+    let settings =
+        Pump { kind: JobKind::Plugin, concurrency: config.plugin_concurrency * 2, idle_poll: config.idle_poll };
     let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
-    let busy: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let running = Arc::new(Semaphore::new(config.plugin_concurrency.max(1)));
+    let busy: Arc<Mutex<HashMap<String, TenantSlots>>> = Arc::default();
+    let routing = Arc::new(RoutingCache::default());
     let claim = |n| {
         let (store, busy) = (store.clone(), busy.clone());
         async move {
-            let snapshot = busy.lock().expect("busy lock").clone();
-            let jobs = store.claim_plugin_jobs(n, lease, &snapshot, per_tenant).await?;
+            let leased: HashMap<String, usize> =
+                busy.lock().expect("busy lock").iter().map(|(t, s)| (t.clone(), s.leased)).collect();
+            let jobs = store.claim_plugin_jobs(n, lease, &leased, per_tenant * 2).await?;
             let mut busy = busy.lock().expect("busy lock");
             for job in &jobs {
-                *busy.entry(job.tenant_id.to_string()).or_default() += 1;
+                busy.entry(job.tenant_id.to_string())
+                    .or_insert_with(|| TenantSlots { leased: 0, run: Arc::new(Semaphore::new(per_tenant)) })
+                    .leased += 1;
             }
             Ok(jobs)
         }
     };
     pump(store.clone(), settings, &wake.plugin, stop, claim, |job| {
-        let (store, engine, wake, config, busy) = (store.clone(), engine.clone(), wake.clone(), config.clone(), busy.clone());
+        let (store, engine, wake, config, busy, routing, running) =
+            (store.clone(), engine.clone(), wake.clone(), config.clone(), busy.clone(), routing.clone(), running.clone());
+        let claimed = Instant::now();
         async move {
             let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
-            match process(&store, &engine, &config, job).await {
-                Ok(written) if written > 0 => {
-                    wake.delivery.notify_one();
-                    wake.sink.notify_one();
+            let tenant_slots = busy.lock().expect("busy lock").get(tenant.as_str()).map(|s| s.run.clone());
+            let tenant_slot = match tenant_slots {
+                Some(slots) => Some(slots.acquire_owned().await.expect("semaphore never closed")),
+                None => None,
+            };
+            let slot = running.acquire_owned().await.expect("semaphore never closed");
+            if claimed.elapsed() > lease / 2 {
+                // Waited so long that its lease might run out while it runs: hand it back.
+                if let Err(e) = store.defer(&job, now_ms()).await {
+                    tracing::error!(%tenant, %event_id, error = %e, "could not put back a plugin job; its lease will expire");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
+            } else {
+                match process(&store, &engine, &config, &routing, job).await {
+                    Ok(written) if written > 0 => {
+                        wake.delivery.notify_one();
+                        wake.sink.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
+                }
             }
+            drop((slot, tenant_slot));
             let mut busy = busy.lock().expect("busy lock");
-            if let Some(n) = busy.get_mut(tenant.as_str()) {
-                *n -= 1;
-                if *n == 0 {
+            if let Some(s) = busy.get_mut(tenant.as_str()) {
+                s.leased -= 1;
+                if s.leased == 0 {
                     busy.remove(tenant.as_str());
                 }
             }
@@ -82,19 +118,20 @@ pub async fn run(
     .await;
 }
 
-/// The plugins `event_type` runs through for `tenant`, compiled: the chain's first matching
-/// rule (plugins without an active version are skipped), or with no chain every active plugin
-/// in upload order.
-pub async fn stages_for(
+/// The plugins `event_type` runs through for a tenant with these active plugins and chain,
+/// compiled: the chain's first matching rule (plugins without an active version are skipped),
+/// or with no chain every active plugin in upload order.
+async fn select_stages(
     store: &Store,
     engine: &Arc<PluginEngine>,
     tenant: &TenantId,
+    active: &[PluginVersion],
+    rules: Option<&[ChainRule]>,
     event_type: &str,
 ) -> Result<Vec<Stage>, WorkError> {
-    let active = store.active_plugins(tenant).await?;
-    let chosen: Vec<PluginVersion> = match store.chain(tenant).await? {
-        None => active,
-        Some(rules) => match chain::select(&rules, event_type) {
+    let chosen: Vec<PluginVersion> = match rules {
+        None => active.to_vec(),
+        Some(rules) => match chain::select(rules, event_type) {
             None => Vec::new(),
             Some(names) => names.iter().filter_map(|n| active.iter().find(|p| &p.name == n).cloned()).collect(),
         },
@@ -126,42 +163,108 @@ pub async fn stage(
 
 /// The tenant's limits: the configured defaults with its overrides.
 pub async fn tenant_limits(store: &Store, engine: &PluginEngine, tenant: &TenantId) -> Result<Limits, WorkError> {
+    Ok(limits_from(engine, tenant, store.limit_overrides(tenant).await?))
+}
+
+fn limits_from(engine: &PluginEngine, tenant: &TenantId, overrides: Option<Value>) -> Limits {
     let defaults = engine.limits();
-    let Some(overrides) = store.limit_overrides(tenant).await? else { return Ok(defaults.clone()) };
-    Ok(defaults.with_overrides(&overrides).unwrap_or_else(|e| {
+    let Some(overrides) = overrides else { return defaults.clone() };
+    defaults.with_overrides(&overrides).unwrap_or_else(|e| {
         tracing::warn!(%tenant, error = %e, "stored limit overrides no longer apply; using the defaults");
         defaults.clone()
-    }))
+    })
+}
+
+/// What a tenant's plugin jobs are routed by, as of one configuration revision. Endpoints are
+/// here for routing (ids, event types, ordering field) only: a delivery reads its endpoint's
+/// URL and secrets afresh when it is sent.
+struct Routing {
+    rev: i64,
+    endpoints: Vec<Endpoint>,
+    sinks: Vec<Sink>,
+    active: Vec<PluginVersion>,
+    chain: Option<Vec<ChainRule>>,
+    limits: Limits,
+}
+
+/// Tenants cached at most; past that the cache starts over (a miss costs five reads).
+const ROUTING_CACHE_MAX: usize = 4096;
+
+/// Each tenant's routing as last read.
+#[derive(Default)]
+struct RoutingCache {
+    by_tenant: Mutex<HashMap<TenantId, Arc<Routing>>>,
+}
+
+impl RoutingCache {
+    /// The tenant's routing at revision `rev` (read with the event): the cached one if it is of
+    /// that revision, else read from the store. Reading after the revision can only see a newer
+    /// configuration, which the next event's revision then replaces.
+    async fn get(
+        &self,
+        store: &Store,
+        engine: &PluginEngine,
+        tenant: &TenantId,
+        rev: i64,
+    ) -> Result<Arc<Routing>, WorkError> {
+        let cached = self.by_tenant.lock().expect("routing lock").get(tenant).filter(|r| r.rev == rev).cloned();
+        if let Some(routing) = cached {
+            return Ok(routing);
+        }
+        let routing = Arc::new(Routing {
+            rev,
+            endpoints: store.endpoints(tenant).await?.into_iter().filter(|e| e.enabled).collect(),
+            sinks: store.sinks(tenant).await?,
+            active: store.active_plugins(tenant).await?,
+            chain: store.chain(tenant).await?,
+            limits: limits_from(engine, tenant, store.limit_overrides(tenant).await?),
+        });
+        let mut map = self.by_tenant.lock().expect("routing lock");
+        if map.len() >= ROUTING_CACHE_MAX && !map.contains_key(tenant) {
+            map.clear();
+        }
+        if map.get(tenant).is_none_or(|r| r.rev <= rev) {
+            map.insert(tenant.clone(), routing.clone());
+        }
+        Ok(routing)
+    }
 }
 
 /// Process one plugin job; returns how many deliveries and sink writes it enqueued.
-async fn process(store: &Store, engine: &Arc<PluginEngine>, config: &Config, job: Job) -> Result<usize, WorkError> {
-    let Some(stored) = store.event(&job.tenant_id, &job.event_id).await? else {
+async fn process(
+    store: &Store,
+    engine: &Arc<PluginEngine>,
+    config: &Config,
+    cache: &RoutingCache,
+    job: Job,
+) -> Result<usize, WorkError> {
+    let Some((stored, rev)) = store.event_with_config_rev(&job.tenant_id, &job.event_id).await? else {
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
     };
     let event = stored.event;
     if event.source == "stripe" {
         sync_billing(store, &event).await?;
     }
-    let endpoints: Vec<Endpoint> = store.endpoints(&job.tenant_id).await?.into_iter().filter(|e| e.enabled).collect();
-    let sinks = store.sinks(&job.tenant_id).await?;
-
-    let stages = stages_for(store, engine, &job.tenant_id, &event.event_type).await?;
+    let routing = cache.get(store, engine, &job.tenant_id, rev).await?;
+    let (endpoints, sinks) = (&routing.endpoints, &routing.sinks);
+    let stages =
+        select_stages(store, engine, &job.tenant_id, &routing.active, routing.chain.as_deref(), &event.event_type)
+            .await?;
     if stages.is_empty() {
         let outputs = Outputs {
-            deliveries: fan_out(&event, &endpoints, &event.id, &event.event_type, &event.payload, &[]),
-            sink_writes: default_mapping(&event, &sinks, &event.id, &event.event_type, &event.payload),
+            deliveries: fan_out(&event, endpoints, &event.id, &event.event_type, &event.payload, &[]),
+            sink_writes: default_mapping(&event, sinks, &event.id, &event.event_type, &event.payload),
         };
-        store.finish_without_plugin(&job, &outputs).await?;
-        return Ok(outputs.deliveries.len() + outputs.sink_writes.len());
+        let written = outputs.deliveries.len() + outputs.sink_writes.len();
+        store.finish_without_plugin(&job, outputs).await?;
+        return Ok(written);
     }
-    let limits = tenant_limits(store, engine, &job.tenant_id).await?;
-    let ran = chain::run(engine, &stages, &event, &limits, Kv::Store(store.clone())).await;
+    let ran = chain::run(engine, &stages, &event, &routing.limits, Kv::Store(store.clone())).await;
 
     let mut outputs = Outputs::default();
     let mut notes = Vec::new();
     let (status, error) = match &ran.outcome {
-        Ok(actions) => match apply(&event, &endpoints, &sinks, actions.clone(), &mut outputs, &mut notes) {
+        Ok(actions) => match apply(&event, endpoints, sinks, actions.clone(), &mut outputs, &mut notes) {
             Ok(status) => (status, (!notes.is_empty()).then(|| notes.join("; "))),
             Err(msg) => {
                 outputs = Outputs::default();
@@ -199,19 +302,13 @@ async fn process(store: &Store, engine: &Arc<PluginEngine>, config: &Config, job
             }
         })
         .collect();
-    let done = PluginJobDone {
-        runs: &runs,
-        status,
-        error: error.as_deref(),
-        outputs: &outputs,
-        kv_writes: &kv_writes,
-        kv_max_keys: config.kv_max_keys,
-    };
-    let refused = store.finish_plugin_job(&job, &done).await?;
+    let written = outputs.deliveries.len() + outputs.sink_writes.len();
+    let done = PluginJobDone { runs, status, error, outputs, kv_writes, kv_max_keys: config.kv_max_keys };
+    let refused = store.finish_plugin_job(&job, done).await?;
     if refused > 0 {
         tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, refused, "plugin key-value writes refused: the tenant's key quota is full");
     }
-    Ok(outputs.deliveries.len() + outputs.sink_writes.len())
+    Ok(written)
 }
 
 /// Apply a Stripe event to the tenant's billing record (idempotent and monotonic, so running

@@ -35,8 +35,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+mod bookkeeping;
 mod plugins;
 
+use bookkeeping::Bookkeeping;
 pub use plugins::{ChainRule, KvPut, PluginInfo, PluginVersion, Upload, UsageRow, VersionInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -296,14 +298,14 @@ pub struct PluginRun {
 }
 
 /// Everything a finished plugin job writes.
-#[derive(Debug)]
-pub struct PluginJobDone<'a> {
-    pub runs: &'a [PluginRun],
+#[derive(Debug, Default)]
+pub struct PluginJobDone {
+    pub runs: Vec<PluginRun>,
     /// The event's new status: `processed`, `dropped` or `failed`.
-    pub status: &'a str,
-    pub error: Option<&'a str>,
-    pub outputs: &'a Outputs,
-    pub kv_writes: &'a [(String, Option<String>)],
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub outputs: Outputs,
+    pub kv_writes: Vec<(String, Option<String>)>,
     pub kv_max_keys: u64,
 }
 
@@ -419,6 +421,8 @@ pub struct Store {
     backend: Backend,
     /// Accepts go to the group committer: many in one durable transaction, one fsync.
     accepts: tokio::sync::mpsc::Sender<WriteRequest>,
+    /// Workers' bookkeeping goes to the bookkeeper: many in one transaction.
+    bookkeeping: tokio::sync::mpsc::Sender<Bookkeeping>,
 }
 
 /// A call signal's step over the call's state (see `normalize::calls::step`).
@@ -671,7 +675,9 @@ impl Store {
         let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         // The committer holds only the writer pool: it ends when every Store handle is gone.
         tokio::spawn(group_commit(write.clone(), backend, rx));
-        Ok(Self { pool, write, backend, accepts })
+        let (bookkeeping, rx) = tokio::sync::mpsc::channel(4 * bookkeeping::BATCH_MAX);
+        tokio::spawn(bookkeeping::bookkeeper(write.clone(), backend, rx));
+        Ok(Self { pool, write, backend, accepts, bookkeeping })
     }
 
     /// Which database this store runs on.
@@ -1115,6 +1121,22 @@ impl Store {
         row.as_ref().map(stored_event).transpose()
     }
 
+    /// The event with its tenant's configuration revision (bumped by triggers whenever the
+    /// tenant's endpoints, sinks, plugins, chain or limits change), read together so a worker
+    /// can tell whether the configuration it cached still holds for this event.
+    pub async fn event_with_config_rev(&self, tenant: &TenantId, event_id: &str) -> Result<Option<(StoredEvent, i64)>> {
+        let row = sqlx::query(
+            "SELECT e.seq, e.id, e.tenant_id, e.event_type, e.occurred_at, e.source, e.is_test, e.payload, e.status,
+                    e.error, t.config_rev
+             FROM events e JOIN tenants t ON t.id = e.tenant_id WHERE e.tenant_id = $1 AND e.id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| Ok((stored_event(r)?, r.get("config_rev")))).transpose()
+    }
+
     pub async fn plugin_runs(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<PluginRun>> {
         let rows = sqlx::query(
             "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at, peak_memory
@@ -1367,101 +1389,24 @@ impl Store {
     }
 
     /// Finish a plugin job: record its runs, apply the plugins' key-value writes, set the
-    /// event's state and enqueue its deliveries and sink writes, all in one transaction.
-    /// Returns the key-value writes refused for the quota.
-    pub async fn finish_plugin_job(&self, job: &Job, done: &PluginJobDone<'_>) -> Result<usize> {
-        let mut tx = self.begin(false).await?;
-        let now = now_ms();
-        for run in done.runs {
-            sqlx::query(
-                "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used,
-                     wall_us, logs, ran_at, peak_memory)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(job.tenant_id.as_str())
-            .bind(&job.event_id)
-            .bind(&run.plugin_name)
-            .bind(run.plugin_version)
-            .bind(&run.outcome)
-            .bind(&run.error)
-            .bind(run.fuel_used)
-            .bind(run.wall_us)
-            .bind(&run.logs)
-            .bind(run.ran_at)
-            .bind(run.peak_memory)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let mut refused = 0;
-        for (key, value) in done.kv_writes {
-            if plugins::kv_write(&mut tx, &job.tenant_id, key, value.as_deref(), done.kv_max_keys).await?
-                == KvPut::QuotaExceeded
-            {
-                refused += 1;
-            }
-        }
-        self.complete_plugin_job(&mut tx, job, done.status, done.error, done.outputs, now).await?;
-        tx.commit().await?;
-        Ok(refused)
+    /// event's state and enqueue its deliveries and sink writes, all in one transaction
+    /// (batched with other workers' bookkeeping). Returns the key-value writes refused for the
+    /// quota.
+    pub async fn finish_plugin_job(&self, job: &Job, done: PluginJobDone) -> Result<usize> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.book(Bookkeeping::FinishPlugin { job: job.clone(), done, reply }, answer).await
     }
 
     /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
-    pub async fn finish_without_plugin(&self, job: &Job, outputs: &Outputs) -> Result<()> {
-        let mut tx = self.begin(false).await?;
-        self.complete_plugin_job(&mut tx, job, "processed", None, outputs, now_ms()).await?;
-        tx.commit().await?;
-        Ok(())
+    pub async fn finish_without_plugin(&self, job: &Job, outputs: Outputs) -> Result<()> {
+        let done = PluginJobDone { status: "processed", outputs, ..Default::default() };
+        self.finish_plugin_job(job, done).await.map(drop)
     }
 
-    async fn complete_plugin_job(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Any>,
-        job: &Job,
-        event_status: &str,
-        error: Option<&str>,
-        outputs: &Outputs,
-        now: i64,
-    ) -> Result<()> {
-        sqlx::query("UPDATE events SET status = $1, error = $2 WHERE tenant_id = $3 AND id = $4")
-            .bind(event_status)
-            .bind(error)
-            .bind(job.tenant_id.as_str())
-            .bind(&job.event_id)
-            .execute(&mut **tx)
-            .await?;
-        let job_status = if event_status == "failed" { "failed" } else { "succeeded" };
-        sqlx::query("UPDATE jobs SET status = $1, attempts = attempts + 1, lease_until = NULL, last_error = $2, updated_at = $3 WHERE id = $4")
-            .bind(job_status)
-            .bind(error)
-            .bind(now)
-            .bind(job.id)
-            .execute(&mut **tx)
-            .await?;
-        for d in &outputs.deliveries {
-            insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, false, now).await?;
-        }
-        for w in &outputs.sink_writes {
-            sqlx::query(
-                "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, sink_id, external_id, record_version, message_id, body,
-                     status, run_at, created_at, updated_at)
-                 VALUES ('sink', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
-            )
-            .bind(job.tenant_id.as_str())
-            .bind(&job.event_id)
-            .bind(job.tenant_id.as_str())
-            .bind(&job.event_id)
-            .bind(&w.sink_id)
-            .bind(&w.external_id)
-            .bind(w.version)
-            .bind(&w.idempotency_key)
-            .bind(&w.record)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
+    async fn book<T>(&self, request: Bookkeeping, answer: tokio::sync::oneshot::Receiver<Result<T>>) -> Result<T> {
+        let closed = || StoreError::Corrupt("the bookkeeper stopped".into());
+        self.bookkeeping.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     // ---- sinks ----
@@ -1561,95 +1506,9 @@ impl Store {
         attempt: &AttemptRecord,
         disable_after: Option<Duration>,
     ) -> Result<Option<String>> {
-        let now = now_ms();
-        let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
-        let mut tx = self.begin(false).await?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
-                 response_excerpt, duration_ms, outcome, attempted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(job.id)
-        .bind(job.tenant_id.as_str())
-        .bind(&job.event_id)
-        .bind(endpoint_id)
-        .bind(job.attempts + 1)
-        .bind(attempt.status_code.map(i64::from))
-        .bind(&attempt.error)
-        .bind(&attempt.excerpt)
-        .bind(attempt.duration_ms)
-        .bind(state.outcome())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let (status, run_at) = match state {
-            DeliveryState::Succeeded => ("succeeded", None),
-            DeliveryState::RetryAt(at) => ("pending", Some(at)),
-            DeliveryState::Failed => ("failed", None),
-            DeliveryState::Dead => ("dead", None),
-            DeliveryState::Skipped => ("succeeded", None),
-        };
-        sqlx::query(
-            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), attempts = attempts + 1, lease_until = NULL,
-             last_error = $3, updated_at = $4 WHERE id = $5",
-        )
-        .bind(status)
-        .bind(run_at)
-        .bind(&attempt.error)
-        .bind(now)
-        .bind(job.id)
-        .execute(&mut *tx)
-        .await?;
-
-        if let (DeliveryState::Succeeded, Some(sink), Some(ext), Some(version)) =
-            (state, &job.sink_id, &job.external_id, job.record_version)
-        {
-            sqlx::query(
-                "INSERT INTO sink_versions (sink_id, external_id, version, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (sink_id, external_id) DO UPDATE SET updated_at = excluded.updated_at,
-                     version = CASE WHEN excluded.version > sink_versions.version THEN excluded.version ELSE sink_versions.version END",
-            )
-            .bind(sink)
-            .bind(ext)
-            .bind(version)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let mut disabled_event = None;
-        if job.sink_id.is_some() || state == DeliveryState::Skipped {
-            // Sinks have no health streak.
-        } else if state == DeliveryState::Succeeded {
-            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL")
-                .bind(job.tenant_id.as_str())
-                .bind(endpoint_id)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            let since: Option<i64> = sqlx::query(
-                "UPDATE endpoints SET failing_since = COALESCE(failing_since, $1) WHERE tenant_id = $2 AND id = $3
-                 RETURNING failing_since",
-            )
-            .bind(now)
-            .bind(job.tenant_id.as_str())
-            .bind(endpoint_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get("failing_since"));
-            if let (Some(since), Some(after)) = (since, disable_after)
-                && now - since >= after.as_millis() as i64
-            {
-                disabled_event = disable_endpoint(&mut tx, &job.tenant_id, endpoint_id, since, now).await?;
-            }
-        }
-        tx.commit().await?;
-        let kind = if job.sink_id.is_some() { "sink" } else { "delivery" };
-        let class = crate::metrics::status_class(attempt.status_code);
-        crate::metrics::count(
-            &crate::metrics::ATTEMPTS,
-            &[("kind", kind), ("outcome", state.outcome()), ("status_class", class)],
-        );
-        Ok(disabled_event)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = Bookkeeping::Attempt { job: job.clone(), state, record: attempt.clone(), disable_after, reply };
+        self.book(request, answer).await
     }
 
     /// Put a claimed delivery back, untried, to run at `run_at` (rate limiting).
@@ -2237,6 +2096,126 @@ mod tests {
         assert_eq!(store.receipts(&tenant, &dup, 1000).await.unwrap().len(), 150);
         let counts = store.job_counts().await.unwrap();
         assert_eq!(counts, vec![("plugin".to_string(), "pending".to_string(), 50)]);
+    }
+
+    /// Every change to what routes a tenant's events bumps its configuration revision (read
+    /// with each event); an endpoint's failure streak and secret rotation do not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routing_changes_bump_the_config_revision() {
+        for url in databases().await {
+            let store = Store::connect(&url).await.unwrap();
+            let (tenant, other) = (TenantId::generate(), TenantId::generate());
+            store.create_tenant(&tenant, "t", "hash-a").await.unwrap();
+            store.create_tenant(&other, "o", "hash-b").await.unwrap();
+            let accepted = store.accept(&receipt(&tenant), &event(&tenant, 0), "stripe:evt_rev").await.unwrap();
+            let rev = || async {
+                store.event_with_config_rev(&tenant, &accepted.event_id).await.unwrap().expect("the event").1
+            };
+            let mut last = rev().await;
+            fn changed(last: &mut i64, now: i64, what: &str) {
+                assert!(now > *last, "{what} must bump the revision ({last} -> {now})");
+                *last = now;
+            }
+            let mut ep = Endpoint {
+                id: crate::new_id("ep"),
+                tenant_id: tenant.clone(),
+                url: "https://example.com/hook".into(),
+                event_types: vec!["*".into()],
+                headers: Default::default(),
+                secret: "whsec_a".into(),
+                enabled: true,
+                description: String::new(),
+                signing: "standard".into(),
+                timeout_ms: None,
+                ordered_by: None,
+                rate_limit_per_s: None,
+                previous_secret: None,
+                previous_secret_until: None,
+                disabled_reason: None,
+                failing_since: None,
+            };
+            store.create_endpoint(&ep).await.unwrap();
+            changed(&mut last, rev().await, "creating an endpoint");
+            ep.enabled = false;
+            store.update_endpoint(&ep).await.unwrap();
+            changed(&mut last, rev().await, "disabling an endpoint");
+            store.rotate_secret(&tenant, &ep.id, "whsec_b", now_ms()).await.unwrap();
+            assert_eq!(rev().await, last, "{url}: rotating a secret is not routing");
+            let sink = Sink {
+                id: crate::new_id("snk"),
+                tenant_id: tenant.clone(),
+                name: "crm".into(),
+                kind: "http-upsert".into(),
+                config: serde_json::json!({ "url": "https://example.com/crm" }),
+                event_types: vec!["call.*".into()],
+                external_id_field: Some("call_id".into()),
+            };
+            store.create_sink(&sink).await.unwrap();
+            changed(&mut last, rev().await, "creating a sink");
+            store.add_plugin_version(&tenant, "p", "d1", b"wasm", true).await.unwrap();
+            changed(&mut last, rev().await, "uploading and activating a plugin");
+            store.add_plugin_version(&tenant, "p", "d2", b"wasm2", false).await.unwrap();
+            changed(&mut last, rev().await, "uploading a version");
+            store.activate_plugin(&tenant, "p", 2).await.unwrap();
+            changed(&mut last, rev().await, "activating a version");
+            store.set_chain(&tenant, Some(&[])).await.unwrap();
+            changed(&mut last, rev().await, "setting the chain");
+            store.set_chain(&tenant, None).await.unwrap();
+            changed(&mut last, rev().await, "removing the chain");
+            store.set_limit_overrides(&tenant, &serde_json::json!({ "fuel": 1 })).await.unwrap();
+            changed(&mut last, rev().await, "setting limits");
+            store.delete_plugin(&tenant, "p").await.unwrap();
+            changed(&mut last, rev().await, "deleting a plugin");
+            store.delete_endpoint(&tenant, &ep.id).await.unwrap();
+            changed(&mut last, rev().await, "deleting an endpoint");
+            // Another tenant's changes leave this one's revision alone.
+            store.set_chain(&other, Some(&[])).await.unwrap();
+            assert_eq!(rev().await, last, "{url}: another tenant's change");
+        }
+    }
+
+    /// Finished jobs sent together commit together; one that cannot be applied (its event is
+    /// gone, so its delivery has no event to follow) fails alone and the others still commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_request_in_a_bookkeeping_batch_fails_alone() {
+        for url in databases().await {
+            let store = Store::connect(&url).await.unwrap();
+            let tenant = TenantId::generate();
+            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            for i in 0..20 {
+                store.accept(&receipt(&tenant), &event(&tenant, i), &format!("stripe:evt_{i}")).await.unwrap();
+            }
+            let mut jobs = store.claim(JobKind::Plugin, 100, Duration::from_secs(60)).await.unwrap();
+            assert_eq!(jobs.len(), 20);
+            let mut bogus = jobs[0].clone();
+            bogus.event_id = "evt_gone".into();
+            bogus.id = -1;
+            jobs.insert(7, bogus);
+            let tasks: Vec<_> = jobs
+                .iter()
+                .map(|job| {
+                    let delivery = NewDelivery {
+                        endpoint_id: "ep_x".into(),
+                        message_id: job.event_id.clone(),
+                        body: "{}".into(),
+                        ordering_key: None,
+                    };
+                    let outputs = Outputs { deliveries: vec![delivery], sink_writes: Vec::new() };
+                    let (store, job) = (store.clone(), job.clone());
+                    tokio::spawn(async move { store.finish_without_plugin(&job, outputs).await })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for t in tasks {
+                outcomes.push(t.await.unwrap());
+            }
+            for (job, outcome) in jobs.iter().zip(&outcomes) {
+                assert_eq!(outcome.is_ok(), job.id != -1, "{url}: job {} -> {outcome:?}", job.id);
+            }
+            let counts = store.job_counts().await.unwrap();
+            assert!(counts.contains(&("delivery".into(), "pending".into(), 20)), "{url}: {counts:?}");
+            assert!(counts.contains(&("plugin".into(), "succeeded".into(), 20)), "{url}: {counts:?}");
+        }
     }
 
     /// Two stores on one database, as two replicas: claiming at the same time, each job is

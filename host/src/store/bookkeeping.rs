@@ -1,0 +1,293 @@
+//! Worker bookkeeping committed in batches: finished plugin jobs and delivery and sink
+//! attempts, from every worker task, go to one task that applies whatever is waiting in one
+//! transaction on the writer (without `synchronous = FULL`: see `begin_on`), then answers each.
+//! A batch that fails is rolled back and its requests applied one by one, so one bad request
+//! fails alone. Owns these statements; the [`Store`](super::Store) methods that send the
+//! requests are the only way in.
+
+use std::time::Duration;
+
+use sqlx::{Any, AnyPool, Row};
+
+use super::plugins::{self, KvPut};
+use super::{
+    AttemptRecord, Backend, DeliveryState, Job, Outputs, PluginJobDone, Result, begin_on, disable_endpoint,
+    insert_delivery,
+};
+use crate::now_ms;
+
+/// Most requests applied in one transaction.
+pub(super) const BATCH_MAX: usize = 64;
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
+
+/// One piece of bookkeeping and where its outcome goes.
+pub(super) enum Bookkeeping {
+    FinishPlugin {
+        job: Job,
+        done: PluginJobDone,
+        reply: Reply<usize>,
+    },
+    Attempt {
+        job: Job,
+        state: DeliveryState,
+        record: AttemptRecord,
+        disable_after: Option<Duration>,
+        reply: Reply<Option<String>>,
+    },
+}
+
+/// What a request returns once committed.
+enum Applied {
+    Refused(usize),
+    Disabled(Option<String>),
+}
+
+impl Bookkeeping {
+    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>) -> Result<Applied> {
+        match self {
+            Bookkeeping::FinishPlugin { job, done, .. } => finish_plugin_job(tx, job, done).await.map(Applied::Refused),
+            Bookkeeping::Attempt { job, state, record, disable_after, .. } => {
+                record_attempt(tx, job, *state, record, *disable_after).await.map(Applied::Disabled)
+            }
+        }
+    }
+
+    /// Send the outcome (`Ok` only once committed).
+    fn answer(self, outcome: Result<Applied>) {
+        match self {
+            Bookkeeping::FinishPlugin { reply, .. } => drop(reply.send(outcome.map(|a| match a {
+                Applied::Refused(n) => n,
+                Applied::Disabled(_) => 0,
+            }))),
+            Bookkeeping::Attempt { job, state, record, reply, .. } => {
+                if outcome.is_ok() {
+                    let kind = if job.sink_id.is_some() { "sink" } else { "delivery" };
+                    let class = crate::metrics::status_class(record.status_code);
+                    crate::metrics::count(
+                        &crate::metrics::ATTEMPTS,
+                        &[("kind", kind), ("outcome", state.outcome()), ("status_class", class)],
+                    );
+                }
+                drop(reply.send(outcome.map(|a| match a {
+                    Applied::Disabled(d) => d,
+                    Applied::Refused(_) => None,
+                })))
+            }
+        }
+    }
+}
+
+/// The bookkeeper: until every store handle is gone, take what is waiting, apply it in one
+/// transaction, and answer.
+pub(super) async fn bookkeeper(write: AnyPool, backend: Backend, mut rx: tokio::sync::mpsc::Receiver<Bookkeeping>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        match apply_all(&write, backend, &batch).await {
+            Ok(outcomes) => batch.drain(..).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o))),
+            Err(e) if batch.len() == 1 => {
+                if let Some(req) = batch.pop() {
+                    req.answer(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, n = batch.len(), "a bookkeeping batch failed; applying its requests one by one");
+                for req in batch.drain(..) {
+                    let outcome = apply_all(&write, backend, std::slice::from_ref(&req)).await;
+                    req.answer(outcome.map(|mut o| o.remove(0)));
+                }
+            }
+        }
+    }
+}
+
+async fn apply_all(write: &AnyPool, backend: Backend, requests: &[Bookkeeping]) -> Result<Vec<Applied>> {
+    let mut tx = begin_on(write, backend, false).await?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for req in requests {
+        outcomes.push(req.apply(&mut tx).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Record a finished plugin job's runs, apply its key-value writes, set the event's state and
+/// enqueue its deliveries and sink writes. Returns the key-value writes refused for the quota.
+async fn finish_plugin_job(tx: &mut sqlx::Transaction<'static, Any>, job: &Job, done: &PluginJobDone) -> Result<usize> {
+    let now = now_ms();
+    for run in &done.runs {
+        sqlx::query(
+            "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used,
+                 wall_us, logs, ran_at, peak_memory)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(job.tenant_id.as_str())
+        .bind(&job.event_id)
+        .bind(&run.plugin_name)
+        .bind(run.plugin_version)
+        .bind(&run.outcome)
+        .bind(&run.error)
+        .bind(run.fuel_used)
+        .bind(run.wall_us)
+        .bind(&run.logs)
+        .bind(run.ran_at)
+        .bind(run.peak_memory)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut refused = 0;
+    for (key, value) in &done.kv_writes {
+        if plugins::kv_write(&mut *tx, &job.tenant_id, key, value.as_deref(), done.kv_max_keys).await?
+            == KvPut::QuotaExceeded
+        {
+            refused += 1;
+        }
+    }
+    complete_plugin_job(tx, job, done.status, done.error.as_deref(), &done.outputs, now).await?;
+    Ok(refused)
+}
+
+async fn complete_plugin_job(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    job: &Job,
+    event_status: &str,
+    error: Option<&str>,
+    outputs: &Outputs,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE events SET status = $1, error = $2 WHERE tenant_id = $3 AND id = $4")
+        .bind(event_status)
+        .bind(error)
+        .bind(job.tenant_id.as_str())
+        .bind(&job.event_id)
+        .execute(&mut **tx)
+        .await?;
+    let job_status = if event_status == "failed" { "failed" } else { "succeeded" };
+    sqlx::query("UPDATE jobs SET status = $1, attempts = attempts + 1, lease_until = NULL, last_error = $2, updated_at = $3 WHERE id = $4")
+        .bind(job_status)
+        .bind(error)
+        .bind(now)
+        .bind(job.id)
+        .execute(&mut **tx)
+        .await?;
+    for d in &outputs.deliveries {
+        insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, false, now).await?;
+    }
+    for w in &outputs.sink_writes {
+        sqlx::query(
+            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, sink_id, external_id, record_version, message_id, body,
+                 status, run_at, created_at, updated_at)
+             VALUES ('sink', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
+        )
+        .bind(job.tenant_id.as_str())
+        .bind(&job.event_id)
+        .bind(job.tenant_id.as_str())
+        .bind(&job.event_id)
+        .bind(&w.sink_id)
+        .bind(&w.external_id)
+        .bind(w.version)
+        .bind(&w.idempotency_key)
+        .bind(&w.record)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Record a delivery or sink attempt, move the job to its next state and keep the endpoint's
+/// failure streak. When the streak has lasted `disable_after`, the endpoint is disabled and an
+/// `endpoint.disabled` event is stored for the tenant's other endpoints; its id is returned.
+async fn record_attempt(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job: &Job,
+    state: DeliveryState,
+    record: &AttemptRecord,
+    disable_after: Option<Duration>,
+) -> Result<Option<String>> {
+    let now = now_ms();
+    let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
+             response_excerpt, duration_ms, outcome, attempted_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(job.id)
+    .bind(job.tenant_id.as_str())
+    .bind(&job.event_id)
+    .bind(endpoint_id)
+    .bind(job.attempts + 1)
+    .bind(record.status_code.map(i64::from))
+    .bind(&record.error)
+    .bind(&record.excerpt)
+    .bind(record.duration_ms)
+    .bind(state.outcome())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let (status, run_at) = match state {
+        DeliveryState::Succeeded => ("succeeded", None),
+        DeliveryState::RetryAt(at) => ("pending", Some(at)),
+        DeliveryState::Failed => ("failed", None),
+        DeliveryState::Dead => ("dead", None),
+        DeliveryState::Skipped => ("succeeded", None),
+    };
+    sqlx::query(
+        "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), attempts = attempts + 1, lease_until = NULL,
+         last_error = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(status)
+    .bind(run_at)
+    .bind(&record.error)
+    .bind(now)
+    .bind(job.id)
+    .execute(&mut **tx)
+    .await?;
+
+    if let (DeliveryState::Succeeded, Some(sink), Some(ext), Some(version)) =
+        (state, &job.sink_id, &job.external_id, job.record_version)
+    {
+        sqlx::query(
+            "INSERT INTO sink_versions (sink_id, external_id, version, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sink_id, external_id) DO UPDATE SET updated_at = excluded.updated_at,
+                 version = CASE WHEN excluded.version > sink_versions.version THEN excluded.version ELSE sink_versions.version END",
+        )
+        .bind(sink)
+        .bind(ext)
+        .bind(version)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut disabled_event = None;
+    if job.sink_id.is_some() || state == DeliveryState::Skipped {
+        // Sinks have no health streak.
+    } else if state == DeliveryState::Succeeded {
+        sqlx::query(
+            "UPDATE endpoints SET failing_since = NULL WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
+        )
+        .bind(job.tenant_id.as_str())
+        .bind(endpoint_id)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        let since: Option<i64> = sqlx::query(
+            "UPDATE endpoints SET failing_since = COALESCE(failing_since, $1) WHERE tenant_id = $2 AND id = $3
+             RETURNING failing_since",
+        )
+        .bind(now)
+        .bind(job.tenant_id.as_str())
+        .bind(endpoint_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.get("failing_since"));
+        if let (Some(since), Some(after)) = (since, disable_after)
+            && now - since >= after.as_millis() as i64
+        {
+            disabled_event = disable_endpoint(tx, &job.tenant_id, endpoint_id, since, now).await?;
+        }
+    }
+    Ok(disabled_event)
+}
