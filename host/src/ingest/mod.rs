@@ -203,7 +203,7 @@ impl Ingestor {
             .store
             .apply_call(&verified.record(), &call_sid, &key, occurred_at, {
                 let (sid, key) = (call_sid.clone(), key.clone());
-                Box::new(move |state| calls::step(state, &sid, &key, party, signal))
+                Box::new(move |state| calls::step(state, &sid, &key, party.clone(), signal.clone()))
             })
             .await?;
         ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
@@ -283,7 +283,7 @@ impl Ingestor {
             .store
             .apply_call(&verified.record(), &call_sid, &key, at, {
                 let (sid, key) = (call_sid.clone(), key.clone());
-                Box::new(move |state| calls::step(state, &sid, &key, party, signal))
+                Box::new(move |state| calls::step(state, &sid, &key, party.clone(), signal.clone()))
             })
             .await?;
         ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });

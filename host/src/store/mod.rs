@@ -425,8 +425,10 @@ pub struct Store {
     bookkeeping: tokio::sync::mpsc::Sender<Bookkeeping>,
 }
 
-/// A call signal's step over the call's state (see `normalize::calls::step`).
-pub type CallStep = Box<dyn FnOnce(&mut CallState) -> Vec<Emit> + Send>;
+/// A call signal's step over the call's state (see `normalize::calls::step`). A step may run
+/// more than once (a batch that failed is applied again one request at a time); only the run
+/// that commits counts.
+pub type CallStep = Box<dyn Fn(&mut CallState) -> Vec<Emit> + Send + Sync>;
 
 /// A provider request to commit, and where to send the outcome once committed.
 enum WriteRequest {
@@ -446,18 +448,38 @@ enum WriteRequest {
     },
 }
 
-/// A write's outcome, held until its transaction commits.
-enum Done {
-    Accept(tokio::sync::oneshot::Sender<Result<Accepted>>, Result<Accepted>),
-    Call(tokio::sync::oneshot::Sender<Result<CallApplied>>, Box<Result<CallApplied>>),
+/// What a write returns once committed.
+enum Written {
+    Accept(Accepted),
+    Call(Box<CallApplied>),
 }
 
-impl Done {
-    fn send(self, commit_failed: Option<&str>) {
-        let fail = |m: &str| StoreError::Corrupt(format!("commit failed: {m}"));
+impl WriteRequest {
+    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Written> {
         match self {
-            Done::Accept(tx, r) => drop(tx.send(commit_failed.map_or(r, |m| Err(fail(m))))),
-            Done::Call(tx, r) => drop(tx.send(commit_failed.map_or(*r, |m| Err(fail(m))))),
+            WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
+                accept_one(tx, receipt, event, dedupe_key).await.map(Written::Accept)
+            }
+            WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, .. } => {
+                call_in(tx, backend, receipt, call_sid, receipt_key, *occurred_at, step)
+                    .await
+                    .map(|c| Written::Call(Box::new(c)))
+            }
+        }
+    }
+
+    /// Send the outcome (`Ok` only once committed).
+    fn answer(self, outcome: Result<Written>) {
+        let mismatch = || StoreError::Corrupt("a write's outcome does not match its request".into());
+        match self {
+            WriteRequest::Accept { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Accept(a) => Ok(a),
+                Written::Call(_) => Err(mismatch()),
+            }))),
+            WriteRequest::Call { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Call(c) => Ok(*c),
+                Written::Accept(_) => Err(mismatch()),
+            }))),
         }
     }
 }
@@ -465,49 +487,44 @@ impl Done {
 /// Most accepts committed together.
 const GROUP_COMMIT_MAX: usize = 256;
 
-/// The group committer: takes every write waiting (accepts and call signals), applies each in
-/// its own savepoint inside one durable transaction, commits once, then answers each. A write
-/// is answered only after the commit that holds it; a failing one is rolled back alone.
+/// The group committer: takes every write waiting (accepts and call signals), applies them all
+/// in one durable transaction, commits once, then answers each. A write is answered only after
+/// the commit that holds it. A batch that fails is rolled back and applied again one write at a
+/// time, so a failing write fails alone.
 async fn group_commit(write: AnyPool, backend: Backend, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
     let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
     while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        let mut done: Vec<Done> = Vec::with_capacity(batch.len());
-        let committed: Result<()> = async {
-            let mut tx = begin_on(&write, backend, true).await?;
-            for req in batch.drain(..) {
-                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                let (result_ok, d) = match req {
-                    WriteRequest::Accept { receipt, event, dedupe_key, reply } => {
-                        let r = accept_one(&mut sp, &receipt, &event, &dedupe_key).await;
-                        (r.is_ok(), Done::Accept(reply, r))
-                    }
-                    WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, reply } => {
-                        let r = call_in(&mut sp, backend, &receipt, &call_sid, &receipt_key, occurred_at, step).await;
-                        (r.is_ok(), Done::Call(reply, Box::new(r)))
-                    }
-                };
-                if result_ok {
-                    sp.commit().await?
-                } else {
-                    sp.rollback().await?
+        match commit_writes(&write, backend, &batch).await {
+            Ok(outcomes) => batch.drain(..).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o))),
+            Err(e) if batch.len() == 1 => {
+                tracing::error!(error = %e, "a provider request's write failed; it was not acknowledged");
+                if let Some(req) = batch.pop() {
+                    req.answer(Err(e));
                 }
-                done.push(d);
             }
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        match committed {
-            Ok(()) => done.into_iter().for_each(|d| d.send(None)),
             Err(e) => {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, n = done.len(), "group commit failed; none of its writes was acknowledged");
-                // Requests not yet reached were dropped with the batch: their callers see the
-                // channel closed and answer with an error too.
-                done.into_iter().for_each(|d| d.send(Some(&msg)));
+                tracing::warn!(error = %e, n = batch.len(), "a group commit failed; applying its writes one by one");
+                for req in batch.drain(..) {
+                    let outcome = commit_writes(&write, backend, std::slice::from_ref(&req)).await;
+                    if let Err(e) = &outcome {
+                        tracing::error!(error = %e, "a provider request's write failed; it was not acknowledged");
+                    }
+                    req.answer(outcome.map(|mut o| o.remove(0)));
+                }
             }
         }
     }
+}
+
+/// Apply `writes` in one durable transaction and commit it.
+async fn commit_writes(write: &AnyPool, backend: Backend, writes: &[WriteRequest]) -> Result<Vec<Written>> {
+    let mut tx = begin_on(write, backend, true).await?;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for w in writes {
+        outcomes.push(w.apply(&mut tx, backend).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// A write transaction. `durable` commits are on disk before `commit` returns (SQLite
@@ -551,7 +568,7 @@ async fn call_in(
     call_sid: &str,
     receipt_key: &str,
     occurred_at: i64,
-    step: CallStep,
+    step: &CallStep,
 ) -> Result<CallApplied> {
     let now = now_ms();
     let tenant = &receipt.tenant_id;
@@ -2096,6 +2113,36 @@ mod tests {
         assert_eq!(store.receipts(&tenant, &dup, 1000).await.unwrap().len(), 150);
         let counts = store.job_counts().await.unwrap();
         assert_eq!(counts, vec![("plugin".to_string(), "pending".to_string(), 50)]);
+    }
+
+    /// A write that cannot be applied (here an event id already taken under another dedupe
+    /// key) fails alone: the provider requests committed with it are still acknowledged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_in_a_group_commit_fails_alone() {
+        for url in databases().await {
+            let store = Store::connect(&url).await.unwrap();
+            let tenant = TenantId::generate();
+            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            let first = event(&tenant, 0);
+            store.accept(&receipt(&tenant), &first, "stripe:evt_first").await.unwrap();
+            let tasks: Vec<_> = (1..=30)
+                .map(|i| {
+                    let (store, tenant) = (store.clone(), tenant.clone());
+                    let mut e = event(&tenant, i);
+                    if i == 13 {
+                        e.id = first.id.clone();
+                    }
+                    tokio::spawn(
+                        async move { (i, store.accept(&receipt(&tenant), &e, &format!("stripe:evt_{i}")).await) },
+                    )
+                })
+                .collect();
+            for t in tasks {
+                let (i, outcome) = t.await.unwrap();
+                assert_eq!(outcome.is_ok(), i != 13, "{url}: write {i} -> {outcome:?}");
+            }
+            assert_eq!(store.events_page(&tenant, 0, 1000).await.unwrap().len(), 30, "{url}");
+        }
     }
 
     /// Every change to what routes a tenant's events bumps its configuration revision (read
