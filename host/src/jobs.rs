@@ -21,7 +21,8 @@ pub struct Pump {
     pub idle_poll: Duration,
 }
 
-/// Run `handle` on every job `claim(n)` leases, until `stop` turns true.
+/// Run `handle` on every job `claim(n, woken)` leases, until `stop` turns true. `woken` says
+/// whether new work was announced (`notify`) since the last claim.
 pub async fn pump<C, CFut, H, Fut>(
     store: Store,
     pump: Pump,
@@ -30,17 +31,18 @@ pub async fn pump<C, CFut, H, Fut>(
     claim: C,
     handle: H,
 ) where
-    C: Fn(i64) -> CFut,
+    C: Fn(i64, bool) -> CFut,
     CFut: Future<Output = Result<Vec<Job>, StoreError>>,
     H: Fn(Job) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(pump.concurrency));
     let mut running = JoinSet::new();
+    let mut woken = true;
     while !*stop.borrow() {
         while running.try_join_next().is_some() {}
         let free = slots.available_permits().clamp(1, 64) as i64;
-        let jobs = match claim(free).await {
+        let jobs = match claim(free, std::mem::take(&mut woken)).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::error!(kind = ?pump.kind, error = %e, "claiming jobs failed; retrying");
@@ -60,7 +62,7 @@ pub async fn pump<C, CFut, H, Fut>(
                 _ => pump.idle_poll,
             };
             tokio::select! {
-                _ = notify.notified() => {}
+                _ = notify.notified() => woken = true,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
                 _ = stop.changed() => {}

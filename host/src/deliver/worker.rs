@@ -86,7 +86,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     let lease = config.job_lease.max(config.delivery_timeout * 2);
     let cap = config.endpoint_concurrency.max(1);
     let gate = Arc::new(Mutex::new(Gate::default()));
-    let claim = |n| {
+    let claim = |n, _woken| {
         let exclude = gate.lock().expect("gate lock").saturated(cap, now_ms());
         let store = store.clone();
         async move { store.claim_deliveries(n, lease, &exclude).await }

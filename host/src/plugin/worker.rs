@@ -8,6 +8,7 @@
 //! is read again only when it changed, on this replica or another.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -63,12 +64,23 @@ pub async fn run(
     let running = Arc::new(Semaphore::new(config.plugin_concurrency.max(1)));
     let busy: Arc<Mutex<HashMap<String, TenantSlots>>> = Arc::default();
     let routing = Arc::new(RoutingCache::default());
-    let claim = |n| {
-        let (store, busy) = (store.clone(), busy.clone());
+    // Whether the last claim that went to the store took all it asked for.
+    let last_full = Arc::new(AtomicBool::new(true));
+    let claim = |n: i64, woken: bool| {
+        let (store, busy, last_full) = (store.clone(), busy.clone(), last_full.clone());
         async move {
             let leased: HashMap<String, usize> =
                 busy.lock().expect("busy lock").iter().map(|(t, s)| (t.clone(), s.leased)).collect();
+            // A claim is a write, queued behind every other. Skip it while it cannot help:
+            // no work announced since the last one, which found no more than it took, and
+            // every tenant here still has jobs waiting for its slots. A tenant is refilled
+            // once its waiting jobs have started, so claims take a share at a time.
+            let waiting_everywhere = !leased.is_empty() && leased.values().all(|&n| n > per_tenant);
+            if !woken && !last_full.load(Ordering::Relaxed) && waiting_everywhere {
+                return Ok(Vec::new());
+            }
             let jobs = store.claim_plugin_jobs(n, lease, &leased, per_tenant * 2).await?;
+            last_full.store(jobs.len() as i64 >= n, Ordering::Relaxed);
             let mut busy = busy.lock().expect("busy lock");
             for job in &jobs {
                 busy.entry(job.tenant_id.to_string())
@@ -97,11 +109,15 @@ pub async fn run(
                 }
             } else {
                 match process(&store, &engine, &config, &routing, job).await {
-                    Ok(written) if written > 0 => {
-                        wake.delivery.notify_one();
-                        wake.sink.notify_one();
+                    // Wake only the workers with new work: a claim that finds none is a write too.
+                    Ok((deliveries, sink_writes)) => {
+                        if deliveries > 0 {
+                            wake.delivery.notify_one();
+                        }
+                        if sink_writes > 0 {
+                            wake.sink.notify_one();
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
                 }
             }
@@ -237,7 +253,7 @@ async fn process(
     config: &Config,
     cache: &RoutingCache,
     job: Job,
-) -> Result<usize, WorkError> {
+) -> Result<(usize, usize), WorkError> {
     let Some((stored, rev)) = store.event_with_config_rev(&job.tenant_id, &job.event_id).await? else {
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
     };
@@ -255,7 +271,7 @@ async fn process(
             deliveries: fan_out(&event, endpoints, &event.id, &event.event_type, &event.payload, &[]),
             sink_writes: default_mapping(&event, sinks, &event.id, &event.event_type, &event.payload),
         };
-        let written = outputs.deliveries.len() + outputs.sink_writes.len();
+        let written = (outputs.deliveries.len(), outputs.sink_writes.len());
         store.finish_without_plugin(&job, outputs).await?;
         return Ok(written);
     }
@@ -302,7 +318,7 @@ async fn process(
             }
         })
         .collect();
-    let written = outputs.deliveries.len() + outputs.sink_writes.len();
+    let written = (outputs.deliveries.len(), outputs.sink_writes.len());
     let done = PluginJobDone { runs, status, error, outputs, kv_writes, kv_max_keys: config.kv_max_keys };
     let refused = store.finish_plugin_job(&job, done).await?;
     if refused > 0 {

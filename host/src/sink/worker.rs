@@ -18,7 +18,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     let settings = Pump { kind: JobKind::Sink, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll };
     let lease = config.job_lease.max(config.delivery_timeout * 2);
     let sql = Arc::new(SqlSinks::default());
-    let claim = |n| store.claim_sink_writes(n, lease);
+    let claim = |n, _woken| store.claim_sink_writes(n, lease);
     pump(store.clone(), settings, &wake.sink, stop, claim, |job| {
         let (store, sender, config, sql) = (store.clone(), sender.clone(), config.clone(), sql.clone());
         async move {
