@@ -257,7 +257,7 @@ impl Ingestor {
     /// `GET|POST /hooks/{tenant}/exotel/passthru` and `POST /hooks/{tenant}/exotel/status`.
     /// Exotel signs nothing: the URL carries the tenant's callback token as `?token=…`.
     pub async fn exotel(&self, req: HookRequest, kind: exotel::Kind, json_body: bool) -> Result<(), IngestError> {
-        let (receipt, token) = self.open(req, "exotel").await?;
+        let (receipt, token) = self.open(req, "exotel", "exotel").await?;
         let query = receipt.route.split_once('?').map_or("", |(_, q)| q).to_string();
         let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let given = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -300,12 +300,7 @@ impl Ingestor {
         if !crate::normalize::vendor::valid_vendor(vendor) {
             return Err(IngestError::NotConfigured("vendor"));
         }
-        let tenant =
-            self.store.tenant(&req.tenant).await?.ok_or_else(|| IngestError::UnknownTenant(req.tenant.clone()))?;
-        let receipt = Receipt::new(tenant.id, "vendor", req.path_and_query, req.headers, req.body);
-        let Some(secret) = self.store.provider_secret(&receipt.tenant, &format!("vendor:{vendor}")).await? else {
-            return Err(self.reject(&receipt, IngestError::NotConfigured("vendor")).await);
-        };
+        let (receipt, secret) = self.open(req, "vendor", &format!("vendor:{vendor}")).await?;
         let (verified, message_id, signed_at) = match standard::verify(receipt, &secret, now_ms() / 1000, 300) {
             Ok(v) => v,
             Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
@@ -325,7 +320,7 @@ impl Ingestor {
 
     /// `POST /hooks/{tenant}/stripe`.
     pub async fn stripe(&self, req: HookRequest) -> Result<Accepted, IngestError> {
-        let (receipt, secret) = self.open(req, "stripe").await?;
+        let (receipt, secret) = self.open(req, "stripe", "stripe").await?;
         let verified =
             match stripe::verify(receipt, &secret, now_ms() / 1000, self.config.stripe_tolerance.as_secs() as i64) {
                 Ok(v) => v,
@@ -338,7 +333,7 @@ impl Ingestor {
     /// Resolve the tenant and verify `X-Twilio-Signature` over the public URL and the form
     /// parameters; returns the verified receipt and its parameters.
     async fn open_twilio(&self, req: HookRequest) -> Result<(Receipt<Verified>, Vec<(String, String)>), IngestError> {
-        let (receipt, token) = self.open(req, "twilio").await?;
+        let (receipt, token) = self.open(req, "twilio", "twilio").await?;
         let url = format!("{}{}", self.config.public_url, receipt.route);
         let params = twilio::form_params(&receipt.body);
         match twilio::verify(receipt, &url, &params, &token) {
@@ -347,15 +342,21 @@ impl Ingestor {
         }
     }
 
+    /// Resolve the tenant and its secret for `secret_of` (one read); a tenant without one has
+    /// the request rejected (and kept) as not configured for `provider`.
     async fn open(
         &self,
         req: HookRequest,
         provider: &'static str,
+        secret_of: &str,
     ) -> Result<(Receipt<Unverified>, String), IngestError> {
-        let tenant =
-            self.store.tenant(&req.tenant).await?.ok_or_else(|| IngestError::UnknownTenant(req.tenant.clone()))?;
-        let receipt = Receipt::new(tenant.id, provider, req.path_and_query, req.headers, req.body);
-        match self.store.provider_secret(&receipt.tenant, provider).await? {
+        let (tenant, secret) = self
+            .store
+            .tenant_with_secret(&req.tenant, secret_of)
+            .await?
+            .ok_or_else(|| IngestError::UnknownTenant(req.tenant.clone()))?;
+        let receipt = Receipt::new(tenant, provider, req.path_and_query, req.headers, req.body);
+        match secret {
             Some(secret) => Ok((receipt, secret)),
             None => {
                 let e = IngestError::NotConfigured(provider);

@@ -765,13 +765,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn provider_secret(&self, tenant: &TenantId, provider: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT secret FROM provider_configs WHERE tenant_id = $1 AND provider = $2")
-            .bind(tenant.as_str())
-            .bind(provider)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get("secret")))
+    /// The tenant `id` (if it exists) with its secret for `provider` (if it set one), in one
+    /// read: what every provider request needs first.
+    pub async fn tenant_with_secret(&self, id: &str, provider: &str) -> Result<Option<(TenantId, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT t.id, p.secret FROM tenants t
+             LEFT JOIN provider_configs p ON p.tenant_id = t.id AND p.provider = $1 WHERE t.id = $2",
+        )
+        .bind(provider)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (TenantId::from_stored(r.get("id")), r.get("secret"))))
     }
 
     // ---- ingest ----
