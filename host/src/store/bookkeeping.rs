@@ -5,6 +5,8 @@
 //! fails alone. Owns these statements; the [`Store`](super::Store) methods that send the
 //! requests are the only way in.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::{Any, AnyPool, Row};
@@ -79,12 +81,27 @@ impl Bookkeeping {
 }
 
 /// The bookkeeper: until every store handle is gone, take what is waiting, apply it in one
-/// transaction, and answer.
-pub(super) async fn bookkeeper(write: AnyPool, backend: Backend, mut rx: tokio::sync::mpsc::Receiver<Bookkeeping>) {
+/// transaction, and answer. Provider requests come first: when the group committer waits for
+/// the writer, the bookkeeper commits what it has applied so far and hands the writer over
+/// (`accepts_waiting`), so an acknowledgement never waits behind a whole batch of bookkeeping.
+pub(super) async fn bookkeeper(
+    write: AnyPool,
+    backend: Backend,
+    accepts_waiting: Arc<AtomicUsize>,
+    mut rx: tokio::sync::mpsc::Receiver<Bookkeeping>,
+) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        match apply_all(&write, backend, &batch).await {
-            Ok(outcomes) => batch.drain(..).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o))),
+    loop {
+        if batch.is_empty() && rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
+            return;
+        }
+        // On PostgreSQL the writer is a pool: nobody waits for this transaction's connection.
+        let yield_to = (backend == Backend::Sqlite).then_some(&*accepts_waiting);
+        match apply_some(&write, backend, &batch, yield_to).await {
+            Ok(outcomes) => {
+                let n = outcomes.len();
+                batch.drain(..n).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o)));
+            }
             Err(e) if batch.len() == 1 => {
                 if let Some(req) = batch.pop() {
                     req.answer(Err(e));
@@ -93,7 +110,7 @@ pub(super) async fn bookkeeper(write: AnyPool, backend: Backend, mut rx: tokio::
             Err(e) => {
                 tracing::warn!(error = %e, n = batch.len(), "a bookkeeping batch failed; applying its requests one by one");
                 for req in batch.drain(..) {
-                    let outcome = apply_all(&write, backend, std::slice::from_ref(&req)).await;
+                    let outcome = apply_some(&write, backend, std::slice::from_ref(&req), None).await;
                     req.answer(outcome.map(|mut o| o.remove(0)));
                 }
             }
@@ -101,11 +118,21 @@ pub(super) async fn bookkeeper(write: AnyPool, backend: Backend, mut rx: tokio::
     }
 }
 
-async fn apply_all(write: &AnyPool, backend: Backend, requests: &[Bookkeeping]) -> Result<Vec<Applied>> {
+/// Apply `requests` in one transaction, or a first part of them (at least one) if provider
+/// requests wait for the writer meanwhile, and commit. Returns the outcomes of those applied.
+async fn apply_some(
+    write: &AnyPool,
+    backend: Backend,
+    requests: &[Bookkeeping],
+    yield_to: Option<&AtomicUsize>,
+) -> Result<Vec<Applied>> {
     let mut tx = begin_on(write, backend, false).await?;
     let mut outcomes = Vec::with_capacity(requests.len());
     for req in requests {
         outcomes.push(req.apply(&mut tx).await?);
+        if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
+            break;
+        }
     }
     tx.commit().await?;
     Ok(outcomes)

@@ -10,6 +10,8 @@
 //! providers' wire formats or wasmtime.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -491,10 +493,15 @@ const GROUP_COMMIT_MAX: usize = 256;
 /// in one durable transaction, commits once, then answers each. A write is answered only after
 /// the commit that holds it. A batch that fails is rolled back and applied again one write at a
 /// time, so a failing write fails alone.
-async fn group_commit(write: AnyPool, backend: Backend, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
+async fn group_commit(
+    write: AnyPool,
+    backend: Backend,
+    waiting: Arc<AtomicUsize>,
+    mut rx: tokio::sync::mpsc::Receiver<WriteRequest>,
+) {
     let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
     while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        match commit_writes(&write, backend, &batch).await {
+        match commit_writes(&write, backend, &batch, &waiting).await {
             Ok(outcomes) => batch.drain(..).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o))),
             Err(e) if batch.len() == 1 => {
                 tracing::error!(error = %e, "a provider request's write failed; it was not acknowledged");
@@ -505,7 +512,7 @@ async fn group_commit(write: AnyPool, backend: Backend, mut rx: tokio::sync::mps
             Err(e) => {
                 tracing::warn!(error = %e, n = batch.len(), "a group commit failed; applying its writes one by one");
                 for req in batch.drain(..) {
-                    let outcome = commit_writes(&write, backend, std::slice::from_ref(&req)).await;
+                    let outcome = commit_writes(&write, backend, std::slice::from_ref(&req), &waiting).await;
                     if let Err(e) = &outcome {
                         tracing::error!(error = %e, "a provider request's write failed; it was not acknowledged");
                     }
@@ -517,8 +524,17 @@ async fn group_commit(write: AnyPool, backend: Backend, mut rx: tokio::sync::mps
 }
 
 /// Apply `writes` in one durable transaction and commit it.
-async fn commit_writes(write: &AnyPool, backend: Backend, writes: &[WriteRequest]) -> Result<Vec<Written>> {
-    let mut tx = begin_on(write, backend, true).await?;
+async fn commit_writes(
+    write: &AnyPool,
+    backend: Backend,
+    writes: &[WriteRequest],
+    waiting: &AtomicUsize,
+) -> Result<Vec<Written>> {
+    // Say so while waiting for the writer: the bookkeeper then hands it over sooner.
+    waiting.fetch_add(1, Ordering::AcqRel);
+    let tx = begin_on(write, backend, true).await;
+    waiting.fetch_sub(1, Ordering::AcqRel);
+    let mut tx = tx?;
     let mut outcomes = Vec::with_capacity(writes.len());
     for w in writes {
         outcomes.push(w.apply(&mut tx, backend).await?);
@@ -691,9 +707,11 @@ impl Store {
         };
         let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         // The committer holds only the writer pool: it ends when every Store handle is gone.
-        tokio::spawn(group_commit(write.clone(), backend, rx));
+        // Provider requests waiting for the writer (the bookkeeper yields to them).
+        let accepts_waiting = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(group_commit(write.clone(), backend, accepts_waiting.clone(), rx));
         let (bookkeeping, rx) = tokio::sync::mpsc::channel(4 * bookkeeping::BATCH_MAX);
-        tokio::spawn(bookkeeping::bookkeeper(write.clone(), backend, rx));
+        tokio::spawn(bookkeeping::bookkeeper(write.clone(), backend, accepts_waiting, rx));
         Ok(Self { pool, write, backend, accepts, bookkeeping })
     }
 
