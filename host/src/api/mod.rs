@@ -569,24 +569,7 @@ async fn create_endpoint(
     if !body.contains_key("url") {
         return Err(unprocessable("url is required"));
     }
-    let mut ep = Endpoint {
-        id: new_id("ep"),
-        tenant_id: tenant,
-        url: String::new(),
-        event_types: vec!["*".into()],
-        headers: serde_json::Map::new(),
-        secret: sign::new_secret(),
-        enabled: true,
-        description: String::new(),
-        signing: "standard".into(),
-        timeout_ms: None,
-        ordered_by: None,
-        rate_limit_per_s: None,
-        previous_secret: None,
-        previous_secret_until: None,
-        disabled_reason: None,
-        failing_since: None,
-    };
+    let mut ep = Endpoint::new(tenant, String::new(), sign::new_secret());
     apply_endpoint_settings(&mut ep, &body, &state.outbound)?;
     state.store.create_endpoint(&ep).await?;
     tracing::info!(tenant = %ep.tenant_id, endpoint = %ep.id, "endpoint created");

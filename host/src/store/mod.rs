@@ -208,6 +208,29 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// A new endpoint with the defaults: every event type, enabled, Standard Webhooks signing,
+    /// the service's timeout, unordered, unlimited.
+    pub fn new(tenant_id: TenantId, url: String, secret: String) -> Self {
+        Endpoint {
+            id: crate::new_id("ep"),
+            tenant_id,
+            url,
+            event_types: vec!["*".into()],
+            headers: serde_json::Map::new(),
+            secret,
+            enabled: true,
+            description: String::new(),
+            signing: "standard".into(),
+            timeout_ms: None,
+            ordered_by: None,
+            rate_limit_per_s: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            disabled_reason: None,
+            failing_since: None,
+        }
+    }
+
     /// The secrets that sign at `now_ms`: the current one, then the previous during its overlap.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
         let mut out = vec![self.secret.as_str()];
@@ -2186,24 +2209,7 @@ mod tests {
                 assert!(now > *last, "{what} must bump the revision ({last} -> {now})");
                 *last = now;
             }
-            let mut ep = Endpoint {
-                id: crate::new_id("ep"),
-                tenant_id: tenant.clone(),
-                url: "https://example.com/hook".into(),
-                event_types: vec!["*".into()],
-                headers: Default::default(),
-                secret: "whsec_a".into(),
-                enabled: true,
-                description: String::new(),
-                signing: "standard".into(),
-                timeout_ms: None,
-                ordered_by: None,
-                rate_limit_per_s: None,
-                previous_secret: None,
-                previous_secret_until: None,
-                disabled_reason: None,
-                failing_since: None,
-            };
+            let mut ep = Endpoint::new(tenant.clone(), "https://example.com/hook".into(), "whsec_a".into());
             store.create_endpoint(&ep).await.unwrap();
             changed(&mut last, rev().await, "creating an endpoint");
             ep.enabled = false;
