@@ -7,7 +7,8 @@
 //!    last delivery, plus the providers' ingest latency;
 //! 2. instantiation alone, then one plugin invocation (fresh instance, every limit on) of
 //!    `redact-phone` at 1 KB and 16 KB payloads, against the same transform done natively in
-//!    the host, in the same run; invocations per second on one task.
+//!    the host, in the same run; invocations per second on one task. Both start from the
+//!    payload's JSON text, as stored (the worker hands that text to the sandbox).
 //!
 //! Knobs: `BENCH_EVENTS` (default 2000), `BENCH_CONCURRENCY` (default 32), `BENCH_INVOCATIONS`
 //! (default 2000).
@@ -127,7 +128,8 @@ async fn invocations() {
         for _ in 0..n {
             // Interleave so both see the same machine state.
             let t = Instant::now();
-            let inv = engine.invoke(&compiled, &event, &limits, kv.clone()).await;
+            // As the worker does: the payload's stored JSON text goes to the guest as it is.
+            let inv = engine.invoke_json(&compiled, &event, text.clone(), &limits, kv.clone()).await;
             let d = t.elapsed();
             plugin_total += d;
             plug.push(d);

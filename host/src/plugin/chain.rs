@@ -54,11 +54,20 @@ pub fn select<'a>(rules: &'a [ChainRule], event_type: &str) -> Option<&'a [Strin
     rules.iter().find(|r| subscribed(std::slice::from_ref(&r.pattern), event_type)).map(|r| r.plugins.as_slice())
 }
 
-/// Run `stages` in order on `event` under `limits`.
-pub async fn run(engine: &PluginEngine, stages: &[Stage], event: &CanonicalEvent, limits: &Limits, kv: Kv) -> ChainRun {
+/// Run `stages` in order on `event` under `limits`; `payload` is the JSON text of
+/// `event.payload` (as stored), handed to the first stage as it is.
+pub async fn run(
+    engine: &PluginEngine,
+    stages: &[Stage],
+    event: &CanonicalEvent,
+    payload: String,
+    limits: &Limits,
+    kv: Kv,
+) -> ChainRun {
     let mut runs = Vec::new();
-    // Inputs of the next stage: (event type, payload, endpoints the delivery is limited to).
-    let mut inputs: Vec<(String, Value, Vec<String>)> = vec![(event.event_type.clone(), event.payload.clone(), vec![])];
+    // Inputs of the next stage: (event type, payload as JSON text, endpoints the delivery is
+    // limited to).
+    let mut inputs: Vec<(String, String, Vec<String>)> = vec![(event.event_type.clone(), payload, vec![])];
     let mut kept = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         let last = i + 1 == stages.len();
@@ -67,8 +76,16 @@ pub async fn run(engine: &PluginEngine, stages: &[Stage], event: &CanonicalEvent
         let mut next = Vec::new();
         let mut output = Vec::new();
         for (event_type, payload, only) in inputs {
-            let input = CanonicalEvent { event_type, payload, ..event.clone() };
-            let inv = engine.invoke(&stage.compiled, &input, limits, kv.clone()).await;
+            let input = CanonicalEvent {
+                id: event.id.clone(),
+                tenant_id: event.tenant_id.clone(),
+                event_type,
+                occurred_at: event.occurred_at,
+                source: event.source,
+                is_test: event.is_test,
+                payload: Value::Null,
+            };
+            let inv = engine.invoke_json(&stage.compiled, &input, payload, limits, kv.clone()).await;
             let outcome = inv.outcome.clone();
             runs.push((stage.version.clone(), inv));
             let actions = match outcome {
@@ -78,13 +95,11 @@ pub async fn run(engine: &PluginEngine, stages: &[Stage], event: &CanonicalEvent
             for action in actions {
                 match action {
                     Action::Deliver { event_type, payload, endpoints } if !last => {
-                        let payload: Value = match serde_json::from_str(&payload) {
-                            Ok(v) => v,
-                            Err(e) => {
-                                let msg = format!("deliver action payload is not JSON: {e}");
-                                return ChainRun { runs, outcome: Err(fail(Failure::PluginError, msg)) };
-                            }
-                        };
+                        // Checked, not parsed: the next stage gets the text.
+                        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
+                            let msg = format!("deliver action payload is not JSON: {e}");
+                            return ChainRun { runs, outcome: Err(fail(Failure::PluginError, msg)) };
+                        }
                         next.push((event_type, payload, if endpoints.is_empty() { only.clone() } else { endpoints }));
                     }
                     Action::Deliver { event_type, payload, endpoints } => {
@@ -111,7 +126,7 @@ pub async fn run(engine: &PluginEngine, stages: &[Stage], event: &CanonicalEvent
     // No stages, or everything was dropped before the last stage.
     let mut output: Vec<Action> = inputs
         .into_iter()
-        .map(|(event_type, payload, endpoints)| Action::Deliver { event_type, payload: payload.to_string(), endpoints })
+        .map(|(event_type, payload, endpoints)| Action::Deliver { event_type, payload, endpoints })
         .collect();
     output.append(&mut kept);
     ChainRun { runs, outcome: Ok(output) }

@@ -40,7 +40,7 @@ pub async fn dry_run(
         let event = stored.event;
         let run = |s: Stage| {
             let (event, limits, kv) = (&event, &limits, kv.clone());
-            async move { chain::run(engine, std::slice::from_ref(&s), event, limits, kv).await }
+            async move { chain::run(engine, std::slice::from_ref(&s), event, event.payload.to_string(), limits, kv).await }
         };
         let new = describe(&run(candidate.clone()).await);
         let old = match &active {

@@ -549,6 +549,20 @@ impl PluginEngine {
     /// Run `plugin` on `event` in a fresh instance under `limits` (on the plugin threads when
     /// the engine has them).
     pub async fn invoke(&self, plugin: &Compiled, event: &CanonicalEvent, limits: &Limits, kv: Kv) -> Invocation {
+        self.invoke_json(plugin, event, event.payload.to_string(), limits, kv).await
+    }
+
+    /// [`invoke`](Self::invoke) with the event's payload given as its JSON text (`payload`
+    /// stands for `event.payload`, which is not read): the text as stored or as the previous
+    /// chain stage returned it goes to the guest without being parsed and written again.
+    pub async fn invoke_json(
+        &self,
+        plugin: &Compiled,
+        event: &CanonicalEvent,
+        payload: String,
+        limits: &Limits,
+        kv: Kv,
+    ) -> Invocation {
         let input = wit::Event {
             id: event.id.clone(),
             tenant_id: event.tenant_id.to_string(),
@@ -556,7 +570,7 @@ impl PluginEngine {
             occurred_at: event.occurred_at.max(0) as u64,
             source: event.source.to_string(),
             is_test: event.is_test,
-            payload: event.payload.to_string(),
+            payload,
         };
         let run = self.sandbox.clone().invoke(plugin.clone(), input, event.tenant_id.clone(), limits.clone(), kv);
         match &self.runtime {

@@ -257,7 +257,7 @@ async fn process(
     let Some((stored, rev)) = store.event_with_config_rev(&job.tenant_id, &job.event_id).await? else {
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
     };
-    let event = stored.event;
+    let (event, payload_json) = (stored.event, stored.payload_json);
     if event.source == "stripe" {
         sync_billing(store, &event).await?;
     }
@@ -275,7 +275,7 @@ async fn process(
         store.finish_without_plugin(&job, outputs).await?;
         return Ok(written);
     }
-    let ran = chain::run(engine, &stages, &event, &routing.limits, Kv::Store(store.clone())).await;
+    let ran = chain::run(engine, &stages, &event, payload_json, &routing.limits, Kv::Store(store.clone())).await;
 
     let mut outputs = Outputs::default();
     let mut notes = Vec::new();

@@ -289,6 +289,8 @@ pub struct Job {
 pub struct StoredEvent {
     pub seq: i64,
     pub event: CanonicalEvent,
+    /// `event.payload` as stored (JSON text).
+    pub payload_json: String,
     pub status: String,
     pub error: Option<String>,
 }
@@ -2036,6 +2038,7 @@ fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
             is_test: r.get::<i64, _>("is_test") != 0,
             payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
         },
+        payload_json: payload,
         status: r.get("status"),
         error: r.get("error"),
     })
