@@ -37,10 +37,10 @@ pub async fn dry_run(
     let kv = Kv::DryRun(store.clone());
     let mut results = Vec::new();
     for stored in store.recent_events(tenant, last.clamp(1, MAX_LAST)).await? {
-        let event = stored.event;
+        let (event, payload) = (stored.event, stored.payload_json);
         let run = |s: Stage| {
-            let (event, limits, kv) = (&event, &limits, kv.clone());
-            async move { chain::run(engine, std::slice::from_ref(&s), event, event.payload.to_string(), limits, kv).await }
+            let (event, payload, limits, kv) = (&event, payload.clone(), &limits, kv.clone());
+            async move { chain::run(engine, std::slice::from_ref(&s), event, payload, limits, kv).await }
         };
         let new = describe(&run(candidate.clone()).await);
         let old = match &active {
