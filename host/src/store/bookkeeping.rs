@@ -1,19 +1,17 @@
 //! Worker bookkeeping committed in batches: finished plugin jobs and delivery and sink
-//! attempts, from every worker task, go to one task that applies whatever is waiting in one
-//! transaction on the writer (without `synchronous = FULL`: see `begin_on`), then answers each.
-//! A batch that fails is rolled back and its requests applied one by one, so one bad request
-//! fails alone. Owns these statements; the [`Store`](super::Store) methods that send the
+//! attempts, from every worker task, go to one task (the store's batching writer, shared with
+//! the group committer) that applies whatever is waiting in one transaction on the writer
+//! (without `synchronous = FULL`: see `begin_on`), then answers each. A batch that fails is
+//! rolled back and its requests applied one by one, so one bad request fails alone. Owns these statements; the [`Store`](super::Store) methods that send the
 //! requests are the only way in.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, Row};
 
 use super::plugins::{self, KvPut};
 use super::{
-    AttemptRecord, Backend, DeliveryState, Job, Outputs, PluginJobDone, Result, begin_on, disable_endpoint,
+    AttemptRecord, Backend, Batched, DeliveryState, Job, Outputs, PluginJobDone, Result, disable_endpoint,
     insert_delivery,
 };
 use crate::now_ms;
@@ -40,13 +38,15 @@ pub(super) enum Bookkeeping {
 }
 
 /// What a request returns once committed.
-enum Applied {
+pub(super) enum Applied {
     Refused(usize),
     Disabled(Option<String>),
 }
 
-impl Bookkeeping {
-    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>) -> Result<Applied> {
+impl Batched for Bookkeeping {
+    type Out = Applied;
+
+    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, _backend: Backend) -> Result<Applied> {
         match self {
             Bookkeeping::FinishPlugin { job, done, .. } => finish_plugin_job(tx, job, done).await.map(Applied::Refused),
             Bookkeeping::Attempt { job, state, record, disable_after, .. } => {
@@ -55,7 +55,6 @@ impl Bookkeeping {
         }
     }
 
-    /// Send the outcome (`Ok` only once committed).
     fn answer(self, outcome: Result<Applied>) {
         match self {
             Bookkeeping::FinishPlugin { reply, .. } => drop(reply.send(outcome.map(|a| match a {
@@ -78,64 +77,6 @@ impl Bookkeeping {
             }
         }
     }
-}
-
-/// The bookkeeper: until every store handle is gone, take what is waiting, apply it in one
-/// transaction, and answer. Provider requests come first: when the group committer waits for
-/// the writer, the bookkeeper commits what it has applied so far and hands the writer over
-/// (`accepts_waiting`), so an acknowledgement never waits behind a whole batch of bookkeeping.
-pub(super) async fn bookkeeper(
-    write: AnyPool,
-    backend: Backend,
-    accepts_waiting: Arc<AtomicUsize>,
-    mut rx: tokio::sync::mpsc::Receiver<Bookkeeping>,
-) {
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    loop {
-        if batch.is_empty() && rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
-            return;
-        }
-        // On PostgreSQL the writer is a pool: nobody waits for this transaction's connection.
-        let yield_to = (backend == Backend::Sqlite).then_some(&*accepts_waiting);
-        match apply_some(&write, backend, &batch, yield_to).await {
-            Ok(outcomes) => {
-                let n = outcomes.len();
-                batch.drain(..n).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o)));
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some(req) = batch.pop() {
-                    req.answer(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, n = batch.len(), "a bookkeeping batch failed; applying its requests one by one");
-                for req in batch.drain(..) {
-                    let outcome = apply_some(&write, backend, std::slice::from_ref(&req), None).await;
-                    req.answer(outcome.map(|mut o| o.remove(0)));
-                }
-            }
-        }
-    }
-}
-
-/// Apply `requests` in one transaction, or a first part of them (at least one) if provider
-/// requests wait for the writer meanwhile, and commit. Returns the outcomes of those applied.
-async fn apply_some(
-    write: &AnyPool,
-    backend: Backend,
-    requests: &[Bookkeeping],
-    yield_to: Option<&AtomicUsize>,
-) -> Result<Vec<Applied>> {
-    let mut tx = begin_on(write, backend, false).await?;
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for req in requests {
-        outcomes.push(req.apply(&mut tx).await?);
-        if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
-            break;
-        }
-    }
-    tx.commit().await?;
-    Ok(outcomes)
 }
 
 /// Record a finished plugin job's runs, apply its key-value writes, set the event's state and

@@ -481,7 +481,9 @@ enum Written {
     Call(Box<CallApplied>),
 }
 
-impl WriteRequest {
+impl Batched for WriteRequest {
+    type Out = Written;
+
     async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Written> {
         match self {
             WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
@@ -514,32 +516,61 @@ impl WriteRequest {
 /// Most accepts committed together.
 const GROUP_COMMIT_MAX: usize = 256;
 
-/// The group committer: takes every write waiting (accepts and call signals), applies them all
-/// in one durable transaction, commits once, then answers each. A write is answered only after
-/// the commit that holds it. A batch that fails is rolled back and applied again one write at a
-/// time, so a failing write fails alone.
-async fn group_commit(
+/// A request a batching writer task (the group committer, the bookkeeper) applies inside its
+/// transaction and answers once that transaction has committed.
+trait Batched: Sized {
+    type Out;
+    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Self::Out>;
+    /// Send the outcome (`Ok` only once committed).
+    fn answer(self, outcome: Result<Self::Out>);
+}
+
+/// How a batching writer takes its turns on the writer.
+struct Turns {
+    /// What its requests are, for the log.
+    what: &'static str,
+    /// Commits on disk before they return (see [`begin_on`]).
+    durable: bool,
+    /// Counted up while it waits for the writer.
+    announce: Option<Arc<AtomicUsize>>,
+    /// While this counts anyone waiting, it commits what it has applied and hands the writer
+    /// over.
+    yield_to: Option<Arc<AtomicUsize>>,
+}
+
+/// A batching writer: until every sender is gone, take the requests waiting (at most `max`),
+/// apply them in one transaction (or a first part of them, see [`Turns::yield_to`]), commit,
+/// then answer each. A batch that fails is rolled back and applied again one request at a
+/// time, so a failing request fails alone.
+async fn write_batches<R: Batched>(
     write: AnyPool,
     backend: Backend,
-    waiting: Arc<AtomicUsize>,
-    mut rx: tokio::sync::mpsc::Receiver<WriteRequest>,
+    mut rx: tokio::sync::mpsc::Receiver<R>,
+    max: usize,
+    turns: Turns,
 ) {
-    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
-    while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        match commit_writes(&write, backend, &batch, &waiting).await {
-            Ok(outcomes) => batch.drain(..).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o))),
+    let mut batch = Vec::with_capacity(max);
+    loop {
+        if batch.is_empty() && rx.recv_many(&mut batch, max).await == 0 {
+            return;
+        }
+        match apply_batch(&write, backend, &batch, &turns, turns.yield_to.as_deref()).await {
+            Ok(outcomes) => {
+                let n = outcomes.len();
+                batch.drain(..n).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o)));
+            }
             Err(e) if batch.len() == 1 => {
-                tracing::error!(error = %e, "a provider request's write failed; it was not acknowledged");
+                tracing::error!(error = %e, what = turns.what, "a write failed");
                 if let Some(req) = batch.pop() {
                     req.answer(Err(e));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, n = batch.len(), "a group commit failed; applying its writes one by one");
+                tracing::warn!(error = %e, n = batch.len(), what = turns.what, "a batch of writes failed; applying them one by one");
                 for req in batch.drain(..) {
-                    let outcome = commit_writes(&write, backend, std::slice::from_ref(&req), &waiting).await;
+                    let outcome = apply_batch(&write, backend, std::slice::from_ref(&req), &turns, None).await;
                     if let Err(e) = &outcome {
-                        tracing::error!(error = %e, "a provider request's write failed; it was not acknowledged");
+                        tracing::error!(error = %e, what = turns.what, "a write failed");
                     }
                     req.answer(outcome.map(|mut o| o.remove(0)));
                 }
@@ -548,21 +579,29 @@ async fn group_commit(
     }
 }
 
-/// Apply `writes` in one durable transaction and commit it.
-async fn commit_writes(
+/// Apply `requests` in one transaction, or a first part of them (at least one) once `yield_to`
+/// counts anyone waiting, and commit. Returns the outcomes of those applied.
+async fn apply_batch<R: Batched>(
     write: &AnyPool,
     backend: Backend,
-    writes: &[WriteRequest],
-    waiting: &AtomicUsize,
-) -> Result<Vec<Written>> {
-    // Say so while waiting for the writer: the bookkeeper then hands it over sooner.
-    waiting.fetch_add(1, Ordering::AcqRel);
-    let tx = begin_on(write, backend, true).await;
-    waiting.fetch_sub(1, Ordering::AcqRel);
+    requests: &[R],
+    turns: &Turns,
+    yield_to: Option<&AtomicUsize>,
+) -> Result<Vec<R::Out>> {
+    if let Some(waiting) = &turns.announce {
+        waiting.fetch_add(1, Ordering::AcqRel);
+    }
+    let tx = begin_on(write, backend, turns.durable).await;
+    if let Some(waiting) = &turns.announce {
+        waiting.fetch_sub(1, Ordering::AcqRel);
+    }
     let mut tx = tx?;
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for w in writes {
-        outcomes.push(w.apply(&mut tx, backend).await?);
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for req in requests {
+        outcomes.push(req.apply(&mut tx, backend).await?);
+        if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
+            break;
+        }
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -730,13 +769,20 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        // The committer holds only the writer pool: it ends when every Store handle is gone.
-        // Provider requests waiting for the writer (the bookkeeper yields to them).
+        // Both writer tasks hold only the writer pool: they end when every Store handle is gone.
+        // The group committer: provider requests, many in one durable transaction, one fsync.
+        // It counts itself while it waits for the writer, and on SQLite (one writer
+        // connection) the bookkeeper then hands the writer over, so an acknowledgement never
+        // waits behind a whole batch of bookkeeping.
         let accepts_waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(group_commit(write.clone(), backend, accepts_waiting.clone(), rx));
+        let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
+        let turns =
+            Turns { what: "provider request", durable: true, announce: Some(accepts_waiting.clone()), yield_to: None };
+        tokio::spawn(write_batches(write.clone(), backend, rx, GROUP_COMMIT_MAX, turns));
         let (bookkeeping, rx) = tokio::sync::mpsc::channel(4 * bookkeeping::BATCH_MAX);
-        tokio::spawn(bookkeeping::bookkeeper(write.clone(), backend, accepts_waiting, rx));
+        let yield_to = (backend == Backend::Sqlite).then_some(accepts_waiting);
+        let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to };
+        tokio::spawn(write_batches(write.clone(), backend, rx, bookkeeping::BATCH_MAX, turns));
         Ok(Self { pool, write, backend, accepts, bookkeeping })
     }
 
