@@ -31,6 +31,9 @@ pub struct Config {
     pub stripe_tolerance: Duration,
     /// Sandbox limits for each plugin invocation.
     pub plugin_limits: Limits,
+    /// The ceiling of tenants the operator has not given one of their own: overrides (a JSON
+    /// object of limit fields and capabilities) of the defaults above, with no capability.
+    pub tenant_ceiling: serde_json::Value,
     /// Plugin invocations run at once.
     pub plugin_concurrency: usize,
     /// Plugin invocations of one tenant in flight at once, so one tenant's slow or hostile
@@ -71,6 +74,7 @@ impl Config {
             outbound_allow: Vec::new(),
             stripe_tolerance: Duration::from_secs(300),
             plugin_limits: Limits::default(),
+            tenant_ceiling: serde_json::json!({}),
             plugin_concurrency: 16,
             plugin_tenant_concurrency: 4,
             kv_max_keys: 10_000,

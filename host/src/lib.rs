@@ -120,6 +120,7 @@ pub async fn run(
         .map_err(plugin::PluginError::Engine)?;
     let engine = Arc::new(
         plugin::PluginEngine::new(config.plugin_limits.clone())?
+            .with_default_ceiling(&config.tenant_ceiling)?
             .with_fetcher(fetcher)
             .with_threads(config.plugin_threads)?,
     );

@@ -91,6 +91,10 @@ struct ServeArgs {
     /// Keys each tenant's key-value store may hold.
     #[arg(long, env = "HOOKHOST_KV_MAX_KEYS", default_value_t = 10_000)]
     kv_max_keys: u64,
+    /// The default ceiling over every tenant's own limits, and the capabilities granted to
+    /// all (a JSON object: limit fields, `kv_write`, `http_allow`, `outbound_allow`).
+    #[arg(long, env = "HOOKHOST_TENANT_CEILING", default_value = "{}")]
+    tenant_ceiling: String,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -235,6 +239,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.delivery_timeout = parse_duration(&args.delivery_timeout).context("HOOKHOST_DELIVERY_TIMEOUT")?;
     config.stripe_tolerance = parse_duration(&args.stripe_tolerance).context("HOOKHOST_STRIPE_TOLERANCE")?;
     config.plugin_limits = args.limits.limits()?;
+    config.tenant_ceiling =
+        serde_json::from_str(&args.tenant_ceiling).context("HOOKHOST_TENANT_CEILING is not JSON")?;
     config.job_lease = parse_duration(&args.job_lease).context("HOOKHOST_JOB_LEASE")?;
     config.plugin_concurrency = args.plugin_concurrency.max(1);
     config.plugin_tenant_concurrency = args.plugin_tenant_concurrency.max(1);

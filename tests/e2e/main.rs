@@ -7,12 +7,14 @@ mod calls;
 mod delivery;
 mod endpoints;
 mod ingest;
+mod isolation;
 mod platform;
 mod plugins;
 mod routes;
 mod sinks;
 
 use hookhost_tests::{Receiver, TestServer};
+use reqwest::Method;
 use serde_json::Value;
 
 /// A tenant with Twilio and Stripe configured and one endpoint on a fresh receiver.
@@ -40,6 +42,27 @@ impl Setup {
         let receiver = Receiver::start().await;
         let (endpoint, secret) = server.create_endpoint(&tenant, &key, &receiver.url, event_types).await;
         Self { server, tenant, key, receiver, endpoint, secret }
+    }
+
+    /// A call to `/v1/tenants/{tenant}{path}` with the tenant's key: status and JSON body.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.key, method, path, body).await
+    }
+
+    /// The same call with the operator token.
+    pub async fn operator(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(hookhost_tests::ADMIN, method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.server.authed(method, &format!("/v1/tenants/{}{path}", self.tenant), token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// A signed Twilio status callback for `call_sid` with `status`; asserts 200 + TwiML.

@@ -22,17 +22,6 @@ impl Setup {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.server.authed(method, &format!("/v1/tenants/{}{path}", self.tenant), &self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
     async fn put_kv(&self, key: &str, value: &str) -> u16 {
         let path = format!("/v1/tenants/{}/kv/{key}", self.tenant);
         let r = self.server.authed(Method::PUT, &path, &self.key).body(value.to_string()).send().await.unwrap();
@@ -171,7 +160,10 @@ async fn a_chain_filters_then_enriches_and_kv_writes_need_the_capability() {
     assert_eq!(got["payload"]["owner"], "support-team");
     assert_eq!(s.call(Method::GET, "/kv/missed:+18005551212", None).await.0, 404);
 
-    let (status, limits) = s.call(Method::PUT, "/limits", Some(json!({ "kv_write": true }))).await;
+    // The tenant cannot grant it to itself; the operator grants it on the ceiling.
+    let (status, refused) = s.call(Method::PUT, "/limits", Some(json!({ "kv_write": true }))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (403, Some("capability_not_granted")), "{refused}");
+    let (status, limits) = s.operator(Method::PUT, "/ceiling", Some(json!({ "kv_write": true }))).await;
     assert_eq!(status, 200, "{limits}");
     assert_eq!(limits["limits"]["kv_write"], true);
     s.call_status("CA2", "no-answer").await;
@@ -228,6 +220,10 @@ async fn limits_are_checked_and_applied_per_tenant_and_kv_has_quotas() {
     assert_eq!(limits["limits"]["kv_write"], false, "capabilities are denied by default");
 
     let set = json!({ "fuel": 100_000_000_000u64, "timeout_ms": 150, "max_actions": 5 });
+    let (status, body) = s.call(Method::PUT, "/limits", Some(set.clone())).await;
+    assert_eq!((status, &body["error"]["field"]), (422, &json!("fuel")), "above the default ceiling: {body}");
+    let ceiling = json!({ "fuel": 100_000_000_000u64 });
+    assert_eq!(s.operator(Method::PUT, "/ceiling", Some(ceiling)).await.0, 200);
     let (status, limits) = s.call(Method::PUT, "/limits", Some(set.clone())).await;
     assert_eq!(status, 200);
     assert_eq!(limits["overrides"], set);
@@ -308,6 +304,8 @@ async fn http_fetch_reaches_only_allow_listed_hosts_within_the_deadline() {
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     let limits = json!({ "http_allow": ["127.0.0.1"], "http_timeout_ms": 300 });
+    assert_eq!(s.call(Method::PUT, "/limits", Some(limits.clone())).await.0, 403, "not granted yet");
+    assert_eq!(s.operator(Method::PUT, "/ceiling", Some(json!({ "http_allow": ["127.0.0.1"] }))).await.0, 200);
     assert_eq!(s.call(Method::PUT, "/limits", Some(limits)).await.0, 200);
     s.call_status("CA2", "ringing").await;
     let got = s.receiver.next().await.json();

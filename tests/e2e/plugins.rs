@@ -56,6 +56,7 @@ async fn a_hostile_tenant_does_not_stop_another_tenants_events() {
     let hostile = Setup::on(server, &["*"]).await;
     assert_eq!(upload_ok(&hostile, plugins::SPIN_FOREVER).await, 1);
     let limits = serde_json::json!({ "fuel": 100_000_000_000u64, "timeout_ms": 3000 });
+    assert_eq!(hostile.operator(reqwest::Method::PUT, "/ceiling", Some(limits.clone())).await.0, 200);
     let r = hostile
         .server
         .authed(reqwest::Method::PUT, &format!("/v1/tenants/{}/limits", hostile.tenant), &hostile.key)

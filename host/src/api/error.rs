@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::ingest::IngestError;
+use crate::plugin::LimitsError;
 use crate::store::StoreError;
 
 /// An API failure.
@@ -28,6 +29,11 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A per-tenant quota is full: 409 naming it.
+    #[error("{message}")]
+    Quota { quota: &'static str, message: String },
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -47,6 +53,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::Quota { .. } => (StatusCode::CONFLICT, "quota_exceeded"),
+            ApiError::Limits(LimitsError::Invalid(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::Limits(LimitsError::AboveCeiling { .. }) => (StatusCode::UNPROCESSABLE_ENTITY, "above_ceiling"),
+            ApiError::Limits(LimitsError::NotGranted { .. }) => (StatusCode::FORBIDDEN, "capability_not_granted"),
             ApiError::Ingest(e) => match e {
                 IngestError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
                 IngestError::NotConfigured(_) => (StatusCode::NOT_FOUND, "provider_not_configured"),
@@ -74,6 +84,15 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        let mut error = json!({ "code": code, "message": message });
+        // What the client must change: the limit or the quota, by name.
+        match &self {
+            ApiError::Limits(LimitsError::AboveCeiling { field, .. } | LimitsError::NotGranted { field, .. }) => {
+                error["field"] = json!(field)
+            }
+            ApiError::Quota { quota, .. } => error["quota"] = json!(quota),
+            _ => {}
+        }
+        (status, Json(json!({ "error": error }))).into_response()
     }
 }

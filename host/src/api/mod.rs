@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/dry-run", post(plugins::dry_run_version))
         .route("/v1/tenants/{id}/chain", put(plugins::put_chain).get(plugins::get_chain).delete(plugins::delete_chain))
         .route("/v1/tenants/{id}/limits", put(plugins::put_limits).get(plugins::get_limits))
+        .route("/v1/tenants/{id}/ceiling", put(plugins::put_ceiling).get(plugins::get_ceiling))
         .route("/v1/tenants/{id}/kv/{key}", put(plugins::put_kv).get(plugins::get_kv).delete(plugins::delete_kv))
         .merge(hooks)
         .merge(uploads)

@@ -16,12 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState, authorize, json_body, raw_body};
+use super::{ApiError, AppState, authorize, authorize_as, json_body, raw_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
 use crate::plugin::worker::{WorkError, stage, tenant_limits};
-use crate::plugin::{KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
-use crate::store::{ChainRule, KvPut, Upload, UsageRow};
+use crate::plugin::{Ceiling, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
+use crate::store::{ChainRule, KvPut, LimitSettings, Upload, UsageRow};
 
 /// The name the skeleton's `POST /v1/tenants/{id}/plugins` stores under.
 pub const DEFAULT_PLUGIN: &str = "default";
@@ -248,16 +248,8 @@ pub(super) async fn delete_chain(
 
 // ---- limits ----
 
-pub(super) async fn put_limits(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
-    let overrides = json_body(body)?;
-    let effective = state.plugins.limits().with_overrides(&overrides).map_err(ApiError::Unprocessable)?;
-    // Keep only what was set, so a later change of a default reaches this tenant.
+/// Only what was set (no nulls), so a later change of a default reaches this tenant.
+fn kept(overrides: &Value) -> Value {
     let kept: serde_json::Map<String, Value> = overrides
         .as_object()
         .into_iter()
@@ -265,10 +257,40 @@ pub(super) async fn put_limits(
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let stored = Value::Object(kept.clone());
+    Value::Object(kept)
+}
+
+/// The limits view: effective limits, the tenant's own overrides and its ceiling.
+fn limits_view(state: &AppState, settings: &LimitSettings) -> Value {
+    let ceiling = state.plugins.ceiling(settings.ceiling.as_ref());
+    json!({
+        "limits": ceiling.effective(state.plugins.limits(), settings.overrides.as_ref()).to_json(),
+        "overrides": settings.overrides.clone().unwrap_or_else(|| json!({})),
+        "ceiling": ceiling.to_json(),
+    })
+}
+
+/// A tenant's (or the operator's) own limits: each at most the tenant's ceiling (422
+/// `above_ceiling`), capabilities only as granted by it (403 `capability_not_granted`).
+pub(super) async fn put_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (tenant, operator) = authorize_as(&state, &headers, &id).await?;
+    let overrides = json_body(body)?;
+    let mut settings = state.store.limit_settings(&tenant).await?;
+    let ceiling = state.plugins.ceiling(settings.ceiling.as_ref());
+    if let Err(e) = ceiling.check(state.plugins.limits(), &overrides) {
+        tracing::warn!(%tenant, operator, error = %e, "plugin limits refused");
+        return Err(e.into());
+    }
+    let stored = kept(&overrides);
     state.store.set_limit_overrides(&tenant, &stored).await?;
-    tracing::info!(%tenant, overrides = %stored, "plugin limits set");
-    Ok(Json(json!({ "limits": effective.to_json(), "overrides": kept })))
+    tracing::info!(%tenant, operator, overrides = %stored, "plugin limits set");
+    settings.overrides = Some(stored);
+    Ok(Json(limits_view(&state, &settings)))
 }
 
 pub(super) async fn get_limits(
@@ -277,10 +299,41 @@ pub(super) async fn get_limits(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
-    let overrides = state.store.limit_overrides(&tenant).await?.unwrap_or_else(|| json!({}));
-    let effective =
-        state.plugins.limits().with_overrides(&overrides).unwrap_or_else(|_| state.plugins.limits().clone());
-    Ok(Json(json!({ "limits": effective.to_json(), "overrides": overrides })))
+    Ok(Json(limits_view(&state, &state.store.limit_settings(&tenant).await?)))
+}
+
+/// The operator's ceiling over a tenant's limits and the capabilities it grants (operator
+/// token only). Fields as limits, plus `outbound_allow`; absent fields take the configured
+/// default ceiling.
+pub(super) async fn put_ceiling(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (tenant, operator) = authorize_as(&state, &headers, &id).await?;
+    if !operator {
+        tracing::warn!(%tenant, "a tenant key tried to set its own ceiling");
+        return Err(ApiError::Forbidden);
+    }
+    let overrides = json_body(body)?;
+    Ceiling::default_for(state.plugins.limits()).with_overrides(&overrides).map_err(ApiError::Unprocessable)?;
+    let stored = kept(&overrides);
+    state.store.set_ceiling(&tenant, &stored).await?;
+    tracing::info!(%tenant, ceiling = %stored, "tenant ceiling set");
+    Ok(Json(limits_view(&state, &state.store.limit_settings(&tenant).await?)))
+}
+
+pub(super) async fn get_ceiling(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let settings = state.store.limit_settings(&tenant).await?;
+    Ok(Json(
+        json!({ "ceiling": state.plugins.ceiling(settings.ceiling.as_ref()).to_json(), "overrides": settings.ceiling.unwrap_or_else(|| json!({})) }),
+    ))
 }
 
 // ---- key-value ----

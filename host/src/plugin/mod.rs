@@ -25,6 +25,7 @@
 pub mod chain;
 pub mod dryrun;
 pub mod fetch;
+pub mod limits;
 pub mod local;
 pub mod template;
 pub mod worker;
@@ -42,6 +43,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::TenantId;
 use crate::normalize::CanonicalEvent;
 use fetch::{FetchRequest, Fetcher, HttpRules};
+pub use limits::{Ceiling, Limits, LimitsError, POOL_MAX_MEMORY};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -63,115 +65,12 @@ pub enum PluginError {
     Engine(String),
 }
 
-/// Per-invocation limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel (roughly wasm instructions) per invocation.
-    pub fuel: u64,
-    /// Wall-clock deadline per invocation, instantiation included.
-    pub timeout: Duration,
-    /// Linear memory cap per instance, bytes.
-    pub memory_bytes: usize,
-    /// Sum of the sizes of the returned actions' payloads, bytes.
-    pub output_bytes: usize,
-    /// Actions per invocation.
-    pub max_actions: usize,
-    /// Log bytes captured per invocation.
-    pub log_bytes: usize,
-    /// Whether the plugin may write the tenant's key-value store (`kv-set`).
-    pub kv_write: bool,
-    /// Outbound HTTP (`http-fetch`): allowed hosts (none by default), timeout, caps.
-    pub http: HttpRules,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            fuel: 500_000_000,
-            timeout: Duration::from_secs(1),
-            memory_bytes: 64 << 20,
-            output_bytes: 1 << 20,
-            max_actions: 100,
-            log_bytes: 16 << 10,
-            kv_write: false,
-            http: HttpRules::default(),
-        }
-    }
-}
-
 /// Longest key and value a plugin (or the API) may write to the key-value store.
 pub const KV_MAX_KEY_BYTES: usize = 256;
 pub const KV_MAX_VALUE_BYTES: usize = 64 << 10;
 /// `kv-set` calls per invocation.
 const KV_MAX_WRITES: usize = 64;
 
-impl Limits {
-    /// These limits with a tenant's overrides applied: a JSON object with any of `fuel`,
-    /// `timeout_ms`, `memory_bytes`, `output_bytes`, `max_actions`, `log_bytes`, `kv_write`,
-    /// `http_allow`, `http_timeout_ms`, `http_max_bytes`, `http_max_requests`.
-    /// Unknown keys, wrong types and values out of range are refused with the reason.
-    pub fn with_overrides(&self, overrides: &serde_json::Value) -> Result<Limits, String> {
-        let obj = overrides.as_object().ok_or("limits are a JSON object")?;
-        let mut out = self.clone();
-        for (key, value) in obj {
-            if value.is_null() {
-                continue;
-            }
-            let num = |lo: u64, hi: u64| -> Result<u64, String> {
-                let n = value.as_u64().ok_or_else(|| format!("{key} must be a non-negative integer"))?;
-                if !(lo..=hi).contains(&n) {
-                    return Err(format!("{key} must be between {lo} and {hi}, got {n}"));
-                }
-                Ok(n)
-            };
-            match key.as_str() {
-                "fuel" => out.fuel = num(1_000, 100_000_000_000)?,
-                "timeout_ms" => out.timeout = Duration::from_millis(num(1, 60_000)?),
-                "memory_bytes" => out.memory_bytes = num(1 << 20, POOL_MAX_MEMORY as u64)? as usize,
-                "output_bytes" => out.output_bytes = num(1, 16 << 20)? as usize,
-                "max_actions" => out.max_actions = num(1, 10_000)? as usize,
-                "log_bytes" => out.log_bytes = num(0, 1 << 20)? as usize,
-                "kv_write" => out.kv_write = value.as_bool().ok_or("kv_write must be true or false")?,
-                "http_allow" => {
-                    let hosts: Vec<String> = serde_json::from_value(value.clone())
-                        .map_err(|_| "http_allow must be a list of host names".to_string())?;
-                    if hosts.len() > 32 {
-                        return Err("http_allow holds at most 32 hosts".into());
-                    }
-                    if let Some(bad) = hosts.iter().find(|h| !fetch::valid_pattern(h)) {
-                        return Err(format!("http_allow: {bad:?} is not a host name or *.domain"));
-                    }
-                    out.http.allow = hosts;
-                }
-                "http_timeout_ms" => out.http.timeout = Duration::from_millis(num(1, 30_000)?),
-                "http_max_bytes" => out.http.max_bytes = num(1, 4 << 20)? as usize,
-                "http_max_requests" => out.http.max_requests = num(0, 32)? as usize,
-                other => return Err(format!("unknown limit {other:?}")),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The limits as the API shows them.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "fuel": self.fuel,
-            "timeout_ms": self.timeout.as_millis() as u64,
-            "memory_bytes": self.memory_bytes,
-            "output_bytes": self.output_bytes,
-            "max_actions": self.max_actions,
-            "log_bytes": self.log_bytes,
-            "kv_write": self.kv_write,
-            "http_allow": self.http.allow,
-            "http_timeout_ms": self.http.timeout.as_millis() as u64,
-            "http_max_bytes": self.http.max_bytes,
-            "http_max_requests": self.http.max_requests,
-        })
-    }
-}
-
-/// The largest memory a pool slot can hold; per-invocation caps are at most this.
-const POOL_MAX_MEMORY: usize = 256 << 20;
 /// Instances that can be live at once (pool slots). Invocations beyond wait for a slot.
 const POOL_INSTANCES: u32 = 256;
 const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -386,6 +285,7 @@ pub struct PluginEngine {
     linker: Linker<HostState>,
     cache: Mutex<HashMap<String, Compiled>>,
     limits: Limits,
+    ceiling: Ceiling,
     runtime: Option<PluginRuntime>,
 }
 
@@ -465,6 +365,7 @@ impl PluginEngine {
             sandbox: Sandbox { engine, fetcher: None },
             linker,
             cache: Mutex::new(HashMap::new()),
+            ceiling: Ceiling::default_for(&limits),
             limits,
             runtime: None,
         })
@@ -490,9 +391,28 @@ impl PluginEngine {
         Ok(self)
     }
 
+    /// Hold tenants without a ceiling of their own to the default ceiling with the operator's
+    /// `overrides` (`HOOKHOST_TENANT_CEILING`).
+    pub fn with_default_ceiling(mut self, overrides: &serde_json::Value) -> Result<Self, PluginError> {
+        self.ceiling = Ceiling::default_for(&self.limits)
+            .with_overrides(overrides)
+            .map_err(|e| PluginError::Engine(format!("default tenant ceiling: {e}")))?;
+        Ok(self)
+    }
+
     /// The default limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// A tenant's ceiling: the default one with the operator's stored overrides for it (a
+    /// stored ceiling that no longer parses falls back to the default, logged).
+    pub fn ceiling(&self, stored: Option<&serde_json::Value>) -> Ceiling {
+        let Some(stored) = stored else { return self.ceiling.clone() };
+        self.ceiling.with_overrides(stored).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "stored tenant ceiling no longer applies; using the default ceiling");
+            self.ceiling.clone()
+        })
     }
 
     /// Compile and link a component, checking it is a plugin of our world whose imports the

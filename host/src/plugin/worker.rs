@@ -22,8 +22,8 @@ use crate::jobs::{Pump, pump};
 use crate::normalize::{CanonicalEvent, billing, envelope};
 use crate::sink::record_version;
 use crate::store::{
-    ChainRule, Endpoint, Job, JobKind, NewDelivery, NewSinkWrite, Outputs, PluginJobDone, PluginRun, PluginVersion,
-    Sink, Store, StoreError,
+    ChainRule, Endpoint, Job, JobKind, LimitSettings, NewDelivery, NewSinkWrite, Outputs, PluginJobDone, PluginRun,
+    PluginVersion, Sink, Store, StoreError,
 };
 use crate::{Config, TenantId, Wakeups, now_ms};
 
@@ -177,18 +177,13 @@ pub async fn stage(
     Ok(Stage { version, compiled })
 }
 
-/// The tenant's limits: the configured defaults with its overrides.
+/// The tenant's limits: the configured defaults with its overrides, within its ceiling.
 pub async fn tenant_limits(store: &Store, engine: &PluginEngine, tenant: &TenantId) -> Result<Limits, WorkError> {
-    Ok(limits_from(engine, tenant, store.limit_overrides(tenant).await?))
+    Ok(limits_from(engine, &store.limit_settings(tenant).await?))
 }
 
-fn limits_from(engine: &PluginEngine, tenant: &TenantId, overrides: Option<Value>) -> Limits {
-    let defaults = engine.limits();
-    let Some(overrides) = overrides else { return defaults.clone() };
-    defaults.with_overrides(&overrides).unwrap_or_else(|e| {
-        tracing::warn!(%tenant, error = %e, "stored limit overrides no longer apply; using the defaults");
-        defaults.clone()
-    })
+fn limits_from(engine: &PluginEngine, settings: &LimitSettings) -> Limits {
+    engine.ceiling(settings.ceiling.as_ref()).effective(engine.limits(), settings.overrides.as_ref())
 }
 
 /// What a tenant's plugin jobs are routed by, as of one configuration revision. Endpoints are
@@ -233,7 +228,7 @@ impl RoutingCache {
             sinks: store.sinks(tenant).await?,
             active: store.active_plugins(tenant).await?,
             chain: store.chain(tenant).await?,
-            limits: limits_from(engine, tenant, store.limit_overrides(tenant).await?),
+            limits: limits_from(engine, &store.limit_settings(tenant).await?),
         });
         let mut map = self.by_tenant.lock().expect("routing lock");
         if map.len() >= ROUTING_CACHE_MAX && !map.contains_key(tenant) {

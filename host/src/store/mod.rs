@@ -41,7 +41,7 @@ mod bookkeeping;
 mod plugins;
 
 use bookkeeping::Bookkeeping;
-pub use plugins::{ChainRule, KvPut, PluginInfo, PluginVersion, Upload, UsageRow, VersionInfo};
+pub use plugins::{ChainRule, KvPut, LimitSettings, PluginInfo, PluginVersion, Upload, UsageRow, VersionInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");

@@ -48,6 +48,13 @@ pub struct ChainRule {
 }
 
 /// One recorded invocation, for usage figures.
+/// A tenant's stored limit settings: its own overrides and the operator's ceiling.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitSettings {
+    pub overrides: Option<Value>,
+    pub ceiling: Option<Value>,
+}
+
 #[derive(Debug, Clone)]
 pub struct UsageRow {
     pub name: String,
@@ -258,29 +265,54 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant's limit overrides (a JSON object), if it set any.
-    pub async fn limit_overrides(&self, tenant: &TenantId) -> Result<Option<Value>> {
-        let row = sqlx::query("SELECT overrides FROM tenant_limits WHERE tenant_id = $1")
+    /// The tenant's own limit overrides and the operator's ceiling overrides (JSON objects),
+    /// each if set.
+    pub async fn limit_settings(&self, tenant: &TenantId) -> Result<LimitSettings> {
+        let row = sqlx::query("SELECT overrides, ceiling FROM tenant_limits WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            serde_json::from_str(r.get("overrides")).map_err(|e| StoreError::Corrupt(format!("tenant limits: {e}")))
+        let parse = |text: Option<String>, what: &str| -> Result<Option<Value>> {
+            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("tenant {what}: {e}"))))
+                .transpose()
+        };
+        let Some(row) = row else { return Ok(LimitSettings::default()) };
+        Ok(LimitSettings {
+            overrides: parse(row.get("overrides"), "limits")?,
+            ceiling: parse(row.get("ceiling"), "ceiling")?,
         })
-        .transpose()
     }
 
+    /// Set the tenant's own limit overrides.
     pub async fn set_limit_overrides(&self, tenant: &TenantId, overrides: &Value) -> Result<()> {
+        self.upsert_limits(tenant, "overrides", overrides).await
+    }
+
+    /// Set the operator's ceiling overrides for the tenant.
+    pub async fn set_ceiling(&self, tenant: &TenantId, ceiling: &Value) -> Result<()> {
+        self.upsert_limits(tenant, "ceiling", ceiling).await
+    }
+
+    async fn upsert_limits(&self, tenant: &TenantId, column: &'static str, value: &Value) -> Result<()> {
         let mut tx = self.begin(true).await?;
-        sqlx::query(
-            "INSERT INTO tenant_limits (tenant_id, overrides, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id) DO UPDATE SET overrides = excluded.overrides, updated_at = excluded.updated_at",
-        )
-        .bind(tenant.as_str())
-        .bind(overrides.to_string())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        // `column` is one of two constants above, never input; a new row's other column
+        // starts as "no overrides" / "the default ceiling".
+        let (overrides, ceiling) = if column == "ceiling" {
+            (Some("{}".to_string()), Some(value.to_string()))
+        } else {
+            (Some(value.to_string()), None)
+        };
+        let sql = format!(
+            "INSERT INTO tenant_limits (tenant_id, overrides, ceiling, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id) DO UPDATE SET {column} = excluded.{column}, updated_at = excluded.updated_at"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(overrides)
+            .bind(ceiling)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
