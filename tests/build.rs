@@ -7,7 +7,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: [&str; 10] = [
+const PLUGINS: [&str; 11] = [
     "passthrough",
     "redact-phone",
     "spin-forever",
@@ -18,6 +18,7 @@ const PLUGINS: [&str; 10] = [
     "reshape-call-completed",
     "topic-call-received",
     "lookup-caller",
+    "flaky-upstream",
 ];
 
 fn main() {

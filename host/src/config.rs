@@ -41,6 +41,27 @@ pub struct Config {
     pub plugin_tenant_concurrency: usize,
     /// Keys a tenant's key-value store may hold.
     pub kv_max_keys: u64,
+    /// Attempts of a plugin job whose failure may pass (a host fault, a `retryable` plugin
+    /// error) before its event is `failed`.
+    pub plugin_attempts: u32,
+    /// Delay before the second attempt; doubles for each one after.
+    pub plugin_retry_backoff: Duration,
+    /// Plugin compilations at once (each takes one core).
+    pub compile_concurrency: usize,
+    /// Compiled plugin code kept in memory, bytes (least recently used out).
+    pub plugin_cache_bytes: usize,
+    /// Per-tenant quotas: named plugins, versions of one plugin, stored component bytes.
+    pub max_plugins: u64,
+    pub max_plugin_versions: u64,
+    pub max_plugin_storage_bytes: u64,
+    /// Per-tenant caps on endpoints and sinks.
+    pub max_endpoints: u64,
+    pub max_sinks: u64,
+    /// Bytes one event may enqueue across its deliveries and sink writes (each distinct body
+    /// counted once).
+    pub max_event_fanout_bytes: usize,
+    /// Longest a dry run request works; events not reached by then are reported as skipped.
+    pub dry_run_timeout: Duration,
     /// Threads that run plugin invocations, apart from those that answer HTTP (0: none of
     /// their own; plugins then share the service's runtime).
     pub plugin_threads: usize,
@@ -78,6 +99,17 @@ impl Config {
             plugin_concurrency: 16,
             plugin_tenant_concurrency: 4,
             kv_max_keys: 10_000,
+            plugin_attempts: 5,
+            plugin_retry_backoff: Duration::from_secs(1),
+            compile_concurrency: 1,
+            plugin_cache_bytes: crate::plugin::DEFAULT_CACHE_BYTES,
+            max_plugins: 20,
+            max_plugin_versions: 50,
+            max_plugin_storage_bytes: 256 << 20,
+            max_endpoints: 50,
+            max_sinks: 20,
+            max_event_fanout_bytes: 16 << 20,
+            dry_run_timeout: Duration::from_secs(30),
             plugin_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             delivery_concurrency: 64,
             idle_poll: Duration::from_millis(500),

@@ -121,6 +121,9 @@ pub async fn run(
     let engine = Arc::new(
         plugin::PluginEngine::new(config.plugin_limits.clone())?
             .with_default_ceiling(&config.tenant_ceiling)?
+            .with_tenant_slots(config.plugin_tenant_concurrency)
+            .with_compile_concurrency(config.compile_concurrency)
+            .with_cache_bytes(config.plugin_cache_bytes)
             .with_fetcher(fetcher)
             .with_threads(config.plugin_threads)?,
     );

@@ -91,6 +91,39 @@ struct ServeArgs {
     /// Keys each tenant's key-value store may hold.
     #[arg(long, env = "HOOKHOST_KV_MAX_KEYS", default_value_t = 10_000)]
     kv_max_keys: u64,
+    /// Attempts of a plugin job whose failure may pass (host fault, retryable plugin error).
+    #[arg(long, env = "HOOKHOST_PLUGIN_ATTEMPTS", default_value_t = 5)]
+    plugin_attempts: u32,
+    /// Delay before a plugin job's second attempt; doubles after each.
+    #[arg(long, env = "HOOKHOST_PLUGIN_RETRY_BACKOFF", default_value = "1s")]
+    plugin_retry_backoff: String,
+    /// Plugin compilations at once (each on one core).
+    #[arg(long, env = "HOOKHOST_COMPILE_CONCURRENCY", default_value_t = 1)]
+    compile_concurrency: usize,
+    /// Compiled plugin code kept in memory, bytes.
+    #[arg(long, env = "HOOKHOST_PLUGIN_CACHE_BYTES", default_value_t = hookhost::plugin::DEFAULT_CACHE_BYTES)]
+    plugin_cache_bytes: usize,
+    /// Named plugins per tenant.
+    #[arg(long, env = "HOOKHOST_MAX_PLUGINS", default_value_t = 20)]
+    max_plugins: u64,
+    /// Versions per plugin.
+    #[arg(long, env = "HOOKHOST_MAX_PLUGIN_VERSIONS", default_value_t = 50)]
+    max_plugin_versions: u64,
+    /// Component bytes stored per tenant.
+    #[arg(long, env = "HOOKHOST_MAX_PLUGIN_STORAGE_BYTES", default_value_t = 256 << 20)]
+    max_plugin_storage_bytes: u64,
+    /// Endpoints per tenant.
+    #[arg(long, env = "HOOKHOST_MAX_ENDPOINTS", default_value_t = 50)]
+    max_endpoints: u64,
+    /// Sinks per tenant.
+    #[arg(long, env = "HOOKHOST_MAX_SINKS", default_value_t = 20)]
+    max_sinks: u64,
+    /// Bytes one event may enqueue across its deliveries and sink writes.
+    #[arg(long, env = "HOOKHOST_MAX_EVENT_FANOUT_BYTES", default_value_t = 16 << 20)]
+    max_event_fanout_bytes: usize,
+    /// Longest a dry-run request works.
+    #[arg(long, env = "HOOKHOST_DRY_RUN_TIMEOUT", default_value = "30s")]
+    dry_run_timeout: String,
     /// The default ceiling over every tenant's own limits, and the capabilities granted to
     /// all (a JSON object: limit fields, `kv_write`, `http_allow`, `outbound_allow`).
     #[arg(long, env = "HOOKHOST_TENANT_CEILING", default_value = "{}")]
@@ -245,6 +278,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.plugin_concurrency = args.plugin_concurrency.max(1);
     config.plugin_tenant_concurrency = args.plugin_tenant_concurrency.max(1);
     config.kv_max_keys = args.kv_max_keys;
+    config.plugin_attempts = args.plugin_attempts.max(1);
+    config.plugin_retry_backoff =
+        parse_duration(&args.plugin_retry_backoff).context("HOOKHOST_PLUGIN_RETRY_BACKOFF")?;
+    config.compile_concurrency = args.compile_concurrency.max(1);
+    config.plugin_cache_bytes = args.plugin_cache_bytes;
+    config.max_plugins = args.max_plugins;
+    config.max_plugin_versions = args.max_plugin_versions;
+    config.max_plugin_storage_bytes = args.max_plugin_storage_bytes;
+    config.max_endpoints = args.max_endpoints;
+    config.max_sinks = args.max_sinks;
+    config.max_event_fanout_bytes = args.max_event_fanout_bytes;
+    config.dry_run_timeout = parse_duration(&args.dry_run_timeout).context("HOOKHOST_DRY_RUN_TIMEOUT")?;
     if let Some(threads) = args.plugin_threads {
         config.plugin_threads = threads;
     }
@@ -319,10 +364,12 @@ async fn plugin_dry_run(
         }
         (None, None) => bail!("give --version or --component"),
     };
-    let results = dryrun::dry_run(&store, &engine, &tenant, candidate, last).await?;
-    let changed = results.iter().filter(|r| r["changed"] == true).count();
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "results": results }))?);
-    eprintln!("{} events, {changed} changed", results.len());
+    // The CLI is the operator at the database: no request deadline of its own.
+    let ran =
+        dryrun::dry_run(&store, &engine, &tenant, candidate, last, std::time::Duration::from_secs(86_400)).await?;
+    let changed = ran.results.iter().filter(|r| r["changed"] == true).count();
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "results": ran.results }))?);
+    eprintln!("{} events, {changed} changed", ran.results.len());
     store.close().await;
     Ok(())
 }

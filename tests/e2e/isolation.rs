@@ -2,10 +2,13 @@
 //! lift its limits or grant itself capabilities, and nothing it uploads or asks for starves
 //! another tenant.
 
-use reqwest::Method;
-use serde_json::json;
+use std::time::Duration;
 
-use crate::Setup;
+use hookhost_tests::{Receiver, TestServer, components, plugins, test_config};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{Setup, TWILIO_TOKEN};
 
 /// The tenant key raising its limits and granting itself capabilities: refused, naming the
 /// field; the ceiling unchanged; the operator's ceiling is the only way up.
@@ -65,4 +68,309 @@ async fn a_tenant_key_cannot_raise_its_limits_or_grant_itself_capabilities() {
     for bad in [json!({ "fuel": 0 }), json!({ "outbound_allow": ["not-a-cidr"] }), json!({ "nope": 1 })] {
         assert_eq!(s.operator(Method::PUT, "/ceiling", Some(bad.clone())).await.0, 422, "{bad}");
     }
+}
+
+async fn upload_bytes(s: &Setup, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let r = s
+        .server
+        .authed(Method::POST, &format!("/v1/tenants/{}/plugins/{name}", s.tenant), &s.key)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A component with ~120 core instances would take a pool's worth of instance slots in a few
+/// invocations: refused at upload with the reason; a few extra instances are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_with_many_core_instances_is_refused_at_upload() {
+    let s = Setup::new(&["*"]).await;
+    let (status, body) = upload_bytes(&s, "few", components::with_core_instances(plugins::PASSTHROUGH, 4)).await;
+    assert_eq!(status, 201, "a valid plugin with a few more instances: {body}");
+    let (status, body) = upload_bytes(&s, "many", components::with_core_instances(plugins::PASSTHROUGH, 120)).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("core module instances") && message.contains("maximum of 32"), "{message}");
+    assert_eq!(s.call(Method::GET, "/plugins/many", None).await.0, 404, "nothing stored");
+}
+
+/// A second tenant on `server` with the passthrough plugin and an endpoint on a fresh receiver.
+async fn calm_tenant(server: &hookhost_tests::TestServer) -> (String, String, Receiver) {
+    let (tenant, key) = server.create_tenant("calm").await;
+    server.set_provider(&tenant, &key, "twilio", json!({ "auth_token": "calm-token" })).await;
+    assert_eq!(server.upload_plugin(&tenant, &key, plugins::PASSTHROUGH).await.status(), 201);
+    let receiver = Receiver::start().await;
+    server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
+    (tenant, key, receiver)
+}
+
+/// `n` calls of the calm tenant, each delivered, and none of its events failed.
+async fn calm_events_all_delivered(
+    server: &hookhost_tests::TestServer,
+    tenant: &str,
+    key: &str,
+    receiver: &mut Receiver,
+    n: usize,
+) {
+    for i in 0..n {
+        let r = server
+            .twilio_status(tenant, "calm-token", &[("CallSid", &format!("CACALM{i}")), ("CallStatus", "ringing")])
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    for _ in 0..n {
+        receiver.next().await;
+    }
+    let events = server.get_json(&format!("/v1/tenants/{tenant}/events"), key).await;
+    for e in events["data"].as_array().unwrap() {
+        assert_ne!(e["status"], "failed", "{e}");
+    }
+}
+
+/// Dry runs bypassed the worker's slots: many at once from one tenant, each spinning to its
+/// deadline, while another tenant's events flow. The other tenant's events are all delivered
+/// and none fails; the hostile tenant's dry runs stop at their request deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_dry_runs_do_not_fail_another_tenants_events() {
+    let mut config = test_config(&hookhost_tests::fresh_database("dryruns").await);
+    config.dry_run_timeout = Duration::from_secs(2);
+    let hostile = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    // Every run spins to its 1 s deadline (not to its fuel): 60 s of work for 4 slots.
+    let fuel = json!({ "fuel": 100_000_000_000u64 });
+    assert_eq!(hostile.operator(Method::PUT, "/ceiling", Some(fuel.clone())).await.0, 200);
+    assert_eq!(hostile.call(Method::PUT, "/limits", Some(fuel)).await.0, 200);
+    assert_eq!(hostile.upload_named("spin", plugins::SPIN_FOREVER).await.0, 201);
+    for i in 0..5 {
+        hostile.call_status(&format!("CAH{i}"), "ringing").await;
+    }
+    let (tenant, key, mut receiver) = calm_tenant(&hostile.server).await;
+
+    let storm: Vec<_> = (0..12)
+        .map(|_| {
+            let (server, tenant, key) = (hostile.server.clone_client(), hostile.tenant.clone(), hostile.key.clone());
+            tokio::spawn(async move {
+                let path = format!("/v1/tenants/{tenant}/plugins/spin/versions/1/dry-run");
+                let r = server.authed(Method::POST, &path, &key).json(&json!({ "last": 1000 })).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    calm_events_all_delivered(&hostile.server, &tenant, &key, &mut receiver, 10).await;
+    let mut skipped = 0;
+    for dry in storm {
+        let (status, body) = dry.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        skipped += body["skipped"].as_u64().unwrap();
+        for r in body["results"].as_array().unwrap() {
+            assert!(["deadline", "fuel_exhausted"].contains(&r["error"]["outcome"].as_str().unwrap()), "{r}");
+        }
+    }
+    assert!(skipped > 0, "12 dry runs of 5 events at 1 s each cannot all finish within 2 s at 4 slots");
+    // Over the cap of events a dry run may look at.
+    let (status, _) =
+        hostile.call(Method::POST, "/plugins/spin/versions/1/dry-run", Some(json!({ "last": 1001 }))).await;
+    assert_eq!(status, 422);
+}
+
+/// One tenant tries to take every instance of the pool at once — 300 requests that each
+/// instantiate (dry runs and upload checks) beside its own spinning events. Its slots are its
+/// share; the other tenant's events are delivered, and nothing fails for want of an instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_exhausted_by_one_tenant_leaves_the_other_tenants_events_delivered() {
+    let hostile = Setup::new(&["*"]).await;
+    assert_eq!(hostile.call(Method::PUT, "/limits", Some(json!({ "timeout_ms": 20 }))).await.0, 200);
+    assert_eq!(hostile.upload_named("spin", plugins::SPIN_FOREVER).await.0, 201);
+    assert_eq!(hostile.call(Method::POST, "/plugins/spin/versions/1/activate", None).await.0, 200);
+    for i in 0..20 {
+        hostile.call_status(&format!("CAH{i}"), "ringing").await;
+    }
+    let (tenant, key, mut receiver) = calm_tenant(&hostile.server).await;
+    let spin = std::fs::read(plugins::SPIN_FOREVER).unwrap();
+    let storm: Vec<_> = (0..300)
+        .map(|i| {
+            let (server, tenant, key, spin) =
+                (hostile.server.clone_client(), hostile.tenant.clone(), hostile.key.clone(), spin.clone());
+            tokio::spawn(async move {
+                let r = if i % 3 == 0 {
+                    // The same bytes again: compiled from the cache, checked, 200.
+                    server
+                        .authed(Method::POST, &format!("/v1/tenants/{tenant}/plugins/spin"), &key)
+                        .header("content-type", "application/wasm")
+                        .body(spin)
+                } else {
+                    let path = format!("/v1/tenants/{tenant}/plugins/spin/versions/1/dry-run");
+                    server.authed(Method::POST, &path, &key).json(&json!({ "last": 3 }))
+                };
+                r.send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    calm_events_all_delivered(&hostile.server, &tenant, &key, &mut receiver, 10).await;
+    for r in storm {
+        assert!([200, 201].contains(&r.await.unwrap()));
+    }
+    // The hostile tenant's own events failed by their own limits, never for want of an instance.
+    for e in hostile.all_processed(20).await {
+        let outcome = e["plugin_runs"][0]["outcome"].as_str().unwrap();
+        assert!(["deadline", "fuel_exhausted"].contains(&outcome), "{e}");
+    }
+}
+
+/// A plugin whose upstream is down returns `retryable: true`: its event is tried again with
+/// backoff and delivered once the upstream is back; one that stays down fails after the
+/// attempt budget with the last reason, every attempt recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_returning_retryable_once_then_succeeding_is_delivered() {
+    let mut config = test_config(&hookhost_tests::fresh_database("retryable").await);
+    config.plugin_retry_backoff = Duration::from_millis(200);
+    config.plugin_attempts = 5;
+    let mut s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    assert_eq!(s.upload_named("flaky", plugins::FLAKY_UPSTREAM).await.0, 201);
+    assert_eq!(s.call(Method::POST, "/plugins/flaky/versions/1/activate", None).await.0, 200);
+    assert_eq!(s.put_kv("upstream:down", "crm answered 503").await, 204);
+
+    s.call_status("CA1", "ringing").await;
+    let id = s.events().await[0]["id"].as_str().unwrap().to_string();
+    let e = s
+        .server
+        .eventually("a retryable failure recorded", || async {
+            let e = s.event(&id).await;
+            (e["plugin_runs"].as_array().is_some_and(|r| !r.is_empty())).then_some(e)
+        })
+        .await;
+    assert_eq!(e["plugin_runs"][0]["outcome"], "plugin_error", "{e}");
+    assert!(e["plugin_runs"][0]["error"].as_str().unwrap().contains("(retryable)"), "{e}");
+    assert_eq!(s.call(Method::DELETE, "/kv/upstream:down", None).await.0, 204, "the upstream is back");
+    let got = s.receiver.next().await.json();
+    assert_eq!(got["payload"]["call_sid"], "CA1");
+    let e = s.processed(&id).await;
+    assert_eq!(e["status"], "processed", "{e}");
+    let runs = e["plugin_runs"].as_array().unwrap();
+    assert_eq!(runs.last().unwrap()["outcome"], "ok", "{e}");
+
+    // Down for good: five attempts, then failed with the last reason.
+    assert_eq!(s.put_kv("upstream:down", "crm answered 503").await, 204);
+    s.call_status("CA2", "ringing").await;
+    let id = s.events().await.last().unwrap()["id"].as_str().unwrap().to_string();
+    let e = s.processed(&id).await;
+    assert_eq!(e["status"], "failed", "{e}");
+    assert!(e["error"].as_str().unwrap().contains("after 5 attempts"), "{e}");
+    assert_eq!(e["plugin_runs"].as_array().unwrap().len(), 5, "{e}");
+    assert!(s.receiver.next_within(Duration::from_millis(200)).await.is_none(), "nothing of it delivered");
+}
+
+/// A burst of uploads of distinct components while the provider keeps calling: every callback
+/// is answered, the compile budget takes them one at a time, and the quotas hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_uploads_keeps_provider_requests_answered_and_quotas_hold() {
+    let mut config = test_config(&hookhost_tests::fresh_database("uploads").await);
+    config.max_plugin_versions = 6;
+    config.max_plugins = 2;
+    let s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    let uploads: Vec<_> = (0..8)
+        .map(|i| {
+            let (server, tenant, key) = (s.server.clone_client(), s.tenant.clone(), s.key.clone());
+            tokio::spawn(async move {
+                let r = server
+                    .authed(Method::POST, &format!("/v1/tenants/{tenant}/plugins/burst"), &key)
+                    .header("content-type", "application/wasm")
+                    .body(components::distinct(plugins::PASSTHROUGH, i))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for i in 0..40 {
+        let started = std::time::Instant::now();
+        let r = s
+            .server
+            .twilio_status(&s.tenant, TWILIO_TOKEN, &[("CallSid", &format!("CAU{i}")), ("CallStatus", "ringing")])
+            .await;
+        assert_eq!(r.status(), 200);
+        latencies.push(started.elapsed());
+    }
+    let (mut created, mut over) = (0, 0);
+    for u in uploads {
+        match u.await.unwrap() {
+            (201, _) => created += 1,
+            (409, body) => {
+                assert_eq!(body["error"]["quota"], "plugin_versions", "{body}");
+                over += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((created, over), (6, 2), "six versions, the quota; the rest refused");
+    latencies.sort();
+    eprintln!("provider callbacks during the upload burst: p50 {:?}, max {:?}", latencies[20], latencies[39]);
+
+    // A third plugin passes the quota of two; an inactive version can be deleted, the active one not.
+    assert_eq!(s.upload_named("second", plugins::PASSTHROUGH).await.0, 201);
+    let (status, body) = s.upload_named("third", plugins::PASSTHROUGH).await;
+    assert_eq!((status, &body["error"]["quota"]), (409, &json!("plugins")), "{body}");
+    assert_eq!(s.call(Method::POST, "/plugins/burst/versions/2/activate", None).await.0, 200);
+    assert_eq!(s.call(Method::DELETE, "/plugins/burst/versions/2", None).await.0, 409);
+    assert_eq!(s.call(Method::DELETE, "/plugins/burst/versions/1", None).await.0, 204);
+    assert_eq!(s.call(Method::DELETE, "/plugins/burst/versions/1", None).await.0, 404);
+    let (status, _) = upload_bytes(&s, "burst", components::distinct(plugins::PASSTHROUGH, 100)).await;
+    assert_eq!(status, 201, "a deleted version frees its place");
+}
+
+/// The process's resident memory, bytes (the server runs in this process).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok());
+    kb.unwrap_or(0) * 1024
+}
+
+/// A metric's value from `/metrics`.
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().parse().unwrap()
+}
+
+/// Many distinct uploads no longer grow the compiled-code cache without bound: it holds at most
+/// `HOOKHOST_PLUGIN_CACHE_BYTES`, and an evicted plugin is compiled again when it runs.
+/// Prints the process's RSS before and after (`UPLOADS`, default 100, sets the count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_uploads_do_not_grow_the_compiled_code_cache_without_bound() {
+    let uploads: u64 = std::env::var("UPLOADS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let cap = 2 << 20;
+    let mut config = test_config(&hookhost_tests::fresh_database("cache").await);
+    config.plugin_cache_bytes = cap;
+    config.max_plugin_versions = uploads + 1;
+    config.max_plugin_storage_bytes = 1 << 30;
+    let mut s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    let before = rss();
+    for i in 0..uploads {
+        let (status, body) = upload_bytes(&s, "many", components::distinct(plugins::REDACT_PHONE, i)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let after = rss();
+    let held = metric(&s.server, "hookhost_plugin_cache_bytes").await;
+    let entries = metric(&s.server, "hookhost_plugin_cache_entries").await;
+    eprintln!(
+        "{uploads} distinct uploads of redact-phone: RSS {:.1} MiB -> {:.1} MiB; cache {entries} plugins, {:.2} MiB (cap {:.0} MiB)",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        held / 1048576.0,
+        cap as f64 / 1048576.0
+    );
+    assert!(held <= cap as f64, "{held}");
+    assert!(entries < uploads as f64, "older plugins were evicted: {entries}");
+    // The first version, long evicted, still runs: compiled again on demand.
+    assert_eq!(s.call(Method::POST, "/plugins/many/versions/1/activate", None).await.0, 200);
+    s.call_status("CA1", "ringing").await;
+    assert_eq!(s.receiver.next().await.json()["payload"]["call_sid"], "CA1");
 }

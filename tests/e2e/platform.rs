@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::Setup;
 
 impl Setup {
-    async fn upload_named(&self, name: &str, path: &str) -> (u16, Value) {
+    pub(crate) async fn upload_named(&self, name: &str, path: &str) -> (u16, Value) {
         let r = self
             .server
             .authed(Method::POST, &format!("/v1/tenants/{}/plugins/{name}", self.tenant), &self.key)
@@ -22,14 +22,14 @@ impl Setup {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn put_kv(&self, key: &str, value: &str) -> u16 {
+    pub(crate) async fn put_kv(&self, key: &str, value: &str) -> u16 {
         let path = format!("/v1/tenants/{}/kv/{key}", self.tenant);
         let r = self.server.authed(Method::PUT, &path, &self.key).body(value.to_string()).send().await.unwrap();
         r.status().as_u16()
     }
 
     /// Wait until every event is no longer pending; returns them with their detail.
-    async fn all_processed(&self, n: usize) -> Vec<Value> {
+    pub(crate) async fn all_processed(&self, n: usize) -> Vec<Value> {
         self.server
             .eventually(&format!("{n} processed events"), || async {
                 let events = self.events().await;

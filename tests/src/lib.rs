@@ -31,6 +31,7 @@ pub mod plugins {
     pub const RESHAPE_CALL_COMPLETED: &str = env!("PLUGIN_RESHAPE_CALL_COMPLETED");
     pub const TOPIC_CALL_RECEIVED: &str = env!("PLUGIN_TOPIC_CALL_RECEIVED");
     pub const LOOKUP_CALLER: &str = env!("PLUGIN_LOOKUP_CALLER");
+    pub const FLAKY_UPSTREAM: &str = env!("PLUGIN_FLAKY_UPSTREAM");
 }
 
 /// How long a test waits for something that should happen (generous: tests assert behaviour,
@@ -189,6 +190,11 @@ impl TestServer {
     }
 
     /// Stop gracefully and wait for it.
+    /// A client of the same server (for tasks of their own); does not stop it when dropped.
+    pub fn clone_client(&self) -> Self {
+        Self::external(&self.base, &self.public_url, &self.database_url)
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -682,5 +688,48 @@ impl Receiver {
     /// The next request if one comes within `wait`.
     pub async fn next_within(&mut self, wait: Duration) -> Option<Received> {
         tokio::time::timeout(wait, self.rx.recv()).await.ok().flatten()
+    }
+}
+
+/// Hand-made components for the tests of the sandbox's caps: a real plugin with sections
+/// appended (a component may interleave its sections).
+pub mod components {
+    use wasm_encoder::{Component, CustomSection, InstanceSection, Module, ModuleArg, ModuleSection};
+
+    /// Sections encoded alone, without the component header.
+    fn sections(c: Component) -> Vec<u8> {
+        c.finish()[8..].to_vec()
+    }
+
+    /// The plugin at `path` with a custom section holding `n`: a distinct component (its own
+    /// digest) that compiles and runs like the original.
+    pub fn distinct(path: &str, n: u64) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mut c = Component::new();
+        let data = n.to_le_bytes();
+        c.section(&CustomSection { name: "hookhost-test".into(), data: data.as_slice().into() });
+        bytes.extend(sections(c));
+        bytes
+    }
+
+    /// The plugin at `path` with one more (empty) core module instantiated `extra` times: still
+    /// a valid plugin of our world, with `extra` more core instances.
+    pub fn with_core_instances(path: &str, extra: u32) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap();
+        let modules = wasmparser::Parser::new(0)
+            .parse_all(&bytes)
+            .filter(|p| matches!(p, Ok(wasmparser::Payload::ModuleSection { .. })))
+            .count() as u32;
+        // Nested components' modules are parsed as well; only the outer ones count, and this
+        // plugin's outer component holds every module directly.
+        let mut c = Component::new();
+        c.section(&ModuleSection(&Module::new()));
+        let mut instances = InstanceSection::new();
+        for _ in 0..extra {
+            instances.instantiate(modules, Vec::<(&str, ModuleArg)>::new());
+        }
+        c.section(&instances);
+        bytes.extend(sections(c));
+        bytes
     }
 }

@@ -14,7 +14,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/contacts/{e164}", get(get_contact))
         .route("/v1/tenants/{id}/billing", get(get_billing))
         .route("/v1/tenants/{id}/plugins/usage", get(plugins::usage))
+        .route("/v1/tenants/{id}/plugins/{name}/versions/{v}", delete(plugins::delete_version))
         .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/activate", post(plugins::activate))
         .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/dry-run", post(plugins::dry_run_version))
         .route("/v1/tenants/{id}/chain", put(plugins::put_chain).get(plugins::get_chain).delete(plugins::delete_chain))
@@ -203,6 +204,11 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     for (kind, age_ms) in state.store.oldest_pending().await? {
         out.push_str(&format!("hookhost_job_oldest_pending_seconds{{kind=\"{kind}\"}} {}\n", age_ms as f64 / 1000.0));
     }
+    let (code_bytes, plugins) = state.plugins.cached();
+    out.push_str(&format!(
+        "# HELP hookhost_plugin_cache_bytes Compiled plugin code held in memory (bounded by HOOKHOST_PLUGIN_CACHE_BYTES).\n# TYPE hookhost_plugin_cache_bytes gauge\nhookhost_plugin_cache_bytes {code_bytes}\n\
+         # HELP hookhost_plugin_cache_entries Compiled plugins held in memory.\n# TYPE hookhost_plugin_cache_entries gauge\nhookhost_plugin_cache_entries {plugins}\n"
+    ));
     crate::metrics::render(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

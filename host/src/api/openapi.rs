@@ -99,6 +99,7 @@ static OPS: &[Op] = &[
     op("get", "/v1/tenants/{id}/plugins/{name}", "plugins", "One plugin and its versions", 200, Bearer, NoBody),
     op("delete", "/v1/tenants/{id}/plugins/{name}", "plugins", "Delete a plugin (409 while the chain names it)", 204, Bearer, NoBody),
     op("get", "/v1/tenants/{id}/plugins/usage", "plugins", "Invocations, failures, fuel and wall-time percentiles per version", 200, Bearer, NoBody),
+    op("delete", "/v1/tenants/{id}/plugins/{name}/versions/{v}", "plugins", "Delete an inactive version", 204, Bearer, NoBody),
     op("post", "/v1/tenants/{id}/plugins/{name}/versions/{v}/activate", "plugins", "Activate a version (an older one: rollback)", 200, Bearer, NoBody),
     op("post", "/v1/tenants/{id}/plugins/{name}/versions/{v}/dry-run", "plugins", "Run a version on the last N events, without effects", 200, Bearer, Json),
     op("put", "/v1/tenants/{id}/chain", "plugins", "Set the plugin chain per event-type pattern", 200, Bearer, Json),

@@ -20,8 +20,8 @@ use super::{ApiError, AppState, authorize, authorize_as, json_body, raw_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
 use crate::plugin::worker::{WorkError, stage, tenant_limits};
-use crate::plugin::{Ceiling, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
-use crate::store::{ChainRule, KvPut, LimitSettings, Upload, UsageRow};
+use crate::plugin::{Ceiling, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES, PluginError};
+use crate::store::{ChainRule, KvPut, LimitSettings, PluginQuotas, Upload, UsageRow, VersionDelete};
 
 /// The name the skeleton's `POST /v1/tenants/{id}/plugins` stores under.
 pub const DEFAULT_PLUGIN: &str = "default";
@@ -65,29 +65,42 @@ pub(super) async fn store_upload(
     }
     let bytes = raw_body(body, state.config.max_plugin_bytes)?;
     let digest = hex::encode(Sha256::digest(&bytes));
-    let engine = state.plugins.clone();
-    let to_compile = bytes.clone();
-    let compiled = tokio::task::spawn_blocking(move || engine.compile(&to_compile))
-        .await
-        .map_err(|e| ApiError::Internal(format!("compile task: {e}")))?
-        .map_err(|e| {
-            tracing::warn!(%tenant, plugin = name, error = %e, "plugin upload refused");
-            ApiError::Unprocessable(e.to_string())
-        })?;
+    let quotas = plugin_quotas(&state.config);
+    // Quotas before the compile budget is spent on it.
+    if let Some((quota, message)) = state.store.plugin_quota(tenant, name, &digest, bytes.len() as u64, quotas).await? {
+        tracing::warn!(%tenant, plugin = name, quota, "plugin upload refused: over quota");
+        return Err(ApiError::Quota { quota, message });
+    }
+    let compiled = state.plugins.compile_in_turn(bytes.to_vec()).await.map_err(|e| match e {
+        PluginError::Invalid(reason) => {
+            tracing::warn!(%tenant, plugin = name, error = %reason, "plugin upload refused");
+            ApiError::Unprocessable(format!("not a valid plugin component: {reason}"))
+        }
+        other => ApiError::Internal(other.to_string()),
+    })?;
     let limits = tenant_limits(&state.store, &state.plugins, tenant).await?;
     state.plugins.instantiate(&compiled, tenant, &limits).await.map_err(|e| {
         tracing::warn!(%tenant, plugin = name, error = %e, "plugin upload refused");
         ApiError::Unprocessable(format!("not a usable plugin: {e}"))
     })?;
-    let upload = state.store.add_plugin_version(tenant, name, &digest, &bytes, activate).await?;
-    state.plugins.remember(&digest, compiled);
+    let upload = state.store.add_plugin_version(tenant, name, &digest, &bytes, activate, quotas).await?;
     let (status, v) = match upload {
         Upload::Created(v) => (StatusCode::CREATED, v),
         Upload::Existing(v) => (StatusCode::OK, v),
+        Upload::OverQuota(quota, message) => return Err(ApiError::Quota { quota, message }),
     };
+    state.plugins.remember(&digest, compiled);
     tracing::info!(%tenant, plugin = name, version = v.version, %digest, activate, new = status == StatusCode::CREATED, "plugin uploaded");
     Ok((status, Json(json!({ "name": v.name, "version": v.version, "digest": v.digest, "active": activate })))
         .into_response())
+}
+
+fn plugin_quotas(config: &crate::Config) -> PluginQuotas {
+    PluginQuotas {
+        plugins: config.max_plugins,
+        versions: config.max_plugin_versions,
+        bytes: config.max_plugin_storage_bytes,
+    }
 }
 
 pub(super) async fn upload_named(
@@ -144,6 +157,26 @@ fn parse_version(v: &str) -> Result<i64, ApiError> {
     v.trim_start_matches('v').parse().map_err(|_| ApiError::NotFound(format!("no version {v:?}")))
 }
 
+/// Delete one inactive version (the active one → 409: activate another first).
+pub(super) async fn delete_version(
+    State(state): State<AppState>,
+    Path((id, name, v)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let version = parse_version(&v)?;
+    match state.store.delete_plugin_version(&tenant, &name, version).await? {
+        VersionDelete::Deleted => {
+            tracing::info!(%tenant, plugin = name, version, "plugin version deleted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        VersionDelete::Active => Err(ApiError::Conflict(format!(
+            "version {version} of {name:?} is active; activate another version or delete the plugin"
+        ))),
+        VersionDelete::NotFound => Err(ApiError::NotFound(format!("plugin {name:?} has no version {version}"))),
+    }
+}
+
 pub(super) async fn activate(
     State(state): State<AppState>,
     Path((id, name, v)): Path<(String, String, String)>,
@@ -182,8 +215,8 @@ pub(super) async fn dry_run_version(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("plugin {name:?} has no version {version}")))?;
     let candidate = stage(&state.store, &state.plugins, &tenant, candidate).await?;
-    let results = dry_run(&state.store, &state.plugins, &tenant, candidate, req.last).await?;
-    Ok(Json(json!({ "name": name, "version": version, "results": results })))
+    let ran = dry_run(&state.store, &state.plugins, &tenant, candidate, req.last, state.config.dry_run_timeout).await?;
+    Ok(Json(json!({ "name": name, "version": version, "results": ran.results, "skipped": ran.skipped })))
 }
 
 // ---- chain ----

@@ -45,10 +45,7 @@ pub async fn run(
     limits: Limits,
 ) -> Result<Report, PluginError> {
     let engine = Arc::new(PluginEngine::new(limits.clone())?);
-    let compiler = engine.clone();
-    let compiled = tokio::task::spawn_blocking(move || compiler.compile(&component))
-        .await
-        .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??;
+    let compiled = engine.compile_in_turn(component).await?;
     let inv = engine.invoke(&compiled, event, &limits, Kv::Map(Arc::new(kv))).await;
     let (outcome, actions, error) = match &inv.outcome {
         Ok(actions) => ("ok", actions.iter().map(action_json).collect::<Vec<_>>(), None),

@@ -22,11 +22,13 @@
 //!
 //! Must not touch SQL; the worker in [`worker`] connects this to the store.
 
+mod cache;
 pub mod chain;
 pub mod dryrun;
 pub mod fetch;
 pub mod limits;
 pub mod local;
+pub mod slots;
 pub mod template;
 pub mod worker;
 
@@ -73,7 +75,17 @@ const KV_MAX_WRITES: usize = 64;
 
 /// Instances that can be live at once (pool slots). Invocations beyond wait for a slot.
 const POOL_INSTANCES: u32 = 256;
+/// What one component may hold, checked when it is compiled (an upload over them is refused
+/// with the reason): core instances, linear memories and tables, all nested modules counted.
+/// The pool holds this much for every slot, so no instantiation can find it exhausted.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+pub const MAX_TABLES_PER_COMPONENT: u32 = 4;
 const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Instances one tenant may hold at once unless configured ([`PluginEngine::with_tenant_slots`]).
+const DEFAULT_TENANT_SLOTS: usize = 4;
+/// Compiled code kept unless configured ([`PluginEngine::with_cache_bytes`]).
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 /// What a plugin asked for, in host terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +105,11 @@ pub enum Failure {
     Deadline,
     MemoryLimit,
     OutputLimit,
+    /// The plugin returned its own error marked `retryable`.
+    Retryable,
+    /// The host failed the invocation (no instance slot, a store error inside an import): not
+    /// the plugin's fault, tried again.
+    HostFault,
 }
 
 impl Failure {
@@ -105,7 +122,14 @@ impl Failure {
             Failure::Deadline => "deadline",
             Failure::MemoryLimit => "memory_limit",
             Failure::OutputLimit => "output_limit",
+            Failure::Retryable => "plugin_error",
+            Failure::HostFault => "host_fault",
         }
+    }
+
+    /// Whether the event may succeed if tried again later.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Failure::Retryable | Failure::HostFault)
     }
 }
 
@@ -149,6 +173,8 @@ pub struct HostState {
     http: HttpRules,
     fetches: usize,
     deadline: Instant,
+    /// A fault of the host inside an import (the invocation is a host fault, not a trap).
+    host_fault: Option<String>,
 }
 
 impl WasiView for HostState {
@@ -190,7 +216,13 @@ impl host::Host for HostState {
             return Ok(v.clone());
         }
         match &self.kv {
-            Kv::Store(store) | Kv::DryRun(store) => Ok(store.kv_get(&self.tenant, &key).await?),
+            Kv::Store(store) | Kv::DryRun(store) => match store.kv_get(&self.tenant, &key).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    self.host_fault = Some(format!("kv-get: {e}"));
+                    Err(e.into())
+                }
+            },
             Kv::Map(map) => Ok(map.get(&key).cloned()),
         }
     }
@@ -271,7 +303,18 @@ impl wasmtime::ResourceLimiter for Limiter {
 
 /// A plugin compiled and linked, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
-pub struct Compiled(Arc<bindings::PluginPre<HostState>>);
+pub struct Compiled {
+    pre: Arc<bindings::PluginPre<HostState>>,
+    /// Size of its compiled code in memory, bytes.
+    code_bytes: usize,
+}
+
+impl Compiled {
+    /// Size of the compiled code held in memory, bytes.
+    pub fn code_bytes(&self) -> usize {
+        self.code_bytes
+    }
+}
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,7 +326,9 @@ impl std::fmt::Debug for Compiled {
 pub struct PluginEngine {
     sandbox: Sandbox,
     linker: Linker<HostState>,
-    cache: Mutex<HashMap<String, Compiled>>,
+    cache: Mutex<cache::CodeCache>,
+    compiles: Arc<tokio::sync::Semaphore>,
+    slots: slots::Slots,
     limits: Limits,
     ceiling: Ceiling,
     runtime: Option<PluginRuntime>,
@@ -333,8 +378,12 @@ impl PluginEngine {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 8)
-            .total_memories(POOL_INSTANCES * 2)
-            .total_tables(POOL_INSTANCES * 4)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .total_core_instances(POOL_INSTANCES * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(POOL_INSTANCES * MAX_MEMORIES_PER_COMPONENT)
+            .total_tables(POOL_INSTANCES * MAX_TABLES_PER_COMPONENT)
             .max_memory_size(POOL_MAX_MEMORY)
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10)
@@ -343,6 +392,9 @@ impl PluginEngine {
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut cfg = WasmConfig::new();
         cfg.consume_fuel(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // One compilation takes one core: the compile budget bounds them, and an upload never
+        // takes every core from the threads answering providers.
+        cfg.parallel_compilation(false);
         let engine = Engine::new(&cfg).map_err(engine_err)?;
 
         let mut linker = Linker::new(&engine);
@@ -364,7 +416,9 @@ impl PluginEngine {
         Ok(Self {
             sandbox: Sandbox { engine, fetcher: None },
             linker,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(cache::CodeCache::new(DEFAULT_CACHE_BYTES)),
+            compiles: Arc::new(tokio::sync::Semaphore::new(1)),
+            slots: slots::Slots::new(POOL_INSTANCES as usize, DEFAULT_TENANT_SLOTS),
             ceiling: Ceiling::default_for(&limits),
             limits,
             runtime: None,
@@ -389,6 +443,25 @@ impl PluginEngine {
             self.runtime = Some(PluginRuntime(Some(rt)));
         }
         Ok(self)
+    }
+
+    /// Let one tenant hold at most `per_tenant` instances at once (worker invocations, dry
+    /// runs and upload checks together).
+    pub fn with_tenant_slots(mut self, per_tenant: usize) -> Self {
+        self.slots = slots::Slots::new(POOL_INSTANCES as usize, per_tenant);
+        self
+    }
+
+    /// Run at most `n` compilations at once (each on one core, off the runtime's threads).
+    pub fn with_compile_concurrency(mut self, n: usize) -> Self {
+        self.compiles = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// Keep at most `bytes` of compiled code; the least recently used goes first.
+    pub fn with_cache_bytes(self, bytes: usize) -> Self {
+        *self.cache.lock().expect("cache lock") = cache::CodeCache::new(bytes);
+        self
     }
 
     /// Hold tenants without a ceiling of their own to the default ceiling with the operator's
@@ -416,13 +489,26 @@ impl PluginEngine {
     }
 
     /// Compile and link a component, checking it is a plugin of our world whose imports the
-    /// host satisfies. CPU-heavy (tens of ms): call from a blocking context.
+    /// host satisfies and that it fits the per-component caps. CPU-heavy (tens of ms to
+    /// seconds) and outside the compile budget: tools call it; the service uses
+    /// [`compile_in_turn`](Self::compile_in_turn).
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, PluginError> {
         let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
         let component = Component::new(&self.sandbox.engine, bytes).map_err(invalid)?;
+        let image = component.image_range();
+        let code_bytes = (image.end as usize).saturating_sub(image.start as usize);
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
-        Ok(Compiled(Arc::new(pre)))
+        Ok(Compiled { pre: Arc::new(pre), code_bytes })
+    }
+
+    /// [`compile`](Self::compile) within the compile budget, on a blocking thread.
+    pub async fn compile_in_turn(self: &Arc<Self>, bytes: Vec<u8>) -> Result<Compiled, PluginError> {
+        let _turn = self.compiles.clone().acquire_owned().await.expect("the compile semaphore is never closed");
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.compile(&bytes))
+            .await
+            .map_err(|e| PluginError::Engine(format!("compile task: {e}")))?
     }
 
     /// The compiled plugin for `digest`, compiling `load()`'s bytes on a miss.
@@ -433,31 +519,34 @@ impl PluginEngine {
         E: From<PluginError>,
     {
         if let Some(c) = self.cache.lock().expect("cache lock").get(digest) {
-            return Ok(c.clone());
+            return Ok(c);
         }
-        let bytes = load().await?;
-        let this = self.clone();
-        let compiled = tokio::task::spawn_blocking(move || this.compile(&bytes))
-            .await
-            .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??;
-        self.cache.lock().expect("cache lock").insert(digest.to_string(), compiled.clone());
+        let compiled = self.compile_in_turn(load().await?).await?;
+        self.remember(digest, compiled.clone());
         Ok(compiled)
     }
 
     /// Remember a compiled plugin under its digest (after an upload compiled it).
     pub fn remember(&self, digest: &str, compiled: Compiled) {
-        self.cache.lock().expect("cache lock").insert(digest.to_string(), compiled);
+        self.cache.lock().expect("cache lock").insert(digest, compiled);
+    }
+
+    /// Compiled code held in the cache, bytes, and how many plugins.
+    pub fn cached(&self) -> (usize, usize) {
+        let cache = self.cache.lock().expect("cache lock");
+        (cache.bytes(), cache.len())
     }
 
     /// Instantiate `plugin` under `limits` without calling it: checks that its initial state
     /// fits the limits (an upload's last check), and measures instantiation alone.
     pub async fn instantiate(&self, plugin: &Compiled, tenant: &TenantId, limits: &Limits) -> Result<(), String> {
+        let _slot = self.slots.acquire(tenant).await;
         let mut store = self
             .sandbox
             .new_store(tenant, limits, Kv::Map(Arc::default()), Instant::now())
             .map_err(|e| format!("{e:#}"))?;
         let memory_hit = |store: &Store<HostState>| store.data().limiter.memory_hit;
-        match plugin.0.instantiate_async(&mut store).await {
+        match plugin.pre.instantiate_async(&mut store).await {
             Ok(_) => Ok(()),
             Err(e) if memory_hit(&store) => {
                 Err(format!("its initial memory does not fit the memory limit of {} bytes: {e:#}", limits.memory_bytes))
@@ -492,7 +581,9 @@ impl PluginEngine {
             is_test: event.is_test,
             payload,
         };
-        let run = self.sandbox.clone().invoke(plugin.clone(), input, event.tenant_id.clone(), limits.clone(), kv);
+        // The slot is held while the instance lives; the deadline starts once it is had.
+        let slot = self.slots.acquire(&event.tenant_id).await;
+        let run = self.sandbox.clone().invoke(plugin.clone(), input, event.tenant_id.clone(), limits.clone(), kv, slot);
         match &self.runtime {
             None => run.await,
             Some(rt) => rt.handle().spawn(run).await.unwrap_or_else(|e| Invocation {
@@ -531,6 +622,7 @@ impl Sandbox {
             http: limits.http.clone(),
             fetches: 0,
             deadline: started + limits.timeout,
+            host_fault: None,
         };
         let mut store = Store::try_new(&self.engine, state)?;
         store.limiter(|s| &mut s.limiter);
@@ -543,13 +635,21 @@ impl Sandbox {
         Ok(store)
     }
 
-    async fn invoke(self, plugin: Compiled, input: wit::Event, tenant: TenantId, limits: Limits, kv: Kv) -> Invocation {
+    async fn invoke(
+        self,
+        plugin: Compiled,
+        input: wit::Event,
+        tenant: TenantId,
+        limits: Limits,
+        kv: Kv,
+        _slot: slots::Slot,
+    ) -> Invocation {
         let started = Instant::now();
         let mut store = match self.new_store(&tenant, &limits, kv, started) {
             Ok(s) => s,
             Err(e) => {
                 return Invocation {
-                    outcome: Err((Failure::Trap, format!("could not create a sandbox: {e:#}"))),
+                    outcome: Err((Failure::HostFault, format!("could not create a sandbox: {e:#}"))),
                     fuel_used: 0,
                     wall: started.elapsed(),
                     logs: String::new(),
@@ -560,7 +660,7 @@ impl Sandbox {
         };
 
         let call = async {
-            let instance = plugin.0.instantiate_async(&mut store).await?;
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &input).await
         };
         // The epoch callback stops guest code at the deadline; the outer timeout also bounds
@@ -572,10 +672,13 @@ impl Sandbox {
                 Err((Failure::Deadline, format!("deadline of {} ms exceeded", limits.timeout.as_millis())))
             }
             Ok(Ok(Ok(actions))) => check_output(actions, &limits),
-            Ok(Ok(Err(e))) => Err((
-                Failure::PluginError,
-                format!("{}: {}{}", e.code, e.message, if e.retryable { " (retryable)" } else { "" }),
-            )),
+            Ok(Ok(Err(e))) if e.retryable => {
+                Err((Failure::Retryable, format!("{}: {} (retryable)", e.code, e.message)))
+            }
+            Ok(Ok(Err(e))) => Err((Failure::PluginError, format!("{}: {}", e.code, e.message))),
+            Ok(Err(_)) if store.data().host_fault.is_some() => {
+                Err((Failure::HostFault, store.data().host_fault.clone().unwrap_or_default()))
+            }
             Ok(Err(trap)) => Err(classify(&trap, store.data().limiter.memory_hit, &limits)),
         };
         let data = store.data_mut();
@@ -588,6 +691,9 @@ impl Sandbox {
 }
 
 fn classify(err: &wasmtime::Error, memory_hit: bool, limits: &Limits) -> (Failure, String) {
+    if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return (Failure::HostFault, format!("no sandbox instance free: {err:#}"));
+    }
     if memory_hit {
         return (Failure::MemoryLimit, format!("memory limit of {} bytes exceeded", limits.memory_bytes));
     }

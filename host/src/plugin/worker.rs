@@ -284,7 +284,22 @@ async fn process(
         },
         Err(f) => ("failed", Some(format!("{} in {}: {}", f.failure.as_str(), f.plugin, f.message))),
     };
-    if status == "failed" {
+    // A failure that may pass is tried again later, within the attempt budget.
+    let attempt = job.attempts + 1;
+    let retry_at = match &ran.outcome {
+        Err(f) if f.failure.is_retryable() && attempt < i64::from(config.plugin_attempts) => {
+            Some(now_ms() + retry_delay(config, attempt))
+        }
+        _ => None,
+    };
+    let error = match (retry_at, error) {
+        (Some(_), Some(e)) => Some(format!("attempt {attempt} of {}: {e}; retrying", config.plugin_attempts)),
+        (None, Some(e)) if attempt > 1 => Some(format!("{e} (after {attempt} attempts)")),
+        (_, e) => e,
+    };
+    if retry_at.is_some() {
+        tracing::info!(tenant = %job.tenant_id, event_id = %event.id, attempt, error = error.as_deref().unwrap_or(""), "plugin job will be retried");
+    } else if status == "failed" {
         tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, error = error.as_deref().unwrap_or(""), "plugin invocation failed");
     }
     let kv_writes = ran.kv_writes();
@@ -314,12 +329,19 @@ async fn process(
         })
         .collect();
     let written = (outputs.deliveries.len(), outputs.sink_writes.len());
-    let done = PluginJobDone { runs, status, error, outputs, kv_writes, kv_max_keys: config.kv_max_keys };
+    let done = PluginJobDone { runs, status, retry_at, error, outputs, kv_writes, kv_max_keys: config.kv_max_keys };
     let refused = store.finish_plugin_job(&job, done).await?;
     if refused > 0 {
         tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, refused, "plugin key-value writes refused: the tenant's key quota is full");
     }
     Ok(written)
+}
+
+/// Delay before attempt `attempt + 1` (`attempt` ≥ 1 made): the backoff, doubled for each
+/// attempt after the first, at most an hour.
+fn retry_delay(config: &Config, attempt: i64) -> i64 {
+    let base = config.plugin_retry_backoff.as_millis() as i64;
+    base.saturating_mul(1 << (attempt - 1).clamp(0, 20)).min(3_600_000)
 }
 
 /// Apply a Stripe event to the tenant's billing record (idempotent and monotonic, so running

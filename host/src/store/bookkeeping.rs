@@ -111,6 +111,26 @@ async fn finish_plugin_job(tx: &mut sqlx::Transaction<'static, Any>, job: &Job, 
             refused += 1;
         }
     }
+    if let Some(run_at) = done.retry_at {
+        // Tried again later: the event stays pending with the reason, nothing else is written.
+        sqlx::query("UPDATE events SET error = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(done.error.as_deref())
+            .bind(job.tenant_id.as_str())
+            .bind(&job.event_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = $1, attempts = attempts + 1, lease_until = NULL,
+                 last_error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(run_at)
+        .bind(done.error.as_deref())
+        .bind(now)
+        .bind(job.id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(refused);
+    }
     complete_plugin_job(tx, job, done.status, done.error.as_deref(), &done.outputs, now).await?;
     Ok(refused)
 }

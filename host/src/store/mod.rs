@@ -41,7 +41,10 @@ mod bookkeeping;
 mod plugins;
 
 use bookkeeping::Bookkeeping;
-pub use plugins::{ChainRule, KvPut, LimitSettings, PluginInfo, PluginVersion, Upload, UsageRow, VersionInfo};
+pub use plugins::{
+    ChainRule, KvPut, LimitSettings, PluginInfo, PluginQuotas, PluginVersion, Upload, UsageRow, VersionDelete,
+    VersionInfo,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");
@@ -328,8 +331,11 @@ pub struct PluginRun {
 #[derive(Debug, Default)]
 pub struct PluginJobDone {
     pub runs: Vec<PluginRun>,
-    /// The event's new status: `processed`, `dropped` or `failed`.
+    /// The event's new status: `processed`, `dropped` or `failed` (ignored with `retry_at`).
     pub status: &'static str,
+    /// Run the job again at this time (unix ms) instead of finishing it: the runs are
+    /// recorded, the event stays pending with `error`, no output or key-value write is kept.
+    pub retry_at: Option<i64>,
     pub error: Option<String>,
     pub outputs: Outputs,
     pub kv_writes: Vec<(String, Option<String>)>,
@@ -2277,10 +2283,37 @@ mod tests {
             };
             store.create_sink(&sink).await.unwrap();
             changed(&mut last, rev().await, "creating a sink");
-            store.add_plugin_version(&tenant, "p", "d1", b"wasm", true).await.unwrap();
+            let q = PluginQuotas { plugins: 1, versions: 2, bytes: 9 };
+            store.add_plugin_version(&tenant, "p", "d1", b"wasm", true, q).await.unwrap();
             changed(&mut last, rev().await, "uploading and activating a plugin");
-            store.add_plugin_version(&tenant, "p", "d2", b"wasm2", false).await.unwrap();
+            store.add_plugin_version(&tenant, "p", "d2", b"wasm2", false, q).await.unwrap();
             changed(&mut last, rev().await, "uploading a version");
+            // The quotas, counted in the database: versions, plugins, bytes; the same bytes again
+            // are the existing version, whatever the quota.
+            let over = |u: Upload| match u {
+                Upload::OverQuota(quota, _) => quota,
+                other => panic!("{url}: {other:?}"),
+            };
+            assert_eq!(
+                over(store.add_plugin_version(&tenant, "p", "d3", b"w", false, q).await.unwrap()),
+                "plugin_versions"
+            );
+            assert_eq!(over(store.add_plugin_version(&tenant, "q", "d4", b"w", false, q).await.unwrap()), "plugins");
+            let roomy = PluginQuotas { versions: 3, ..q };
+            assert_eq!(
+                over(store.add_plugin_version(&tenant, "p", "d5", b"w", false, roomy).await.unwrap()),
+                "plugin_bytes"
+            );
+            assert!(matches!(
+                store.add_plugin_version(&tenant, "p", "d1", b"wasm", false, q).await.unwrap(),
+                Upload::Existing(_)
+            ));
+            assert_eq!(
+                store.plugin_quota(&tenant, "p", "d9", 1, q).await.unwrap().map(|o| o.0),
+                Some("plugin_versions")
+            );
+            assert_eq!(store.delete_plugin_version(&tenant, "p", 1).await.unwrap(), VersionDelete::Active);
+            assert_eq!(store.delete_plugin_version(&tenant, "p", 7).await.unwrap(), VersionDelete::NotFound);
             store.activate_plugin(&tenant, "p", 2).await.unwrap();
             changed(&mut last, rev().await, "activating a version");
             store.set_chain(&tenant, Some(&[])).await.unwrap();

@@ -72,6 +72,80 @@ pub enum Upload {
     Created(PluginVersion),
     /// The same bytes were already stored under this name: that version.
     Existing(PluginVersion),
+    /// Storing it would pass a quota: which, and the message.
+    OverQuota(&'static str, String),
+}
+
+/// A tenant's plugin quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginQuotas {
+    /// Named plugins.
+    pub plugins: u64,
+    /// Versions of one plugin.
+    pub versions: u64,
+    /// Component bytes stored, all versions of all plugins.
+    pub bytes: u64,
+}
+
+/// What deleting one version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionDelete {
+    Deleted,
+    /// The version is active: activate another or delete the plugin.
+    Active,
+    NotFound,
+}
+
+/// The version of `name` stored with `digest`, if any.
+async fn stored_version(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    name: &str,
+    digest: &str,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query("SELECT version FROM plugins WHERE tenant_id = $1 AND name = $2 AND digest = $3")
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(digest)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get("version")))
+}
+
+/// The quota a new version of `name` (`size` bytes) would pass, if any.
+async fn over_quota(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    name: &str,
+    size: u64,
+    q: PluginQuotas,
+) -> Result<Option<(&'static str, String)>> {
+    let row = sqlx::query(
+        "SELECT COUNT(DISTINCT name) AS plugins,
+                COALESCE(SUM(CASE WHEN name = $2 THEN 1 ELSE 0 END), 0) AS versions,
+                COALESCE(SUM(length(component)), 0) AS bytes
+         FROM plugins WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (plugins, versions, bytes): (i64, i64, i64) = (row.get("plugins"), row.get("versions"), row.get("bytes"));
+    Ok(if versions == 0 && plugins as u64 >= q.plugins {
+        Some(("plugins", format!("the tenant has {plugins} plugins, its quota; delete one first")))
+    } else if versions as u64 >= q.versions {
+        Some((
+            "plugin_versions",
+            format!("plugin {name:?} has {versions} versions, its quota; delete inactive versions first"),
+        ))
+    } else if bytes as u64 + size > q.bytes {
+        Some((
+            "plugin_bytes",
+            format!("{bytes} bytes of components stored; {size} more would pass the quota of {}", q.bytes),
+        ))
+    } else {
+        None
+    })
 }
 
 /// A key-value write asked for by the API.
@@ -95,16 +169,15 @@ impl Store {
         digest: &str,
         component: &[u8],
         activate: bool,
+        quotas: PluginQuotas,
     ) -> Result<Upload> {
         let mut tx = self.begin(true).await?;
-        let existing: Option<i64> =
-            sqlx::query("SELECT version FROM plugins WHERE tenant_id = $1 AND name = $2 AND digest = $3")
-                .bind(tenant.as_str())
-                .bind(name)
-                .bind(digest)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.get("version"));
+        let existing = stored_version(&mut tx, tenant, name, digest).await?;
+        if existing.is_none()
+            && let Some((quota, message)) = over_quota(&mut tx, tenant, name, component.len() as u64, quotas).await?
+        {
+            return Ok(Upload::OverQuota(quota, message));
+        }
         let version = match existing {
             Some(v) => v,
             None => {
@@ -137,6 +210,48 @@ impl Store {
         tx.commit().await?;
         let pv = PluginVersion { name: name.to_string(), version, digest: digest.to_string() };
         Ok(if existing.is_some() { Upload::Existing(pv) } else { Upload::Created(pv) })
+    }
+
+    /// Whether a new version of `name` (`size` bytes, `digest`) would pass a quota: checked
+    /// before an upload is compiled, and again when it is stored.
+    pub async fn plugin_quota(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        digest: &str,
+        size: u64,
+        quotas: PluginQuotas,
+    ) -> Result<Option<(&'static str, String)>> {
+        let mut conn = self.pool.acquire().await?;
+        if stored_version(&mut conn, tenant, name, digest).await?.is_some() {
+            return Ok(None);
+        }
+        over_quota(&mut conn, tenant, name, size, quotas).await
+    }
+
+    /// Delete one version of `name` unless it is the active one.
+    pub async fn delete_plugin_version(&self, tenant: &TenantId, name: &str, version: i64) -> Result<VersionDelete> {
+        let mut tx = self.begin(true).await?;
+        let r = sqlx::query("DELETE FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3 AND active = 0")
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        let outcome = if r.rows_affected() > 0 {
+            VersionDelete::Deleted
+        } else {
+            let active =
+                sqlx::query("SELECT 1 AS one FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3")
+                    .bind(tenant.as_str())
+                    .bind(name)
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if active.is_some() { VersionDelete::Active } else { VersionDelete::NotFound }
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Make `version` the active version of `name`. False when there is no such version.
