@@ -374,3 +374,100 @@ async fn distinct_uploads_do_not_grow_the_compiled_code_cache_without_bound() {
     s.call_status("CA1", "ringing").await;
     assert_eq!(s.receiver.next().await.json()["payload"]["call_sid"], "CA1");
 }
+
+/// 1,000 endpoint creations, fifty at a time, by a tenant that wants to multiply each event:
+/// exactly the cap is created, the rest refused with 409 naming the quota. Sinks likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_endpoints_are_refused_past_the_cap() {
+    let s = Setup::new(&["*"]).await; // one endpoint already
+    let mut created = 1;
+    let mut refused = 0;
+    for wave in 0..20 {
+        let batch: Vec<_> = (0..50)
+            .map(|i| {
+                let (server, tenant, key) = (s.server.clone_client(), s.tenant.clone(), s.key.clone());
+                tokio::spawn(async move {
+                    let url = format!("http://127.0.0.1:9/hook/{wave}/{i}");
+                    let r = server
+                        .authed(Method::POST, &format!("/v1/tenants/{tenant}/endpoints"), &key)
+                        .json(&json!({ "url": url, "event_types": ["*"] }))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    (status, r.json::<Value>().await.unwrap())
+                })
+            })
+            .collect();
+        for b in batch {
+            match b.await.unwrap() {
+                (201, _) => created += 1,
+                (409, body) => {
+                    assert_eq!(body["error"]["quota"], "endpoints", "{body}");
+                    refused += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!((created, refused), (50, 951), "the default cap of 50 endpoints");
+    let (_, listed) = s.call(Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 50);
+
+    let sink = |n: usize| json!({ "name": format!("crm{n}"), "kind": "http-upsert", "base_url": "http://127.0.0.1:9", "object": "contacts" });
+    for n in 0..20 {
+        assert_eq!(s.call(Method::POST, "/sinks", Some(sink(n))).await.0, 201);
+    }
+    let (status, body) = s.call(Method::POST, "/sinks", Some(sink(20))).await;
+    assert_eq!((status, &body["error"]["quota"]), (409, &json!("sinks")), "{body}");
+    let (_, sinks) = s.call(Method::GET, "/sinks", None).await;
+    let first = sinks["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.call(Method::DELETE, &format!("/sinks/{first}"), None).await.0, 204);
+    assert_eq!(s.call(Method::POST, "/sinks", Some(sink(20))).await.0, 201, "room again");
+}
+
+/// One event sent to many endpoints: its body is stored once and shared by the deliveries;
+/// an event whose copies would pass the fan-out budget fails with the reason, none enqueued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_body_is_shared_by_its_deliveries_and_fan_out_has_a_budget() {
+    let mut config = test_config(&hookhost_tests::fresh_database("fanout").await);
+    config.max_event_fanout_bytes = 3_000;
+    let mut s = Setup::on(TestServer::start_with(config).await, &["call.ringing"]).await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let receiver = Receiver::start().await;
+        s.server.create_endpoint(&s.tenant, &s.key, &receiver.url, &["call.ringing"]).await;
+        others.push(receiver);
+    }
+    s.call_status("CA1", "ringing").await;
+    let first = s.receiver.next().await;
+    for r in &mut others {
+        assert_eq!(r.next().await.body, first.body, "the same body to every endpoint");
+    }
+    hookhost_tests::sqlx_any();
+    let db = sqlx::AnyPool::connect(&s.server.database_url).await.unwrap();
+    let event = first.json()["id"].as_str().unwrap().to_string();
+    let bodies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bodies WHERE event_id = $1")
+        .bind(&event)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let inline: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE event_id = $1 AND kind = 'delivery' AND body IS NOT NULL")
+            .bind(&event)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((bodies, inline), (1, 0), "stored once, referenced three times");
+
+    // Three copies of a body of ~1.5 KB (its call id, twice) pass 3,000 bytes: failed, nothing sent.
+    let long = format!("CA{}", "7".repeat(600));
+    let r = s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &[("CallSid", &long), ("CallStatus", "ringing")]).await;
+    assert_eq!(r.status(), 200);
+    let id = s.events().await.last().unwrap()["id"].as_str().unwrap().to_string();
+    let e = s.processed(&id).await;
+    assert_eq!(e["status"], "failed", "{e}");
+    let error = e["error"].as_str().unwrap();
+    assert!(error.starts_with("output_limit") && error.contains("3 deliveries"), "{error}");
+    assert!(s.receiver.next_within(Duration::from_millis(200)).await.is_none());
+}

@@ -69,6 +69,11 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), hookhost::RunError>>>,
 }
 
+/// Install sqlx's drivers for `sqlx::AnyPool` (tests that read the database directly).
+pub fn sqlx_any() {
+    sqlx::any::install_default_drivers();
+}
+
 /// Configuration for tests: fast retries, loopback allowed, the given database.
 /// The PostgreSQL server tests use: `HOOKHOST_TEST_PG`, by default the one on 127.0.0.1.
 pub fn postgres_url() -> String {

@@ -26,7 +26,7 @@ pub use error::ApiError;
 use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
 use crate::ingest::{HookRequest, Ingestor, VoiceLeg};
 use crate::plugin::PluginEngine;
-use crate::store::{Endpoint, NewDelivery, Store};
+use crate::store::{Endpoint, Insert, NewDelivery, Store};
 use crate::{Config, TenantId, Wakeups, new_id};
 
 /// What every handler can reach.
@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{id}/receipts", get(list_receipts))
         .route("/v1/tenants/{id}/receipts/{rid}/replay", post(replay_receipt))
         .route("/v1/tenants/{id}/sinks", post(create_sink).get(list_sinks))
+        .route("/v1/tenants/{id}/sinks/{sid}", delete(delete_sink))
         .route("/v1/tenants/{id}/numbers/{e164}", put(put_number).get(get_number))
         .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
         .route("/v1/tenants/{id}/contacts/{e164}", get(get_contact))
@@ -578,7 +579,13 @@ async fn create_endpoint(
     }
     let mut ep = Endpoint::new(tenant, String::new(), sign::new_secret());
     apply_endpoint_settings(&mut ep, &body, &state.outbound)?;
-    state.store.create_endpoint(&ep).await?;
+    if state.store.create_endpoint(&ep, state.config.max_endpoints).await? == Insert::Full {
+        tracing::warn!(tenant = %ep.tenant_id, "endpoint refused: the tenant is at its cap");
+        return Err(ApiError::Quota {
+            quota: "endpoints",
+            message: format!("the tenant has {} endpoints, its cap; delete one first", state.config.max_endpoints),
+        });
+    }
     tracing::info!(tenant = %ep.tenant_id, endpoint = %ep.id, "endpoint created");
     Ok((StatusCode::CREATED, Json(endpoint_json(&ep))).into_response())
 }
@@ -882,7 +889,7 @@ async fn replay_event(
     let fallback = NewDelivery {
         endpoint_id: ep.id.clone(),
         message_id: stored.event.id.clone(),
-        body: stored.event.envelope().to_string(),
+        body: stored.event.envelope().to_string().into(),
         ordering_key: None,
     };
     let ids = state.store.replay(&tenant, &event_id, &ep.id, fallback).await?;
@@ -981,8 +988,16 @@ async fn create_sink(
             .await
             .map_err(|e| unprocessable(format!("cannot prepare the sink table: {e}")))?;
     }
-    if !state.store.create_sink(&sink).await? {
-        return Err(ApiError::Conflict(format!("a sink named {name:?} exists")));
+    match state.store.create_sink(&sink, state.config.max_sinks).await? {
+        Insert::Created => {}
+        Insert::Duplicate => return Err(ApiError::Conflict(format!("a sink named {name:?} exists"))),
+        Insert::Full => {
+            tracing::warn!(%tenant, "sink refused: the tenant is at its cap");
+            return Err(ApiError::Quota {
+                quota: "sinks",
+                message: format!("the tenant has {} sinks, its cap; delete one first", state.config.max_sinks),
+            });
+        }
     }
     tracing::info!(%tenant, sink = %sink.name, kind, "sink created");
     Ok((StatusCode::CREATED, Json(sink_json(&sink))).into_response())
@@ -996,6 +1011,20 @@ async fn list_sinks(
     let tenant = authorize(&state, &headers, &id).await?;
     let sinks = state.store.sinks(&tenant).await?;
     Ok(Json(json!({ "data": sinks.iter().map(sink_json).collect::<Vec<_>>() })))
+}
+
+/// Delete a sink; its pending writes fail with "sink deleted".
+async fn delete_sink(
+    State(state): State<AppState>,
+    Path((id, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !state.store.delete_sink(&tenant, &sid).await? {
+        return Err(ApiError::NotFound(format!("no sink {sid}")));
+    }
+    tracing::info!(%tenant, sink = %sid, "sink deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- numbers and calls ----

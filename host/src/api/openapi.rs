@@ -88,6 +88,7 @@ static OPS: &[Op] = &[
     op("post", "/v1/tenants/{id}/receipts/{rid}/replay", "receipts", "Re-run a kept provider request", 202, Bearer, NoBody),
     op("post", "/v1/tenants/{id}/sinks", "sinks", "Create a CRM sink (http-upsert or sql)", 201, Bearer, Json),
     op("get", "/v1/tenants/{id}/sinks", "sinks", "List sinks", 200, Bearer, NoBody),
+    op("delete", "/v1/tenants/{id}/sinks/{sid}", "sinks", "Delete a sink (its pending writes fail)", 204, Bearer, NoBody),
     op("put", "/v1/tenants/{id}/numbers/{e164}", "telephony", "A tracked number's forwarding and voicemail", 200, Bearer, Json),
     op("get", "/v1/tenants/{id}/numbers/{e164}", "telephony", "A tracked number's settings", 200, Bearer, NoBody),
     op("get", "/v1/tenants/{id}/calls/{call_sid}", "telephony", "A call as its state machine holds it", 200, Bearer, NoBody),

@@ -266,6 +266,13 @@ async fn process(
             deliveries: fan_out(&event, endpoints, &event.id, &event.event_type, &event.payload, &[]),
             sink_writes: default_mapping(&event, sinks, &event.id, &event.event_type, &event.payload),
         };
+        if let Err(msg) = within_fan_out_budget(&outputs, config.max_event_fanout_bytes) {
+            tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, error = %msg, "event over the fan-out budget");
+            let error = Some(format!("{}: {msg}", Failure::OutputLimit.as_str()));
+            let done = PluginJobDone { status: "failed", error, ..Default::default() };
+            store.finish_plugin_job(&job, done).await?;
+            return Ok((0, 0));
+        }
         let written = (outputs.deliveries.len(), outputs.sink_writes.len());
         store.finish_without_plugin(&job, outputs).await?;
         return Ok(written);
@@ -276,7 +283,13 @@ async fn process(
     let mut notes = Vec::new();
     let (status, error) = match &ran.outcome {
         Ok(actions) => match apply(&event, endpoints, sinks, actions.clone(), &mut outputs, &mut notes) {
-            Ok(status) => (status, (!notes.is_empty()).then(|| notes.join("; "))),
+            Ok(status) => match within_fan_out_budget(&outputs, config.max_event_fanout_bytes) {
+                Ok(()) => (status, (!notes.is_empty()).then(|| notes.join("; "))),
+                Err(msg) => {
+                    outputs = Outputs::default();
+                    ("failed", Some(format!("{}: {msg}", Failure::OutputLimit.as_str())))
+                }
+            },
             Err(msg) => {
                 outputs = Outputs::default();
                 ("failed", Some(format!("{}: {msg}", Failure::PluginError.as_str())))
@@ -445,8 +458,10 @@ fn fan_out(
     payload: &Value,
     only: &[String],
 ) -> Vec<NewDelivery> {
-    let body =
-        envelope(message_id, event_type, event.occurred_at, &event.tenant_id, payload, event.is_test).to_string();
+    // One body, shared by every endpoint's delivery (and stored once).
+    let body: Arc<str> = envelope(message_id, event_type, event.occurred_at, &event.tenant_id, payload, event.is_test)
+        .to_string()
+        .into();
     endpoints
         .iter()
         .filter(|ep| subscribed(&ep.event_types, event_type) && (only.is_empty() || only.contains(&ep.id)))
@@ -457,6 +472,21 @@ fn fan_out(
             ordering_key: ep.ordered_by.as_deref().and_then(|field| ordering_key(payload, field)),
         })
         .collect()
+}
+
+/// Whether what an event enqueues fits `budget`: every delivery's body (as sent, once per
+/// endpoint) and every sink record, in bytes. Refused with the reason otherwise.
+fn within_fan_out_budget(outputs: &Outputs, budget: usize) -> Result<(), String> {
+    let bytes: usize = outputs.deliveries.iter().map(|d| d.body.len()).sum::<usize>()
+        + outputs.sink_writes.iter().map(|w| w.record.len()).sum::<usize>();
+    if bytes > budget {
+        return Err(format!(
+            "the event would enqueue {bytes} bytes ({} deliveries, {} sink writes), more than the {budget} allowed",
+            outputs.deliveries.len(),
+            outputs.sink_writes.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The value of `field` in the payload as a key (strings and numbers only).

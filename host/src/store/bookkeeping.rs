@@ -5,6 +5,7 @@
 //! rolled back and its requests applied one by one, so one bad request fails alone. Owns these statements; the [`Store`](super::Store) methods that send the
 //! requests are the only way in.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Any, Row};
@@ -158,8 +159,27 @@ async fn complete_plugin_job(
         .bind(job.id)
         .execute(&mut **tx)
         .await?;
+    // A body sent to several endpoints is stored once and shared by their deliveries.
+    let mut shared: Vec<(Arc<str>, Option<i64>)> = Vec::new();
     for d in &outputs.deliveries {
-        insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, false, now).await?;
+        let copies = outputs.deliveries.iter().filter(|o| Arc::ptr_eq(&o.body, &d.body)).count();
+        let body_id = if copies < 2 {
+            None
+        } else if let Some((_, id)) = shared.iter().find(|(b, _)| Arc::ptr_eq(b, &d.body)) {
+            *id
+        } else {
+            let id: i64 =
+                sqlx::query("INSERT INTO bodies (tenant_id, event_id, body) VALUES ($1, $2, $3) RETURNING id")
+                    .bind(job.tenant_id.as_str())
+                    .bind(&job.event_id)
+                    .bind(&*d.body)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .get("id");
+            shared.push((d.body.clone(), Some(id)));
+            Some(id)
+        };
+        insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, body_id, false, now).await?;
     }
     for w in &outputs.sink_writes {
         sqlx::query(

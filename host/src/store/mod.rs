@@ -9,6 +9,7 @@
 //! on the tenant id it is given; callers never pass SQL in. Must not know about HTTP,
 //! providers' wire formats or wasmtime.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,7 +57,7 @@ const DUE: &str = "status IN ('pending', 'running') AND ((status = 'pending' AND
 
 /// The columns a claimed job is read from (see [`job`]).
 const JOB_COLUMNS: &str =
-    "id, tenant_id, event_id, endpoint_id, message_id, body, attempts, sink_id, external_id, record_version";
+    "id, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id, record_version";
 
 /// Which database the store runs on. The SQL is written once (`$N` placeholders, which both
 /// take); the few statements that differ pick theirs by this.
@@ -279,7 +280,10 @@ pub struct Job {
     pub event_id: String,
     pub endpoint_id: Option<String>,
     pub message_id: Option<String>,
+    /// The delivery body or sink record (a shared delivery body is read with the claim).
     pub body: Option<String>,
+    /// A delivery's shared body, when it has no body of its own.
+    pub body_id: Option<i64>,
     /// Attempts made before this one.
     pub attempts: i64,
     pub sink_id: Option<String>,
@@ -347,7 +351,8 @@ pub struct PluginJobDone {
 pub struct NewDelivery {
     pub endpoint_id: String,
     pub message_id: String,
-    pub body: String,
+    /// Shared by the deliveries of one body (one per endpoint): stored once.
+    pub body: Arc<str>,
     /// Deliveries to the same endpoint sharing a key go out one at a time, in order.
     pub ordering_key: Option<String>,
 }
@@ -629,6 +634,32 @@ async fn begin_on(write: &AnyPool, backend: Backend, durable: bool) -> Result<sq
             tx
         }
     })
+}
+
+/// What creating a capped, named row did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    Created,
+    /// Its name is taken.
+    Duplicate,
+    /// The tenant is at its cap for these rows.
+    Full,
+}
+
+/// Whether the tenant already has `max` rows of `table` (endpoints or sinks), counted under
+/// the tenant's lock for that table, so concurrent creations cannot pass the cap together.
+async fn at_cap(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    table: &'static str,
+    tenant: &TenantId,
+    max: u64,
+) -> Result<bool> {
+    serialize_on(tx, backend, table, tenant.as_str()).await?;
+    // `table` is one of two constants, never input.
+    let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1");
+    let n: i64 = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str()).fetch_one(&mut **tx).await?.get("n");
+    Ok(n as u64 >= max)
 }
 
 /// Serialize read-modify-write transactions on the row named by (`scope`, `key`), which may
@@ -1281,8 +1312,12 @@ impl Store {
 
     // ---- endpoints ----
 
-    pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+    /// Create an endpoint unless the tenant already has `max`.
+    pub async fn create_endpoint(&self, ep: &Endpoint, max: u64) -> Result<Insert> {
         let mut tx = self.begin(true).await?;
+        if at_cap(&mut tx, self.backend, "endpoints", &ep.tenant_id, max).await? {
+            return Ok(Insert::Full);
+        }
         let now = now_ms();
         sqlx::query(
             "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
@@ -1306,7 +1341,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Insert::Created)
     }
 
     /// Write back an endpoint's settings (the API reads, changes, then updates).
@@ -1528,8 +1563,12 @@ impl Store {
 
     // ---- sinks ----
 
-    pub async fn create_sink(&self, sink: &Sink) -> Result<bool> {
+    /// Create a sink unless its name is taken or the tenant already has `max`.
+    pub async fn create_sink(&self, sink: &Sink, max: u64) -> Result<Insert> {
         let mut tx = self.begin(true).await?;
+        if at_cap(&mut tx, self.backend, "sinks", &sink.tenant_id, max).await? {
+            return Ok(Insert::Full);
+        }
         let r = sqlx::query(
             "INSERT INTO sinks (id, tenant_id, name, kind, config, event_types, external_id_field, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -1545,7 +1584,32 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+        Ok(if r.rows_affected() == 1 { Insert::Created } else { Insert::Duplicate })
+    }
+
+    /// Delete a sink and fail its unfinished writes. False when there was none.
+    pub async fn delete_sink(&self, tenant: &TenantId, id: &str) -> Result<bool> {
+        let mut tx = self.begin(true).await?;
+        let gone = sqlx::query("DELETE FROM sinks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if gone {
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', last_error = 'sink deleted', lease_until = NULL, updated_at = $1
+                 WHERE kind = 'sink' AND tenant_id = $2 AND sink_id = $3 AND status IN ('pending', 'running')",
+            )
+            .bind(now_ms())
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gone)
     }
 
     pub async fn sinks(&self, tenant: &TenantId) -> Result<Vec<Sink>> {
@@ -1679,8 +1743,24 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        let mut jobs: Vec<Job> = rows.iter().map(job).collect();
+        // Bodies shared by several deliveries, read once for the whole claim.
+        let shared: Vec<i64> = jobs.iter().filter(|j| j.body.is_none()).filter_map(|j| j.body_id).collect();
+        if !shared.is_empty() {
+            let marks: Vec<String> = (1..=shared.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, body FROM bodies WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in &shared {
+                q = q.bind(*id);
+            }
+            let bodies: HashMap<i64, String> =
+                q.fetch_all(&mut *tx).await?.iter().map(|r| (r.get("id"), r.get("body"))).collect();
+            for j in jobs.iter_mut().filter(|j| j.body.is_none()) {
+                j.body = j.body_id.and_then(|id| bodies.get(&id).cloned());
+            }
+        }
         tx.commit().await?;
-        Ok(rows.iter().map(job).collect())
+        Ok(jobs)
     }
 
     /// Deliveries of a tenant, newest first, optionally by status (`pending`, `succeeded`,
@@ -1804,7 +1884,8 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin(true).await?;
         let previous = sqlx::query(
-            "SELECT message_id, body, ordering_key FROM jobs j WHERE kind = 'delivery' AND tenant_id = $1 AND event_id = $2
+            "SELECT message_id, COALESCE(j.body, (SELECT b.body FROM bodies b WHERE b.id = j.body_id)) AS body, ordering_key
+             FROM jobs j WHERE kind = 'delivery' AND tenant_id = $1 AND event_id = $2
                AND id = (SELECT MIN(id) FROM jobs f WHERE f.kind = 'delivery' AND f.tenant_id = $1 AND f.event_id = $2
                            AND f.message_id = j.message_id)
              ORDER BY id",
@@ -1818,7 +1899,7 @@ impl Store {
             .map(|r| NewDelivery {
                 endpoint_id: endpoint_id.to_string(),
                 message_id: r.get("message_id"),
-                body: r.get("body"),
+                body: r.get::<String, _>("body").into(),
                 ordering_key: r.get("ordering_key"),
             })
             .collect();
@@ -1827,7 +1908,7 @@ impl Store {
         }
         let mut ids = Vec::new();
         for d in &deliveries {
-            ids.push(insert_delivery(&mut *tx, tenant, event_id, d, true, now).await?);
+            ids.push(insert_delivery(&mut *tx, tenant, event_id, d, None, true, now).await?);
         }
         tx.commit().await?;
         Ok(ids)
@@ -1940,6 +2021,7 @@ fn job(r: &AnyRow) -> Job {
         endpoint_id: r.get("endpoint_id"),
         message_id: r.get("message_id"),
         body: r.get("body"),
+        body_id: r.get("body_id"),
         attempts: r.get("attempts"),
         sink_id: r.get("sink_id"),
         external_id: r.get("external_id"),
@@ -1947,18 +2029,21 @@ fn job(r: &AnyRow) -> Job {
     }
 }
 
+/// Insert a delivery job; with `shared`, its body is that row of `bodies`, not its own.
 async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
     tenant: &TenantId,
     event_id: &str,
     d: &NewDelivery,
+    shared: Option<i64>,
     replay: bool,
     now: i64,
 ) -> Result<i64> {
     let id = sqlx::query(
-        "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, ordering_key, replay, status,
-             run_at, created_at, updated_at)
-         VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $8, $9, 'pending', $10, $11, $12)
+        "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, body_id, ordering_key, replay,
+             status, run_at, created_at, updated_at)
+         VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $13, $8, $9,
+             'pending', $10, $11, $12)
          RETURNING id",
     )
     .bind(tenant.as_str())
@@ -1967,12 +2052,13 @@ async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     .bind(event_id)
     .bind(&d.endpoint_id)
     .bind(&d.message_id)
-    .bind(&d.body)
+    .bind(shared.is_none().then(|| d.body.to_string()))
     .bind(&d.ordering_key)
     .bind(replay as i64)
     .bind(now)
     .bind(now)
     .bind(now)
+    .bind(shared)
     .fetch_one(exec)
     .await?
     .get("id");
@@ -2265,7 +2351,10 @@ mod tests {
                 *last = now;
             }
             let mut ep = Endpoint::new(tenant.clone(), "https://example.com/hook".into(), "whsec_a".into());
-            store.create_endpoint(&ep).await.unwrap();
+            assert_eq!(store.create_endpoint(&ep, 1).await.unwrap(), Insert::Created);
+            let mut second = ep.clone();
+            second.id = crate::new_id("ep");
+            assert_eq!(store.create_endpoint(&second, 1).await.unwrap(), Insert::Full, "{url}: the cap");
             changed(&mut last, rev().await, "creating an endpoint");
             ep.enabled = false;
             store.update_endpoint(&ep).await.unwrap();
@@ -2281,7 +2370,8 @@ mod tests {
                 event_types: vec!["call.*".into()],
                 external_id_field: Some("call_id".into()),
             };
-            store.create_sink(&sink).await.unwrap();
+            assert_eq!(store.create_sink(&sink, 5).await.unwrap(), Insert::Created);
+            assert_eq!(store.create_sink(&sink, 5).await.unwrap(), Insert::Duplicate);
             changed(&mut last, rev().await, "creating a sink");
             let q = PluginQuotas { plugins: 1, versions: 2, bytes: 9 };
             store.add_plugin_version(&tenant, "p", "d1", b"wasm", true, q).await.unwrap();

@@ -172,6 +172,8 @@ impl Store {
         quotas: PluginQuotas,
     ) -> Result<Upload> {
         let mut tx = self.begin(true).await?;
+        // Concurrent uploads of one tenant count their quotas one after the other.
+        super::serialize_on(&mut tx, self.backend, "plugins", tenant.as_str()).await?;
         let existing = stored_version(&mut tx, tenant, name, digest).await?;
         if existing.is_none()
             && let Some((quota, message)) = over_quota(&mut tx, tenant, name, component.len() as u64, quotas).await?
