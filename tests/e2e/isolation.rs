@@ -471,3 +471,90 @@ async fn one_body_is_shared_by_its_deliveries_and_fan_out_has_a_budget() {
     assert!(error.starts_with("output_limit") && error.contains("3 deliveries"), "{error}");
     assert!(s.receiver.next_within(Duration::from_millis(200)).await.is_none());
 }
+
+/// A sql sink is a connection the service opens for a tenant: it must not reach what the
+/// operator did not allow that tenant — its own database above all. The operator's global
+/// allow-list here is empty; one tenant is granted loopback on its ceiling, the other is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_sink_cannot_reach_what_the_operator_did_not_allow() {
+    let mut config = test_config(&hookhost_tests::fresh_database("sqlsink").await);
+    config.outbound_allow = Vec::new();
+    let server = TestServer::start_with(config).await;
+    let (hostile, key) = server.create_tenant("hostile").await;
+    let sink = |url: &str| json!({ "name": "crm", "kind": "sql", "database_url": url, "table": "calls" });
+    let create = |tenant: String, key: String, body: Value| {
+        let server = server.clone_client();
+        async move {
+            let r = server
+                .authed(Method::POST, &format!("/v1/tenants/{tenant}/sinks"), &key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    for (url, why) in [
+        ("postgres://postgres:x@localhost:5432/test", "internal addresses"),
+        ("postgres://postgres:x@127.0.0.1:5432/test", "internal address"),
+        ("postgres://postgres:x@db.example.com/test?host=/var/run/postgresql", "\"host\" is not allowed"),
+        ("postgres:///test?host=/var/run/postgresql", "host is required"),
+        ("postgres://postgres:x@db.example.com/test?hostaddr=127.0.0.1", "\"hostaddr\" is not allowed"),
+        ("postgres://postgres@127.0.0.1:5432/test", "a user and a password are required"),
+        ("postgres://127.0.0.1/test", "a user and a password are required"),
+    ] {
+        let (status, body) = create(hostile.clone(), key.clone(), sink(url)).await;
+        assert_eq!(status, 422, "{url}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{url}: {message}");
+    }
+    // Its endpoints cannot reach loopback either: the operator allowed nothing internal.
+    let r = server
+        .authed(Method::POST, &format!("/v1/tenants/{hostile}/endpoints"), &key)
+        .json(&json!({ "url": "http://127.0.0.1:9/hook" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    // The operator grants loopback to one tenant alone: its sink connects (real PostgreSQL),
+    // and a refused connection is told in our words, not the server's.
+    let Ok(pg) = sqlx::PgPool::connect(&hookhost_tests::postgres_url()).await else {
+        eprintln!("SKIPPED the granted half: no PostgreSQL answers at {}", hookhost_tests::postgres_url());
+        return;
+    };
+    drop(pg);
+    let (granted, granted_key) = server.create_tenant("granted").await;
+    let r = server
+        .authed(Method::PUT, &format!("/v1/tenants/{granted}/ceiling"), hookhost_tests::ADMIN)
+        .json(&json!({ "outbound_allow": ["127.0.0.0/8"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = server
+        .authed(Method::POST, &format!("/v1/tenants/{granted}/endpoints"), &granted_key)
+        .json(&json!({ "url": "http://127.0.0.1:9/hook" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "the grant is this tenant's");
+    let url = hookhost_tests::with_password(&hookhost_tests::postgres_url(), "sink-password");
+    let table = format!("hookhost_grant_{}", &granted[4..16]);
+    let body = json!({ "name": "crm", "kind": "sql", "database_url": url, "table": table });
+    let (status, created) = create(granted.clone(), granted_key.clone(), body).await;
+    assert_eq!(status, 201, "{created}");
+    let mut missing = reqwest::Url::parse(&url).unwrap();
+    missing.set_path("/no_such_database_here");
+    let body = json!({ "name": "crm2", "kind": "sql", "database_url": missing.to_string(), "table": "calls" });
+    let (status, refused) = create(granted.clone(), granted_key.clone(), body).await;
+    assert_eq!(status, 422, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("the database does not exist") && !message.contains("no_such_database_here"), "{message}");
+    // The other tenant is still refused the same address.
+    let (status, _) = create(hostile, key, sink(&url)).await;
+    assert_eq!(status, 422);
+    let pg = sqlx::PgPool::connect(&hookhost_tests::postgres_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"))).execute(&pg).await.unwrap();
+}

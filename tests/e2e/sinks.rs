@@ -164,10 +164,12 @@ async fn a_postgres_sink_gets_the_same_guarantees() {
     };
     let s = Setup::new(&["call.*"]).await;
     let table = format!("hookhost_sink_{}", &s.tenant[4..16]);
+    // A sink names its user and password (trust auth takes any password).
+    let sink_url = hookhost_tests::with_password(&pg_url, "sink-password");
     let (status, created) = create_sink(
         &s,
         &s.key,
-        json!({ "name": "billing", "kind": "sql", "database_url": pg_url,
+        json!({ "name": "billing", "kind": "sql", "database_url": sink_url,
         "table": table, "event_types": ["billing.subscription.*"], "external_id_field": "object_id" }),
     )
     .await;

@@ -69,6 +69,15 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), hookhost::RunError>>>,
 }
 
+/// `url` with `password` as its password unless it has one.
+pub fn with_password(url: &str, password: &str) -> String {
+    let mut u = reqwest::Url::parse(url).unwrap();
+    if u.password().is_none() {
+        u.set_password(Some(password)).unwrap();
+    }
+    u.to_string()
+}
+
 /// Install sqlx's drivers for `sqlx::AnyPool` (tests that read the database directly).
 pub fn sqlx_any() {
     sqlx::any::install_default_drivers();

@@ -38,7 +38,6 @@ pub struct AppState {
     config: Arc<Config>,
     /// Sends endpoint test deliveries.
     sender: Sender,
-    outbound: OutboundPolicy,
     /// Checks sink databases when a sql sink is created.
     sql_sinks: Arc<crate::sink::SqlSinks>,
     wake: Arc<Wakeups>,
@@ -56,9 +55,8 @@ impl AppState {
     ) -> Self {
         let ingest = Ingestor::new(store.clone(), config.clone(), wake.clone());
         let admin_digest = Sha256::digest(config.admin_token.as_bytes()).into();
-        let outbound = OutboundPolicy::from_config(&config);
         let sql_sinks = Arc::default();
-        Self { store, ingest, plugins, config, sender, outbound, sql_sinks, wake, admin_digest }
+        Self { store, ingest, plugins, config, sender, sql_sinks, wake, admin_digest }
     }
 }
 
@@ -577,8 +575,9 @@ async fn create_endpoint(
     if !body.contains_key("url") {
         return Err(unprocessable("url is required"));
     }
+    let outbound = state.sender.policies().read(&state.store, &tenant).await?;
     let mut ep = Endpoint::new(tenant, String::new(), sign::new_secret());
-    apply_endpoint_settings(&mut ep, &body, &state.outbound)?;
+    apply_endpoint_settings(&mut ep, &body, &outbound)?;
     if state.store.create_endpoint(&ep, state.config.max_endpoints).await? == Insert::Full {
         tracing::warn!(tenant = %ep.tenant_id, "endpoint refused: the tenant is at its cap");
         return Err(ApiError::Quota {
@@ -623,7 +622,8 @@ async fn patch_endpoint(
     let body = object_body(body)?;
     let mut ep = find_endpoint(&state, &tenant, &eid).await?;
     let was_enabled = ep.enabled;
-    apply_endpoint_settings(&mut ep, &body, &state.outbound)?;
+    let outbound = state.sender.policies().read(&state.store, &tenant).await?;
+    apply_endpoint_settings(&mut ep, &body, &outbound)?;
     if !state.store.update_endpoint(&ep).await? {
         return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
     }
@@ -689,7 +689,8 @@ async fn test_endpoint(
         &sample_payload(&event_type),
         true,
     );
-    let r = state.sender.send(&ep, &id, &body.to_string()).await;
+    let outbound = state.sender.policies().read(&state.store, &tenant).await?;
+    let r = state.sender.send(&ep, &outbound, &id, &body.to_string()).await;
     Ok(Json(json!({
         "event_id": id,
         "event_type": event_type,
@@ -954,7 +955,8 @@ async fn create_sink(
         return Err(unprocessable("name is required (1 to 100 characters)"));
     }
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let config = crate::sink::validate_config(kind, &body, &state.outbound, operator).map_err(|e| match e {
+    let outbound = state.sender.policies().read(&state.store, &tenant).await?;
+    let config = crate::sink::validate_config(kind, &body, &outbound, operator).map_err(|e| match e {
         crate::sink::SinkError::OperatorOnly => ApiError::Forbidden,
         other => unprocessable(other.to_string()),
     })?;
@@ -984,7 +986,7 @@ async fn create_sink(
         let table = sink.config["table"].as_str().unwrap_or_default();
         state
             .sql_sinks
-            .prepare(url, table)
+            .prepare(&tenant, &outbound, url, table)
             .await
             .map_err(|e| unprocessable(format!("cannot prepare the sink table: {e}")))?;
     }

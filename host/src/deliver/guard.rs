@@ -3,8 +3,9 @@
 //! (`HOOKHOST_OUTBOUND_ALLOW`) covers them. Checked on IP literals before sending and on every
 //! name resolution (so DNS cannot point a public name at an internal address).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -75,6 +76,46 @@ impl Resolve for GuardedResolver {
             }
             Ok(Box::new(ok.into_iter()) as Addrs)
         })
+    }
+}
+
+/// Builds a client whose resolver lets through `allow` (and nothing else internal).
+type BuildClient = dyn Fn(Arc<Vec<IpNet>>) -> reqwest::Result<reqwest::Client> + Send + Sync;
+
+/// HTTP clients behind the guard, one per distinct allow-list: the operator's, and the
+/// operator's widened by a tenant's own `outbound_allow` (most tenants share the first).
+pub struct GuardedClients {
+    build: Box<BuildClient>,
+    clients: Mutex<HashMap<Vec<IpNet>, reqwest::Client>>,
+}
+
+/// Distinct allow-lists kept; past that the map starts over.
+const CLIENTS_MAX: usize = 256;
+
+impl std::fmt::Debug for GuardedClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuardedClients(..)")
+    }
+}
+
+impl GuardedClients {
+    /// `build` makes a client with the given resolver; called once per allow-list.
+    pub fn new(build: impl Fn(GuardedResolver) -> reqwest::Result<reqwest::Client> + Send + Sync + 'static) -> Self {
+        Self { build: Box::new(move |allow| build(GuardedResolver { allow })), clients: Mutex::new(HashMap::new()) }
+    }
+
+    /// The client for `allow`.
+    pub fn get(&self, allow: &[IpNet]) -> reqwest::Result<reqwest::Client> {
+        if let Some(c) = self.clients.lock().expect("clients lock").get(allow) {
+            return Ok(c.clone());
+        }
+        let client = (self.build)(Arc::new(allow.to_vec()))?;
+        let mut clients = self.clients.lock().expect("clients lock");
+        if clients.len() >= CLIENTS_MAX {
+            clients.clear();
+        }
+        clients.insert(allow.to_vec(), client.clone());
+        Ok(client)
     }
 }
 

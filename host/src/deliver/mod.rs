@@ -3,6 +3,7 @@
 //! worker ([`worker`]). Must not run plugins or parse provider requests.
 
 pub mod guard;
+pub mod outbound;
 pub mod policy;
 pub mod sign;
 pub mod worker;
@@ -51,6 +52,13 @@ pub struct OutboundPolicy {
 impl OutboundPolicy {
     pub fn from_config(config: &Config) -> Self {
         Self { allow: config.outbound_allow.clone(), allow_http: config.allow_http }
+    }
+
+    /// This policy with a tenant's own internal ranges let through as well.
+    pub fn widened(&self, extra: &[IpNet]) -> OutboundPolicy {
+        let mut allow = self.allow.clone();
+        allow.extend(extra.iter().filter(|n| !self.allow.contains(n)).copied());
+        OutboundPolicy { allow, allow_http: self.allow_http }
     }
 }
 
@@ -105,11 +113,11 @@ pub struct Response {
 /// How much of a response body is kept.
 pub const EXCERPT_BYTES: usize = 1024;
 
-/// Sends signed deliveries.
+/// Sends signed deliveries, each under its tenant's outbound policy.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    client: reqwest::Client,
-    policy: Arc<OutboundPolicy>,
+    clients: Arc<guard::GuardedClients>,
+    policies: Arc<outbound::TenantPolicies>,
 }
 
 /// Headers an endpoint's extra headers may not override.
@@ -125,20 +133,37 @@ const RESERVED: [&str; 7] = [
 
 impl Sender {
     pub fn new(config: &Config) -> Result<Self, DeliverError> {
-        let policy = Arc::new(OutboundPolicy::from_config(config));
-        let client = reqwest::Client::builder()
-            .timeout(config.delivery_timeout)
-            .connect_timeout(config.delivery_timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(guard::GuardedResolver { allow: Arc::new(policy.allow.clone()) }))
-            .pool_max_idle_per_host(16)
-            .build()
-            .map_err(|e| DeliverError::Client(e.to_string()))?;
-        Ok(Self { client, policy })
+        let timeout = config.delivery_timeout;
+        let clients = guard::GuardedClients::new(move |resolver| {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(resolver))
+                .pool_max_idle_per_host(16)
+                .build()
+        });
+        clients.get(&config.outbound_allow).map_err(|e| DeliverError::Client(e.to_string()))?;
+        let policies = Arc::new(outbound::TenantPolicies::new(Arc::new(config.clone())));
+        Ok(Self { clients: Arc::new(clients), policies })
     }
 
-    /// POST `body` to the endpoint, signed in its style with its current secrets.
-    pub async fn send(&self, ep: &Endpoint, message_id: &str, body: &str) -> Response {
+    /// Tenants' outbound policies (what [`send`](Self::send) and [`put_json`](Self::put_json)
+    /// are given).
+    pub fn policies(&self) -> &outbound::TenantPolicies {
+        &self.policies
+    }
+
+    /// The client for `policy`, and the URL checked against it.
+    fn prepare(&self, url: &str, policy: &OutboundPolicy) -> Result<(reqwest::Client, Url), String> {
+        let url = validate_url(url, policy).map_err(|e| e.to_string())?;
+        let client = self.clients.get(&policy.allow).map_err(|e| format!("http client: {e}"))?;
+        Ok((client, url))
+    }
+
+    /// POST `body` to the endpoint, signed in its style with its current secrets, under its
+    /// tenant's outbound `policy`.
+    pub async fn send(&self, ep: &Endpoint, policy: &OutboundPolicy, message_id: &str, body: &str) -> Response {
         let started = Instant::now();
         let fail = |error: String| Response {
             status: None,
@@ -147,9 +172,9 @@ impl Sender {
             excerpt: None,
             duration: started.elapsed(),
         };
-        let url = match validate_url(&ep.url, &self.policy) {
-            Ok(u) => u,
-            Err(e) => return fail(e.to_string()),
+        let (client, url) = match self.prepare(&ep.url, policy) {
+            Ok(ready) => ready,
+            Err(e) => return fail(e),
         };
         let now = crate::now_ms();
         let signed =
@@ -176,7 +201,7 @@ impl Sender {
                 HeaderValue::from_str(&value).expect("ids, digits, hex and base64 are valid header values"),
             );
         }
-        let mut request = self.client.post(url).headers(headers).body(body.to_string());
+        let mut request = client.post(url).headers(headers).body(body.to_string());
         if let Some(ms) = ep.timeout_ms.filter(|ms| *ms > 0) {
             request = request.timeout(Duration::from_millis(ms as u64));
         }
@@ -185,14 +210,20 @@ impl Sender {
 
     /// PUT a JSON record (sinks): the URL is checked like an endpoint's; `headers` are the
     /// sink's own plus its idempotency key.
-    pub async fn put_json(&self, url: &str, headers: &[(String, String)], body: &str) -> Response {
+    pub async fn put_json(
+        &self,
+        url: &str,
+        policy: &OutboundPolicy,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Response {
         let started = Instant::now();
-        let url = match validate_url(url, &self.policy) {
-            Ok(u) => u,
+        let (client, url) = match self.prepare(url, policy) {
+            Ok(ready) => ready,
             Err(e) => {
                 return Response {
                     status: None,
-                    error: Some(e.to_string()),
+                    error: Some(e),
                     retry_after: None,
                     excerpt: None,
                     duration: started.elapsed(),
@@ -207,7 +238,7 @@ impl Sender {
         }
         map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         map.insert(USER_AGENT, HeaderValue::from_static(concat!("hookhost/", env!("CARGO_PKG_VERSION"))));
-        execute(self.client.put(url).headers(map).body(body.to_string()), started).await
+        execute(client.put(url).headers(map).body(body.to_string()), started).await
     }
 }
 

@@ -155,7 +155,9 @@ async fn deliver(
             return Ok(None);
         }
     }
-    let Response { status, error, retry_after, excerpt, duration } = sender.send(&ep, message_id, body).await;
+    let outbound = sender.policies().get(store, &job.tenant_id).await?;
+    let Response { status, error, retry_after, excerpt, duration } =
+        sender.send(&ep, &outbound, message_id, body).await;
     drop(slot);
     let verdict = policy::classify(status);
     let attempt = job.attempts as usize + 1;

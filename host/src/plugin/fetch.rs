@@ -75,30 +75,34 @@ fn host_allowed(host: &str, allow: &[String]) -> bool {
     })
 }
 
-/// The plugins' HTTP client. Cheap to clone.
+/// The plugins' HTTP clients (one per outbound allow-list). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    clients: Arc<guard::GuardedClients>,
     policy: Arc<OutboundPolicy>,
 }
 
 impl Fetcher {
     pub fn new(policy: OutboundPolicy) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(guard::GuardedResolver { allow: Arc::new(policy.allow.clone()) }))
-            .user_agent("hookhost-plugin")
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
-        Ok(Self { client, policy: Arc::new(policy) })
+        let clients = guard::GuardedClients::new(|resolver| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(resolver))
+                .user_agent("hookhost-plugin")
+                .build()
+        });
+        clients.get(&policy.allow).map_err(|e| format!("http client: {e}"))?;
+        Ok(Self { clients: Arc::new(clients), policy: Arc::new(policy) })
     }
 
-    /// Send `req` under `rules` within `remaining` of the invocation's deadline. `read_only`
-    /// (a dry run) allows only GET and HEAD.
+    /// Send `req` under `rules` within `remaining` of the invocation's deadline, reaching the
+    /// internal ranges of the operator's policy and of `outbound_allow` (the tenant's grant).
+    /// `read_only` (a dry run) allows only GET and HEAD.
     pub async fn fetch(
         &self,
         req: FetchRequest,
         rules: &HttpRules,
+        outbound_allow: &[ipnet::IpNet],
         remaining: Duration,
         read_only: bool,
     ) -> Result<FetchResponse, String> {
@@ -110,7 +114,8 @@ impl Fetcher {
         if read_only && ![Method::GET, Method::HEAD].contains(&method) {
             return Err("a dry run sends only GET and HEAD requests".into());
         }
-        let url = validate_url(&req.url, &self.policy).map_err(|e| e.to_string())?;
+        let policy = self.policy.widened(outbound_allow);
+        let url = validate_url(&req.url, &policy).map_err(|e| e.to_string())?;
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
         if !host_allowed(host, &rules.allow) {
             return Err(format!("host {host} is not in the tenant's http_allow list"));
@@ -119,7 +124,8 @@ impl Fetcher {
         if timeout.is_zero() {
             return Err("no time left before the invocation's deadline".into());
         }
-        let mut builder = self.client.request(method, url).timeout(timeout);
+        let client = self.clients.get(&policy.allow).map_err(|e| format!("http client: {e}"))?;
+        let mut builder = client.request(method, url).timeout(timeout);
         for (name, value) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
             if name == reqwest::header::HOST {
@@ -196,18 +202,22 @@ mod tests {
             body: None,
         };
         let second = Duration::from_secs(1);
-        let err = fetcher.fetch(req("GET", "https://10.1.2.3/x"), &rules, second, false).await.unwrap_err();
+        let err = fetcher.fetch(req("GET", "https://10.1.2.3/x"), &rules, &[], second, false).await.unwrap_err();
         assert!(err.contains("internal address"), "the tenant cannot allow what the operator did not: {err}");
-        let err = fetcher.fetch(req("GET", "https://other.example.com/"), &rules, second, false).await.unwrap_err();
-        assert!(err.contains("not in the tenant's http_allow"), "{err}");
-        let err = fetcher.fetch(req("POST", "https://api.example.com/"), &rules, second, true).await.unwrap_err();
-        assert!(err.contains("dry run"), "{err}");
-        let err = fetcher.fetch(req("GET", "http://api.example.com/"), &rules, second, false).await.unwrap_err();
-        assert!(err.contains("https"), "{err}");
-        let err = fetcher.fetch(req("CONNECT", "https://api.example.com/"), &rules, second, false).await.unwrap_err();
-        assert!(err.contains("not allowed"), "{err}");
         let err =
-            fetcher.fetch(req("GET", "https://api.example.com/"), &rules, Duration::ZERO, false).await.unwrap_err();
+            fetcher.fetch(req("GET", "https://other.example.com/"), &rules, &[], second, false).await.unwrap_err();
+        assert!(err.contains("not in the tenant's http_allow"), "{err}");
+        let err = fetcher.fetch(req("POST", "https://api.example.com/"), &rules, &[], second, true).await.unwrap_err();
+        assert!(err.contains("dry run"), "{err}");
+        let err = fetcher.fetch(req("GET", "http://api.example.com/"), &rules, &[], second, false).await.unwrap_err();
+        assert!(err.contains("https"), "{err}");
+        let err =
+            fetcher.fetch(req("CONNECT", "https://api.example.com/"), &rules, &[], second, false).await.unwrap_err();
+        assert!(err.contains("not allowed"), "{err}");
+        let err = fetcher
+            .fetch(req("GET", "https://api.example.com/"), &rules, &[], Duration::ZERO, false)
+            .await
+            .unwrap_err();
         assert!(err.contains("deadline"), "{err}");
     }
 

@@ -171,6 +171,7 @@ pub struct HostState {
     log_cap: usize,
     fetcher: Option<Fetcher>,
     http: HttpRules,
+    outbound_allow: Vec<ipnet::IpNet>,
     fetches: usize,
     deadline: Instant,
     /// A fault of the host inside an import (the invocation is a host fault, not a trap).
@@ -262,11 +263,10 @@ impl host::Host for HostState {
         let request = FetchRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let read_only = matches!(self.kv, Kv::DryRun(_));
-        Ok(fetcher.fetch(request, &self.http, remaining, read_only).await.map(|r| host::HttpResponse {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-        }))
+        Ok(fetcher
+            .fetch(request, &self.http, &self.outbound_allow, remaining, read_only)
+            .await
+            .map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body }))
     }
 }
 
@@ -620,6 +620,7 @@ impl Sandbox {
             log_cap: limits.log_bytes,
             fetcher: self.fetcher.clone(),
             http: limits.http.clone(),
+            outbound_allow: limits.outbound_allow.clone(),
             fetches: 0,
             deadline: started + limits.timeout,
             host_fault: None,

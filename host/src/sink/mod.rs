@@ -12,6 +12,7 @@
 //! already written is skipped. This module owns the SQL it sends to *tenants'* databases; it
 //! must not touch hookhost's own tables (that is the store's).
 
+pub mod postgres;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -22,7 +23,11 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 
+use crate::TenantId;
 use crate::deliver::{OutboundPolicy, validate_url};
+
+/// Sink database pools kept; past that they are dropped and reopened on use.
+const MAX_POOLS: usize = 256;
 
 /// Why a sink cannot be configured or written.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,10 @@ pub enum SinkError {
     OperatorOnly,
     #[error("sink database: {0}")]
     Database(String),
+    /// Refused by a rule (outbound guard, the service's settings) or a connection error put in
+    /// our words: what the tenant is told.
+    #[error("sink database refused: {0}")]
+    Refused(String),
 }
 
 /// The version a record is written at: its `version` or `updated_at` (integers), else the
@@ -92,10 +101,15 @@ pub fn validate_config(
                     return Err(SinkError::OperatorOnly);
                 }
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let parsed = reqwest::Url::parse(url).map_err(|e| SinkError::Invalid(format!("database_url: {e}")))?;
-                let host = parsed.host_str().unwrap_or_default();
-                // Reuse the outbound rule: an internal database host must be allow-listed.
-                validate_url(&format!("https://{host}/"), policy).map_err(|e| SinkError::Invalid(e.to_string()))?;
+                // Parsed strictly here; the host is resolved and checked at every connect.
+                let target = postgres::PgTarget::parse(url)?;
+                if let Ok(ip) = target.host.parse::<std::net::IpAddr>()
+                    && !crate::deliver::guard::permitted(ip, &policy.allow)
+                {
+                    return Err(SinkError::Refused(format!(
+                        "{ip} is an internal address this tenant may not reach (outbound_allow)"
+                    )));
+                }
             } else {
                 return Err(SinkError::Invalid("database_url must be sqlite:… or postgres://…".into()));
             }
@@ -148,11 +162,36 @@ fn db_err(e: sqlx::Error) -> SinkError {
 }
 
 impl SqlSinks {
-    async fn target(&self, url: &str) -> Result<std::sync::Arc<Target>, SinkError> {
-        if let Some(t) = self.pools.lock().expect("pools lock").get(url) {
+    /// The pool for a tenant's sink database. A PostgreSQL host is resolved and checked under
+    /// the tenant's `policy` each time, and the pool is that of the checked address (for this
+    /// tenant alone: another tenant's policy may differ).
+    async fn target(
+        &self,
+        tenant: &TenantId,
+        policy: &OutboundPolicy,
+        url: &str,
+    ) -> Result<std::sync::Arc<Target>, SinkError> {
+        let pg = if url.starts_with("sqlite:") { None } else { Some(postgres::PgTarget::parse(url)?) };
+        let addr = match &pg {
+            Some(t) => Some(t.checked_address(policy).await?),
+            None => None,
+        };
+        let key = format!("{tenant}\u{1f}{}\u{1f}{url}", addr.map(|a| a.to_string()).unwrap_or_default());
+        if let Some(t) = self.pools.lock().expect("pools lock").get(&key) {
             return Ok(t.clone());
         }
-        let target = if url.starts_with("sqlite:") {
+        let target = if let (Some(pg), Some(addr)) = (&pg, addr) {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(pg.options(addr))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(%tenant, host = %pg.host, %addr, error = %e, "sink database connection failed");
+                    postgres::tenant_error(&e)
+                })?;
+            Target::Postgres(pool)
+        } else {
             let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
                 .map_err(db_err)?
                 .create_if_missing(true)
@@ -161,27 +200,28 @@ impl SqlSinks {
             Target::Sqlite(
                 sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(db_err)?,
             )
-        } else {
-            Target::Postgres(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
-                    .await
-                    .map_err(db_err)?,
-            )
         };
         let target = std::sync::Arc::new(target);
-        self.pools.lock().expect("pools lock").insert(url.to_string(), target.clone());
+        let mut pools = self.pools.lock().expect("pools lock");
+        if pools.len() >= MAX_POOLS {
+            pools.clear();
+        }
+        pools.insert(key, target.clone());
         Ok(target)
     }
 
     /// Connect and create the table if it does not exist.
-    pub async fn prepare(&self, url: &str, table: &str) -> Result<(), SinkError> {
+    pub async fn prepare(
+        &self,
+        tenant: &TenantId,
+        policy: &OutboundPolicy,
+        url: &str,
+        table: &str,
+    ) -> Result<(), SinkError> {
         if !is_identifier(table) {
             return Err(SinkError::Invalid("bad table name".into()));
         }
-        let target = self.target(url).await?;
+        let target = self.target(tenant, policy, url).await?;
         let columns = match &*target {
             Target::Sqlite(_) => {
                 "external_id TEXT PRIMARY KEY, version INTEGER NOT NULL, record TEXT NOT NULL, updated_at INTEGER NOT NULL"
@@ -193,23 +233,28 @@ impl SqlSinks {
         let create = AssertSqlSafe(format!("CREATE TABLE IF NOT EXISTS {table} ({columns})"));
         match &*target {
             Target::Sqlite(p) => sqlx::query(create).execute(p).await.map(drop).map_err(db_err)?,
-            Target::Postgres(p) => sqlx::query(create).execute(p).await.map(drop).map_err(db_err)?,
+            Target::Postgres(p) => {
+                sqlx::query(create).execute(p).await.map(drop).map_err(|e| postgres::tenant_error(&e))?
+            }
         }
         Ok(())
     }
 
     /// Upsert the record if its version is newer than the row's; true when it was applied.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upsert(
         &self,
+        tenant: &TenantId,
+        policy: &OutboundPolicy,
         url: &str,
         table: &str,
         external_id: &str,
         version: i64,
         record: &str,
     ) -> Result<bool, SinkError> {
-        self.prepare(url, table).await?;
+        self.prepare(tenant, policy, url, table).await?;
         let now = crate::now_ms();
-        let applied = match &*self.target(url).await? {
+        let applied = match &*self.target(tenant, policy, url).await? {
             Target::Sqlite(p) => sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO {table} (external_id, version, record, updated_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (external_id) DO UPDATE SET version = excluded.version, record = excluded.record,
@@ -236,7 +281,7 @@ impl SqlSinks {
             .bind(now)
             .execute(p)
             .await
-            .map_err(db_err)?
+            .map_err(|e| postgres::tenant_error(&e))?
             .rows_affected(),
         };
         Ok(applied == 1)

@@ -61,13 +61,15 @@ async fn write(store: &Store, sender: &Sender, sql: &SqlSinks, config: &Config, 
                 .unwrap_or_default();
             headers.push(("idempotency-key".into(), job.message_id.clone().unwrap_or_default()));
             headers.push(("x-hookhost-record-version".into(), version.to_string()));
-            let r = sender.put_json(&format!("{base}/{object}/{ext}"), &headers, &record).await;
+            let outbound = sender.policies().get(store, &job.tenant_id).await?;
+            let r = sender.put_json(&format!("{base}/{object}/{ext}"), &outbound, &headers, &record).await;
             (r.status, r.error, r.excerpt, r.retry_after, true)
         }
         "sql" => {
             let url = sink.config["database_url"].as_str().unwrap_or_default();
             let table = sink.config["table"].as_str().unwrap_or_default();
-            match sql.upsert(url, table, &external_id, version, &record).await {
+            let outbound = sender.policies().get(store, &job.tenant_id).await?;
+            match sql.upsert(&job.tenant_id, &outbound, url, table, &external_id, version, &record).await {
                 Ok(applied) => (Some(200), None, None, None, applied),
                 Err(e) => (None, Some(e.to_string()), None, None, false),
             }
