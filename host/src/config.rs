@@ -60,6 +60,14 @@ pub struct Config {
     /// Bytes one event may enqueue across its deliveries and sink writes (each distinct body
     /// counted once).
     pub max_event_fanout_bytes: usize,
+    /// Connections open at once on the listener.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_timeout: Duration,
+    /// Bearer token `/metrics` asks for (open when `None`).
+    pub metrics_token: Option<String>,
     /// Longest a dry run request works; events not reached by then are reported as skipped.
     pub dry_run_timeout: Duration,
     /// Threads that run plugin invocations, apart from those that answer HTTP (0: none of
@@ -110,6 +118,10 @@ impl Config {
             max_sinks: 20,
             max_event_fanout_bytes: 16 << 20,
             dry_run_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            metrics_token: None,
             plugin_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             delivery_concurrency: 64,
             idle_poll: Duration::from_millis(500),

@@ -36,6 +36,7 @@ mod jobs;
 pub mod metrics;
 pub mod normalize;
 pub mod plugin;
+pub mod server;
 pub mod sink;
 pub mod store;
 
@@ -146,8 +147,13 @@ pub async fn run(
     let state = api::AppState::new(store.clone(), engine, sender, wake, config.clone());
     let app = api::router(state);
     tracing::info!(addr = %listener.local_addr()?, "hookhost listening");
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let served = server.await;
+    let limits = server::ServeLimits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        grace: Duration::from_secs(10),
+    };
+    let served = server::serve(listener, app, limits, shutdown).await;
 
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(10);

@@ -121,6 +121,18 @@ struct ServeArgs {
     /// Bytes one event may enqueue across its deliveries and sink writes.
     #[arg(long, env = "HOOKHOST_MAX_EVENT_FANOUT_BYTES", default_value_t = 16 << 20)]
     max_event_fanout_bytes: usize,
+    /// Connections open at once on the listener.
+    #[arg(long, env = "HOOKHOST_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Time a client has to send a request's headers.
+    #[arg(long, env = "HOOKHOST_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// Time a client has to send a request's body.
+    #[arg(long, env = "HOOKHOST_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: String,
+    /// Bearer token GET /metrics requires (open when unset).
+    #[arg(long, env = "HOOKHOST_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Longest a dry-run request works.
     #[arg(long, env = "HOOKHOST_DRY_RUN_TIMEOUT", default_value = "30s")]
     dry_run_timeout: String,
@@ -289,6 +301,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_endpoints = args.max_endpoints;
     config.max_sinks = args.max_sinks;
     config.max_event_fanout_bytes = args.max_event_fanout_bytes;
+    config.max_connections = args.max_connections.max(1);
+    config.header_timeout = parse_duration(&args.header_timeout).context("HOOKHOST_HEADER_TIMEOUT")?;
+    config.body_timeout = parse_duration(&args.body_timeout).context("HOOKHOST_BODY_TIMEOUT")?;
+    config.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
     config.dry_run_timeout = parse_duration(&args.dry_run_timeout).context("HOOKHOST_DRY_RUN_TIMEOUT")?;
     if let Some(threads) = args.plugin_threads {
         config.plugin_threads = threads;

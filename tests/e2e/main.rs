@@ -2,6 +2,7 @@
 //! database, real plugins built from `plugins/`, real HTTP deliveries to receivers on 127.0.0.1.
 //! One binary, several modules (svix's `tests/it` layout).
 
+mod abuse;
 mod api;
 mod calls;
 mod delivery;

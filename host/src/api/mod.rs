@@ -169,6 +169,20 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
+/// Read a body not extracted before the handler ran (so the caller could authenticate
+/// first), refusing it past `limit` bytes.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            tracing::warn!(limit, "request body over the limit refused");
+            ApiError::PayloadTooLarge(format!("body larger than {limit} bytes"))
+        } else {
+            ApiError::BadRequest(format!("could not read the body: {e}"))
+        }
+    })
+}
+
 fn raw_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -187,7 +201,14 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     Ok("ready")
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = &state.config.metrics_token {
+        let given: [u8; 32] = Sha256::digest(bearer(&headers).unwrap_or_default().as_bytes()).into();
+        let wanted: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if !bool::from(given.ct_eq(&wanted)) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
     let mut out =
         String::from("# HELP hookhost_jobs Jobs in the outbox by kind and status.\n# TYPE hookhost_jobs gauge\n");
     for (kind, status, n) in state.store.job_counts().await? {
@@ -543,11 +564,9 @@ fn apply_endpoint_settings(
             "rate_limit_per_s" => {
                 ep.rate_limit_per_s = match v {
                     Value::Null => None,
-                    _ => Some(
-                        v.as_f64()
-                            .filter(|r| *r > 0.0)
-                            .ok_or_else(|| unprocessable("rate_limit_per_s must be a positive number"))?,
-                    ),
+                    _ => Some(v.as_f64().filter(|r| (MIN_RATE..=MAX_RATE).contains(r)).ok_or_else(|| {
+                        unprocessable(format!("rate_limit_per_s must be between {MIN_RATE} and {MAX_RATE}"))
+                    })?),
                 }
             }
             other => return Err(unprocessable(format!("unknown endpoint field {other:?}"))),
@@ -556,6 +575,11 @@ fn apply_endpoint_settings(
     validate_url(&ep.url, policy).map_err(|e| unprocessable(e.to_string()))?;
     Ok(())
 }
+
+/// An endpoint's rate limit, deliveries per second: from one a day to far beyond what one
+/// receiver takes.
+const MIN_RATE: f64 = 1.0 / 86_400.0;
+const MAX_RATE: f64 = 100_000.0;
 
 fn object_body(body: Result<Json<Value>, JsonRejection>) -> Result<serde_json::Map<String, Value>, ApiError> {
     match json_body(body)? {
@@ -723,8 +747,9 @@ async fn upload_plugin(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Authenticated before a byte of the body is read.
     let tenant = authorize(&state, &headers, &id).await?;
     plugins::store_upload(&state, &tenant, plugins::DEFAULT_PLUGIN, &headers, body, true).await
 }

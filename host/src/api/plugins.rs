@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState, authorize, authorize_as, json_body, raw_body};
+use super::{ApiError, AppState, authorize, authorize_as, json_body, read_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
 use crate::plugin::worker::{WorkError, stage, tenant_limits};
@@ -56,14 +55,14 @@ pub(super) async fn store_upload(
     tenant: &TenantId,
     name: &str,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
     activate: bool,
 ) -> Result<Response, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
         return Err(ApiError::UnsupportedMediaType("plugins are uploaded as Content-Type: application/wasm".into()));
     }
-    let bytes = raw_body(body, state.config.max_plugin_bytes)?;
+    let bytes = read_body(body, state.config.max_plugin_bytes).await?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let quotas = plugin_quotas(&state.config);
     // Quotas before the compile budget is spent on it.
@@ -107,8 +106,9 @@ pub(super) async fn upload_named(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Authenticated before a byte of the body is read.
     let tenant = authorize(&state, &headers, &id).await?;
     check_name(&name)?;
     store_upload(&state, &tenant, &name, &headers, body, false).await
@@ -382,11 +382,11 @@ pub(super) async fn put_kv(
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
     check_key(&key)?;
-    let bytes = raw_body(body, KV_MAX_VALUE_BYTES)?;
+    let bytes = read_body(body, KV_MAX_VALUE_BYTES).await?;
     if bytes.len() > KV_MAX_VALUE_BYTES {
         return Err(ApiError::PayloadTooLarge(format!("values are at most {KV_MAX_VALUE_BYTES} bytes")));
     }

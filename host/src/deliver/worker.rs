@@ -72,7 +72,8 @@ impl Gate {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            let when = now + ((1.0 - b.tokens) / rate * 1000.0).ceil() as i64;
+            // Saturating: a rate stored before it was bounded cannot overflow the clock.
+            let when = now.saturating_add(((1.0 - b.tokens) / rate * 1000.0).ceil() as i64);
             self.throttled_until.insert(endpoint.to_string(), when);
             Err(when)
         }

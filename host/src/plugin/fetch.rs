@@ -86,6 +86,8 @@ impl Fetcher {
     pub fn new(policy: OutboundPolicy) -> Result<Self, String> {
         let clients = guard::GuardedClients::new(|resolver| {
             reqwest::Client::builder()
+                // A proxy would resolve names itself, past the guard.
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .dns_resolver(Arc::new(resolver))
                 .user_agent("hookhost-plugin")

@@ -1,0 +1,115 @@
+//! Abuse from outside, tried as an anonymous client would: connections that never finish,
+//! bodies sent before any credential, rates that break arithmetic, metrics read by anyone.
+
+use std::time::Duration;
+
+use hookhost_tests::{TestServer, test_config};
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Setup;
+
+async fn connect(server: &TestServer) -> TcpStream {
+    TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap()
+}
+
+/// Read until the server closes the connection (or `limit` bytes); returns what came.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(hookhost_tests::PATIENCE, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the server kept the connection open"),
+        }
+        if out.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A slow-loris client sends half a request line and never finishes its headers: it is cut off
+/// at the header deadline, and meanwhile (and after) the service keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_loris_client_is_cut_off_and_the_service_keeps_answering() {
+    let mut config = test_config(&hookhost_tests::fresh_database("loris").await);
+    config.header_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(config).await;
+    let mut lorises = Vec::new();
+    for _ in 0..20 {
+        let mut s = connect(&server).await;
+        s.write_all(b"POST /hooks/ten_x/stripe HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        lorises.push(s);
+    }
+    let r = server.http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "answering beside twenty stalled clients");
+    for mut s in lorises {
+        let answer = read_to_close(&mut s).await;
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+/// An upload route with a 16 MiB body announced and a wrong key: answered 401 at once, before
+/// a byte of the body is read (the body timeout here is far longer than the test's patience).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_authenticated_before_their_body_is_read() {
+    let mut config = test_config(&hookhost_tests::fresh_database("authfirst").await);
+    config.body_timeout = Duration::from_secs(600);
+    let s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    for path in [
+        format!("/v1/tenants/{}/plugins/big", s.tenant),
+        format!("/v1/tenants/{}/plugins", s.tenant),
+        format!("/v1/tenants/{}/kv/k", s.tenant),
+    ] {
+        let mut stream = connect(&s.server).await;
+        let head = format!(
+            "{} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nContent-Type: application/wasm\r\nContent-Length: 16777216\r\n\r\n",
+            if path.contains("/kv/") { "PUT" } else { "POST" }
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[0u8; 1024]).await.unwrap();
+        let answer = read_to_close(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+    }
+    // With the right key a body over the limit is 413.
+    let big = vec![0u8; (16 << 20) + 1];
+    let r = s
+        .server
+        .authed(Method::POST, &format!("/v1/tenants/{}/plugins/big", s.tenant), &s.key)
+        .header("content-type", "application/wasm")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+/// Rates that once overflowed the token bucket (a hot loop in release, a panic in debug) are
+/// refused; `/metrics` asks for its token when one is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_rate_limits_are_refused_and_metrics_can_be_guarded() {
+    let mut config = test_config(&hookhost_tests::fresh_database("metrics").await);
+    config.metrics_token = Some("mtr_secret".into());
+    let s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    for rate in [json!(1e-300), json!(0), json!(-1), json!(1e300), json!("fast")] {
+        let (status, body) = s
+            .call(Method::PATCH, &format!("/endpoints/{}", s.endpoint), Some(json!({ "rate_limit_per_s": rate })))
+            .await;
+        assert_eq!(status, 422, "{rate}: {body}");
+    }
+    assert_eq!(
+        s.call(Method::PATCH, &format!("/endpoints/{}", s.endpoint), Some(json!({ "rate_limit_per_s": 0.5 }))).await.0,
+        200
+    );
+    let metrics = s.server.url("/metrics");
+    assert_eq!(s.server.http.get(&metrics).send().await.unwrap().status(), 401);
+    assert_eq!(s.server.http.get(&metrics).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    let r = s.server.http.get(&metrics).bearer_auth("mtr_secret").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("hookhost_jobs"));
+}
