@@ -60,6 +60,9 @@ pub struct Config {
     /// Bytes one event may enqueue across its deliveries and sink writes (each distinct body
     /// counted once).
     pub max_event_fanout_bytes: usize,
+    /// Budgets of rejected provider requests per source address and per tenant (429 beyond).
+    pub rejected_per_address: crate::ingest::throttle::Rate,
+    pub rejected_per_tenant: crate::ingest::throttle::Rate,
     /// Connections open at once on the listener.
     pub max_connections: usize,
     /// Time a client has to send a request's headers.
@@ -118,6 +121,8 @@ impl Config {
             max_sinks: 20,
             max_event_fanout_bytes: 16 << 20,
             dry_run_timeout: Duration::from_secs(30),
+            rejected_per_address: crate::ingest::throttle::Rate { per_second: 20.0, burst: 100.0 },
+            rejected_per_tenant: crate::ingest::throttle::Rate { per_second: 100.0, burst: 500.0 },
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

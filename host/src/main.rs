@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hookhost::Config;
 use hookhost::config::{DEFAULT_RETRY_SCHEDULE, parse_cidrs, parse_duration, parse_schedule};
+use hookhost::ingest::throttle::Rate;
 use hookhost::plugin::template::{self, SdkSource};
 use hookhost::plugin::{Limits, PluginEngine, chain::Stage, dryrun, local, worker};
 use hookhost::store::{PluginVersion, Store};
@@ -121,6 +122,12 @@ struct ServeArgs {
     /// Bytes one event may enqueue across its deliveries and sink writes.
     #[arg(long, env = "HOOKHOST_MAX_EVENT_FANOUT_BYTES", default_value_t = 16 << 20)]
     max_event_fanout_bytes: usize,
+    /// Rejected provider requests per source address: rate per second, burst.
+    #[arg(long, env = "HOOKHOST_REJECTED_PER_ADDRESS", default_value = "20,100")]
+    rejected_per_address: String,
+    /// Rejected provider requests per tenant: rate per second, burst.
+    #[arg(long, env = "HOOKHOST_REJECTED_PER_TENANT", default_value = "100,500")]
+    rejected_per_tenant: String,
     /// Connections open at once on the listener.
     #[arg(long, env = "HOOKHOST_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -301,6 +308,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_endpoints = args.max_endpoints;
     config.max_sinks = args.max_sinks;
     config.max_event_fanout_bytes = args.max_event_fanout_bytes;
+    config.rejected_per_address =
+        Rate::parse(&args.rejected_per_address).map_err(anyhow::Error::msg).context("HOOKHOST_REJECTED_PER_ADDRESS")?;
+    config.rejected_per_tenant =
+        Rate::parse(&args.rejected_per_tenant).map_err(anyhow::Error::msg).context("HOOKHOST_REJECTED_PER_TENANT")?;
     config.max_connections = args.max_connections.max(1);
     config.header_timeout = parse_duration(&args.header_timeout).context("HOOKHOST_HEADER_TIMEOUT")?;
     config.body_timeout = parse_duration(&args.body_timeout).context("HOOKHOST_BODY_TIMEOUT")?;

@@ -113,3 +113,84 @@ async fn absurd_rate_limits_are_refused_and_metrics_can_be_guarded() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("hookhost_jobs"));
 }
+
+/// 10,000 forged callbacks from one address, 20 KB each: answered 401 while its budget lasts,
+/// then 429 with `Retry-After`, none stored past the budget and none stored whole; the real
+/// provider's signed callbacks from the same address are never throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_rejected_requests_from_one_address_are_throttled_not_stored() {
+    let s = Setup::new(&["*"]).await;
+    let started = std::time::Instant::now();
+    let junk = "x".repeat(20_000);
+    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+    let mut retry_after_seen = false;
+    let forged = |i: usize| {
+        let (http, url, junk) =
+            (s.server.http.clone(), s.server.url(&format!("/hooks/{}/twilio/voice/status", s.tenant)), junk.clone());
+        async move {
+            let body: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("CallSid", format!("CAF{i}")), ("CallStatus", "ringing".into()), ("Junk", junk)])
+                .finish();
+            let r = http
+                .post(url)
+                .header("x-twilio-signature", "Zm9yZ2Vk")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().contains_key("retry-after"))
+        }
+    };
+    let mut provider_latency = Vec::new();
+    for wave in 0..100 {
+        let batch: Vec<_> = (0..100).map(|i| tokio::spawn(forged(wave * 100 + i))).collect();
+        // The real provider, from the same address, in the middle of the flood.
+        let t = std::time::Instant::now();
+        let r = s
+            .server
+            .twilio_status(
+                &s.tenant,
+                crate::TWILIO_TOKEN,
+                &[("CallSid", &format!("CAREAL{wave}")), ("CallStatus", "ringing")],
+            )
+            .await;
+        assert_eq!(r.status(), 200, "accepted traffic is never throttled");
+        provider_latency.push(t.elapsed());
+        for b in batch {
+            let (status, retry_after) = b.await.unwrap();
+            *answers.entry(status).or_default() += 1;
+            retry_after_seen |= status == 429 && retry_after;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(answers.keys().copied().collect::<Vec<_>>(), vec![401, 429], "{answers:?}");
+    assert!(retry_after_seen);
+    provider_latency.sort();
+    eprintln!(
+        "10,000 forged requests in {elapsed:.1} s: {answers:?}; provider callbacks during the flood p50 {:?}, max {:?}",
+        provider_latency[50], provider_latency[99]
+    );
+
+    hookhost_tests::sqlx_any();
+    let db = sqlx::AnyPool::connect(&s.server.database_url).await.unwrap();
+    let row: (i64, i64, i64) = s
+        .server
+        .eventually("the rejected receipts committed", || async {
+            let row: (i64, i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COALESCE(MAX(length(body)), 0), COALESCE(MIN(body_len), 0) FROM receipts WHERE verdict = 'rejected'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            (row.0 as usize >= answers[&401] * 9 / 10).then_some(row)
+        })
+        .await;
+    let (kept, longest, smallest_len) = row;
+    let bound = 100.0 + 20.0 * elapsed + 1.0;
+    assert!((kept as f64) <= bound, "{kept} rejected receipts kept, bound {bound}");
+    assert!(
+        longest <= 1024 && smallest_len > 20_000,
+        "the first KiB kept, the length recorded: {longest} {smallest_len}"
+    );
+}

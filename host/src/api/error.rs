@@ -69,6 +69,7 @@ impl ApiError {
                 IngestError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
                 IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
                 IngestError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                IngestError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_rejected"),
             },
             ApiError::Store(_) | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -93,6 +94,10 @@ impl IntoResponse for ApiError {
             ApiError::Quota { quota, .. } => error["quota"] = json!(quota),
             _ => {}
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let ApiError::Ingest(IngestError::Throttled { retry_after_s }) = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_s).into());
+        }
+        response
     }
 }

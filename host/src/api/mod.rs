@@ -235,16 +235,34 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
 
 // ---- provider hooks ----
 
-fn hook_request(tenant: String, uri: &Uri, headers: HeaderMap, body: Bytes) -> HookRequest {
+/// What a hook route needs of a request besides its body: the URI as requested and the peer
+/// address (from the listener's `ConnectInfo`, absent when the router is called directly).
+pub(crate) struct HookMeta {
+    uri: Uri,
+    source: Option<std::net::IpAddr>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HookMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let source =
+            parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_canonical());
+        Ok(HookMeta { uri: parts.uri.clone(), source })
+    }
+}
+
+fn hook_request(tenant: String, meta: &HookMeta, headers: HeaderMap, body: Bytes) -> HookRequest {
+    let uri = &meta.uri;
     let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
-    HookRequest { tenant, path_and_query, headers, body: body.to_vec() }
+    HookRequest { source: meta.source, tenant, path_and_query, headers, body: body.to_vec() }
 }
 
 /// `POST /hooks/{tenant}/twilio/voice/{inbound|status|dial-complete}` → TwiML.
 async fn twilio_voice(
     State(state): State<AppState>,
     Path((tenant, leg)): Path<(String, String)>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -266,7 +284,7 @@ async fn twilio_voice(
 async fn twilio_sms_inbound(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -279,7 +297,7 @@ async fn exotel_hook(
     state: &AppState,
     kind: crate::normalize::exotel::Kind,
     tenant: String,
-    uri: &Uri,
+    uri: &HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -292,7 +310,7 @@ async fn exotel_hook(
 async fn exotel_passthru(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -302,7 +320,7 @@ async fn exotel_passthru(
 async fn exotel_status(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -314,7 +332,7 @@ async fn vendor_ingress(
     tenant: String,
     vendor: &str,
     force_test: bool,
-    uri: &Uri,
+    uri: &HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -327,7 +345,7 @@ async fn vendor_ingress(
 async fn vendor_hook(
     State(state): State<AppState>,
     Path((tenant, vendor)): Path<(String, String)>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -337,7 +355,7 @@ async fn vendor_hook(
 async fn vendor_sample(
     State(state): State<AppState>,
     Path((tenant, vendor)): Path<(String, String)>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -347,7 +365,7 @@ async fn vendor_sample(
 async fn stripe_hook(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    uri: Uri,
+    uri: HookMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -751,7 +769,8 @@ async fn upload_plugin(
 ) -> Result<Response, ApiError> {
     // Authenticated before a byte of the body is read.
     let tenant = authorize(&state, &headers, &id).await?;
-    plugins::store_upload(&state, &tenant, plugins::DEFAULT_PLUGIN, &headers, body, true).await
+    let bytes = read_body(body, state.config.max_plugin_bytes).await?;
+    plugins::store_upload(&state, &tenant, plugins::DEFAULT_PLUGIN, &headers, bytes, true).await
 }
 
 // ---- events and deliveries ----

@@ -55,14 +55,13 @@ pub(super) async fn store_upload(
     tenant: &TenantId,
     name: &str,
     headers: &HeaderMap,
-    body: axum::body::Body,
+    bytes: axum::body::Bytes,
     activate: bool,
 ) -> Result<Response, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
         return Err(ApiError::UnsupportedMediaType("plugins are uploaded as Content-Type: application/wasm".into()));
     }
-    let bytes = read_body(body, state.config.max_plugin_bytes).await?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let quotas = plugin_quotas(&state.config);
     // Quotas before the compile budget is spent on it.
@@ -108,10 +107,12 @@ pub(super) async fn upload_named(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    // Authenticated before a byte of the body is read.
+    // Authenticated before a byte of the body is read; read before any other answer, so the
+    // connection stays usable whatever it is.
     let tenant = authorize(&state, &headers, &id).await?;
+    let bytes = read_body(body, state.config.max_plugin_bytes).await?;
     check_name(&name)?;
-    store_upload(&state, &tenant, &name, &headers, body, false).await
+    store_upload(&state, &tenant, &name, &headers, bytes, false).await
 }
 
 pub(super) async fn list_plugins(
@@ -385,8 +386,8 @@ pub(super) async fn put_kv(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers, &id).await?;
-    check_key(&key)?;
     let bytes = read_body(body, KV_MAX_VALUE_BYTES).await?;
+    check_key(&key)?;
     if bytes.len() > KV_MAX_VALUE_BYTES {
         return Err(ApiError::PayloadTooLarge(format!("values are at most {KV_MAX_VALUE_BYTES} bytes")));
     }

@@ -7,10 +7,12 @@
 
 pub mod standard;
 pub mod stripe;
+pub mod throttle;
 pub mod twilio;
 pub mod twiml;
 
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -33,6 +35,8 @@ pub struct Verified;
 #[derive(Debug)]
 pub struct Receipt<S> {
     pub tenant: TenantId,
+    /// The address the request came from, when known.
+    pub source: Option<IpAddr>,
     pub provider: &'static str,
     /// Path and query as requested.
     pub route: String,
@@ -45,13 +49,14 @@ pub struct Receipt<S> {
 
 impl Receipt<Unverified> {
     pub fn new(tenant: TenantId, provider: &'static str, route: String, headers: HeaderMap, body: Vec<u8>) -> Self {
-        Self { tenant, provider, route, headers, body, received_at: now_ms(), state: PhantomData }
+        Self { tenant, source: None, provider, route, headers, body, received_at: now_ms(), state: PhantomData }
     }
 
     /// Only the providers' verify functions in this module tree call this.
     fn into_verified(self) -> Receipt<Verified> {
         Receipt {
             tenant: self.tenant,
+            source: self.source,
             provider: self.provider,
             route: self.route,
             headers: self.headers,
@@ -63,28 +68,56 @@ impl Receipt<Unverified> {
 }
 
 impl<S> Receipt<S> {
-    /// The evidence row for this receipt.
+    /// The evidence row for this receipt: credentials in headers and the route's query are
+    /// redacted (the signature headers are kept: they prove nothing without the secret).
     pub fn record(&self) -> ReceiptRecord {
         let mut headers = Map::new();
         for (name, value) in &self.headers {
-            headers.insert(
-                name.as_str().to_string(),
-                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
-            );
+            let value = if REDACTED_HEADERS.contains(&name.as_str()) {
+                REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            headers.insert(name.as_str().to_string(), Value::String(value));
         }
         ReceiptRecord {
             tenant_id: self.tenant.clone(),
             provider: self.provider,
-            route: self.route.clone(),
+            route: self.redacted_route(),
             headers: Value::Object(headers),
             body: self.body.clone(),
             received_at: self.received_at,
         }
     }
 
+    /// The route with the values of credential query parameters (`token`, …) redacted: what
+    /// is stored and logged.
+    pub fn redacted_route(&self) -> String {
+        redact_query(&self.route)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// Request headers whose values are credentials: never stored.
+const REDACTED_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
+/// Query parameters whose values are credentials.
+const REDACTED_PARAMS: [&str; 6] = ["token", "access_token", "api_key", "apikey", "key", "secret"];
+const REDACTED: &str = "[redacted]";
+
+/// `path?query` with the values of [`REDACTED_PARAMS`] replaced.
+pub fn redact_query(route: &str) -> String {
+    let Some((path, query)) = route.split_once('?') else { return route.to_string() };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if REDACTED_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => format!("{k}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
 }
 
 /// Why a signature check failed. The message is safe to show the caller.
@@ -115,11 +148,17 @@ pub enum IngestError {
     Malformed(#[from] NormalizeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many rejected requests from this address or to this tenant: answered 429, not
+    /// stored.
+    #[error("too many rejected requests; retry after {retry_after_s} s")]
+    Throttled { retry_after_s: u64 },
 }
 
 /// A provider request as the API hands it over.
 #[derive(Debug)]
 pub struct HookRequest {
+    /// The address it came from, when known.
+    pub source: Option<IpAddr>,
     pub tenant: String,
     pub path_and_query: String,
     pub headers: HeaderMap,
@@ -132,11 +171,13 @@ pub struct Ingestor {
     store: Store,
     config: Arc<Config>,
     wake: Arc<Wakeups>,
+    throttle: Arc<throttle::Throttle>,
 }
 
 impl Ingestor {
     pub fn new(store: Store, config: Arc<Config>, wake: Arc<Wakeups>) -> Self {
-        Self { store, config, wake }
+        let throttle = Arc::new(throttle::Throttle::new(config.rejected_per_address, config.rejected_per_tenant));
+        Self { store, config, wake, throttle }
     }
 
     /// `POST /hooks/{tenant}/twilio/voice/{inbound|status|dial-complete}`: verify, apply the
@@ -350,12 +391,13 @@ impl Ingestor {
         provider: &'static str,
         secret_of: &str,
     ) -> Result<(Receipt<Unverified>, String), IngestError> {
-        let (tenant, secret) = self
-            .store
-            .tenant_with_secret(&req.tenant, secret_of)
-            .await?
-            .ok_or_else(|| IngestError::UnknownTenant(req.tenant.clone()))?;
-        let receipt = Receipt::new(tenant, provider, req.path_and_query, req.headers, req.body);
+        let Some((tenant, secret)) = self.store.tenant_with_secret(&req.tenant, secret_of).await? else {
+            // Not stored (there is no tenant to keep it for), but throttled like any rejection.
+            self.throttled(req.source, None)?;
+            return Err(IngestError::UnknownTenant(req.tenant.clone()));
+        };
+        let mut receipt = Receipt::new(tenant, provider, req.path_and_query, req.headers, req.body);
+        receipt.source = req.source;
         match secret {
             Some(secret) => Ok((receipt, secret)),
             None => {
@@ -365,9 +407,22 @@ impl Ingestor {
         }
     }
 
-    /// Keep the rejected request as evidence, then hand back the error to answer with.
+    /// A rejected request past its address's or tenant's budget: counted, not stored.
+    fn throttled(&self, source: Option<IpAddr>, tenant: Option<&TenantId>) -> Result<(), IngestError> {
+        self.throttle.take(source, tenant.map(TenantId::as_str), now_ms()).map_err(|wait_ms| {
+            crate::metrics::count(&crate::metrics::INGRESS, &[("provider", "any"), ("verdict", "throttled")]);
+            IngestError::Throttled { retry_after_s: (wait_ms as u64).div_ceil(1000).max(1) }
+        })
+    }
+
+    /// Keep the rejected request as evidence (with the group commit's next batch), then hand
+    /// back the error to answer with — or 429 past the rejection budget, not stored.
     async fn reject<S>(&self, receipt: &Receipt<S>, e: IngestError) -> IngestError {
-        tracing::warn!(tenant = %receipt.tenant, provider = receipt.provider, route = %receipt.route, error = %e, "provider request rejected");
+        if let Err(throttled) = self.throttled(receipt.source, Some(&receipt.tenant)) {
+            tracing::debug!(tenant = %receipt.tenant, source = ?receipt.source, "rejected request throttled");
+            return throttled;
+        }
+        tracing::warn!(tenant = %receipt.tenant, provider = receipt.provider, route = %receipt.redacted_route(), source = ?receipt.source, error = %e, "provider request rejected");
         ingress(receipt.provider, "rejected");
         match self.store.record_rejected(&receipt.record(), &e.to_string()).await {
             Ok(()) => e,

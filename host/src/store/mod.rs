@@ -476,6 +476,8 @@ enum WriteRequest {
         dedupe_key: String,
         reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
     },
+    /// A rejected request's evidence.
+    Reject { receipt: ReceiptRecord, reason: String, reply: tokio::sync::oneshot::Sender<Result<()>> },
     Call {
         receipt: ReceiptRecord,
         call_sid: String,
@@ -489,6 +491,7 @@ enum WriteRequest {
 /// What a write returns once committed.
 enum Written {
     Accept(Accepted),
+    Reject,
     Call(Box<CallApplied>),
 }
 
@@ -499,6 +502,9 @@ impl Batched for WriteRequest {
         match self {
             WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
                 accept_one(tx, receipt, event, dedupe_key).await.map(Written::Accept)
+            }
+            WriteRequest::Reject { receipt, reason, .. } => {
+                insert_receipt(&mut **tx, receipt, "rejected", Some(reason), None, None).await.map(|()| Written::Reject)
             }
             WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, .. } => {
                 call_in(tx, backend, receipt, call_sid, receipt_key, *occurred_at, step)
@@ -514,11 +520,15 @@ impl Batched for WriteRequest {
         match self {
             WriteRequest::Accept { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
                 Written::Accept(a) => Ok(a),
-                Written::Call(_) => Err(mismatch()),
+                _ => Err(mismatch()),
+            }))),
+            WriteRequest::Reject { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Reject => Ok(()),
+                _ => Err(mismatch()),
             }))),
             WriteRequest::Call { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
                 Written::Call(c) => Ok(*c),
-                Written::Accept(_) => Err(mismatch()),
+                _ => Err(mismatch()),
             }))),
         }
     }
@@ -908,11 +918,14 @@ impl Store {
     // ---- ingest ----
 
     /// Keep a rejected request as evidence (bad signature, stale timestamp, malformed body).
+    /// Keep a rejected request's evidence, committed with the group commit's next batch (no
+    /// transaction or fsync of its own).
     pub async fn record_rejected(&self, receipt: &ReceiptRecord, reason: &str) -> Result<()> {
-        let mut tx = self.begin(true).await?;
-        insert_receipt(&mut *tx, receipt, "rejected", Some(reason), None, None).await?;
-        tx.commit().await?;
-        Ok(())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = WriteRequest::Reject { receipt: receipt.clone(), reason: reason.to_string(), reply };
+        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
+        self.accepts.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     /// In one transaction: keep the receipt, store the event unless its dedupe key is already
@@ -933,7 +946,8 @@ impl Store {
     /// Receipts of a tenant, newest first (without bodies).
     pub async fn receipts(&self, tenant: &TenantId, filter: &ReceiptFilter, limit: i64) -> Result<Vec<ReceiptSummary>> {
         let rows = sqlx::query(
-            "SELECT id, provider, route, received_at, verdict, reason, event_id, length(body) AS body_bytes
+            "SELECT id, provider, route, received_at, verdict, reason, event_id,
+                    COALESCE(body_len, length(body)) AS body_bytes
              FROM receipts WHERE tenant_id = $1 AND ($2 IS NULL OR provider = $3) AND ($4 IS NULL OR verdict = $5)
                AND ($6 IS NULL OR id < $7)
              ORDER BY id DESC LIMIT $8",
@@ -1986,6 +2000,9 @@ impl Store {
     }
 }
 
+/// Bytes of a rejected request's body kept as evidence.
+pub const REJECTED_BODY_KEPT: usize = 1024;
+
 async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
     r: &ReceiptRecord,
@@ -1994,20 +2011,30 @@ async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     dedupe_key: Option<&str>,
     event_id: Option<&str>,
 ) -> Result<()> {
+    // A rejected request keeps the first KiB of its body, its length and digest.
+    let (body, len, digest) = if verdict == "rejected" {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body));
+        (&r.body[..r.body.len().min(REJECTED_BODY_KEPT)], Some(r.body.len() as i64), Some(digest))
+    } else {
+        (&r.body[..], None, None)
+    };
     sqlx::query(
-        "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id,
+             body_len, body_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(r.tenant_id.as_str())
     .bind(r.provider)
     .bind(&r.route)
     .bind(r.headers.to_string())
-    .bind(&r.body)
+    .bind(body)
     .bind(r.received_at)
     .bind(verdict)
     .bind(reason)
     .bind(dedupe_key)
     .bind(event_id)
+    .bind(len)
+    .bind(digest)
     .execute(exec)
     .await?;
     Ok(())
