@@ -1,6 +1,12 @@
-//! The job pump shared by the plugin and delivery workers: claim due jobs with a lease, run
-//! each under a concurrency limit, sleep until woken or until the next job is due, stop on
-//! shutdown and let in-flight jobs finish. Owns no job semantics and no SQL of its own.
+//! The job pump shared by the plugin, delivery and sink workers: claim due jobs with a lease,
+//! run each under a concurrency limit while renewing its lease, sleep until woken or until the
+//! next job is due, stop on shutdown and let in-flight jobs finish. Owns no job semantics and
+//! no SQL of its own.
+//!
+//! A job's lease is renewed every third of it while the job runs, so long work keeps its job;
+//! when a renewal finds the job taken over, or the store cannot be reached until the lease is
+//! nearly out, the work is stopped — before anyone else may claim it — so a process never runs
+//! a job another worker (or itself) holds.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +25,8 @@ pub struct Pump {
     pub kind: JobKind,
     pub concurrency: usize,
     pub idle_poll: Duration,
+    /// The lease claims take, and renewals extend.
+    pub lease: Duration,
 }
 
 /// Run `handle` on every job `claim(n, woken)` leases, until `stop` turns true. `woken` says
@@ -74,10 +82,14 @@ pub async fn pump<C, CFut, H, Fut>(
             // Every log line of the job carries its kind, id, tenant and event.
             let span = tracing::info_span!("job", kind = pump.kind.as_str(), job_id = job.id, tenant = %job.tenant_id,
                 event_id = %job.event_id);
+            let held = keep_lease(store.clone(), job.clone(), pump.lease);
             let fut = handle(job);
             running.spawn(
                 async move {
-                    fut.await;
+                    tokio::select! {
+                        () = fut => {}
+                        () = held => tracing::warn!("job stopped: its lease could not be kept"),
+                    }
                     drop(permit);
                 }
                 .instrument(span),
@@ -85,4 +97,34 @@ pub async fn pump<C, CFut, H, Fut>(
         }
     }
     while running.join_next().await.is_some() {}
+}
+
+/// Renew `job`'s lease every third of `lease`; returns (and so stops the job's work) when the
+/// job was taken over, or when renewals failed until the lease is nearly out.
+async fn keep_lease(store: Store, job: Job, lease: Duration) {
+    let mut until = store.now_ms() + lease.as_millis() as i64;
+    let margin = (lease.as_millis() as i64 / 6).max(1);
+    let mut wait = lease / 3;
+    loop {
+        tokio::time::sleep(wait).await;
+        match store.renew(&job, lease).await {
+            Ok(new_until) => {
+                until = new_until;
+                wait = lease / 3;
+            }
+            Err(StoreError::StaleLease(_)) => {
+                tracing::warn!(job_id = job.id, "the job's lease was taken over");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job_id = job.id, error = %e, "renewing a lease failed");
+                // Give the job up while the lease still holds, retrying until then.
+                let left = until - margin - store.now_ms();
+                if left <= 0 {
+                    return;
+                }
+                wait = Duration::from_millis((left as u64).min(margin as u64));
+            }
+        }
+    }
 }

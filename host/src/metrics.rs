@@ -28,6 +28,12 @@ pub const ATTEMPTS: Metric = Metric {
     help: "Delivery and sink attempts by kind, outcome (succeeded, retry, failed, dead, skipped) and status class.",
     buckets: &[],
 };
+/// Results of work whose lease had passed to another worker, discarded, by job `kind`.
+pub const STALE: Metric = Metric {
+    name: "hookhost_stale_results_total",
+    help: "Job results discarded because the job's lease had been taken over, by kind.",
+    buckets: &[],
+};
 /// Plugin invocations by `outcome`.
 pub const PLUGIN_RUNS: Metric =
     Metric { name: "hookhost_plugin_invocations_total", help: "Plugin invocations by outcome.", buckets: &[] };

@@ -82,9 +82,13 @@ impl Gate {
 
 /// Run the delivery worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
-    let settings =
-        Pump { kind: JobKind::Delivery, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll };
-    let lease = config.job_lease.max(config.delivery_timeout * 2);
+    let settings = Pump {
+        kind: JobKind::Delivery,
+        concurrency: config.delivery_concurrency,
+        idle_poll: config.idle_poll,
+        lease: config.job_lease.max(config.delivery_timeout * 2),
+    };
+    let lease = settings.lease;
     let cap = config.endpoint_concurrency.max(1);
     let gate = Arc::new(Mutex::new(Gate::default()));
     let claim = |n, _woken| {

@@ -58,8 +58,12 @@ pub async fn run(
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
 ) {
-    let settings =
-        Pump { kind: JobKind::Plugin, concurrency: config.plugin_concurrency * 2, idle_poll: config.idle_poll };
+    let settings = Pump {
+        kind: JobKind::Plugin,
+        concurrency: config.plugin_concurrency * 2,
+        idle_poll: config.idle_poll,
+        lease: config.job_lease,
+    };
     let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
     let running = Arc::new(Semaphore::new(config.plugin_concurrency.max(1)));
     let busy: Arc<Mutex<HashMap<String, TenantSlots>>> = Arc::default();

@@ -15,8 +15,9 @@ use crate::{Config, Wakeups, now_ms};
 
 /// Run the sink worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
-    let settings = Pump { kind: JobKind::Sink, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll };
     let lease = config.job_lease.max(config.delivery_timeout * 2);
+    let settings =
+        Pump { kind: JobKind::Sink, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll, lease };
     let sql = Arc::new(SqlSinks::default());
     let claim = |n, _woken| store.claim_sink_writes(n, lease);
     pump(store.clone(), settings, &wake.sink, stop, claim, |job| {

@@ -42,6 +42,8 @@ pub(super) enum Bookkeeping {
 pub(super) enum Applied {
     Refused(usize),
     Disabled(Option<String>),
+    /// The job's lease had been taken over: nothing was written.
+    Stale,
 }
 
 impl Batched for Bookkeeping {
@@ -49,21 +51,26 @@ impl Batched for Bookkeeping {
 
     async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, _backend: Backend) -> Result<Applied> {
         match self {
-            Bookkeeping::FinishPlugin { job, done, .. } => finish_plugin_job(tx, job, done).await.map(Applied::Refused),
+            Bookkeeping::FinishPlugin { job, done, .. } => {
+                finish_plugin_job(tx, job, done).await.map(|r| r.map_or(Applied::Stale, Applied::Refused))
+            }
             Bookkeeping::Attempt { job, state, record, disable_after, .. } => {
-                record_attempt(tx, job, *state, record, *disable_after).await.map(Applied::Disabled)
+                record_attempt(tx, job, *state, record, *disable_after)
+                    .await
+                    .map(|r| r.map_or(Applied::Stale, Applied::Disabled))
             }
         }
     }
 
     fn answer(self, outcome: Result<Applied>) {
         match self {
-            Bookkeeping::FinishPlugin { reply, .. } => drop(reply.send(outcome.map(|a| match a {
-                Applied::Refused(n) => n,
-                Applied::Disabled(_) => 0,
+            Bookkeeping::FinishPlugin { job, reply, .. } => drop(reply.send(outcome.and_then(|a| match a {
+                Applied::Refused(n) => Ok(n),
+                Applied::Disabled(_) => Ok(0),
+                Applied::Stale => Err(stale(&job)),
             }))),
             Bookkeeping::Attempt { job, state, record, reply, .. } => {
-                if outcome.is_ok() {
+                if matches!(outcome, Ok(Applied::Disabled(_))) {
                     let kind = if job.sink_id.is_some() { "sink" } else { "delivery" };
                     let class = crate::metrics::status_class(record.status_code);
                     crate::metrics::count(
@@ -71,19 +78,47 @@ impl Batched for Bookkeeping {
                         &[("kind", kind), ("outcome", state.outcome()), ("status_class", class)],
                     );
                 }
-                drop(reply.send(outcome.map(|a| match a {
-                    Applied::Disabled(d) => d,
-                    Applied::Refused(_) => None,
+                drop(reply.send(outcome.and_then(|a| match a {
+                    Applied::Disabled(d) => Ok(d),
+                    Applied::Refused(_) => Ok(None),
+                    Applied::Stale => Err(stale(&job)),
                 })))
             }
         }
     }
 }
 
+/// A result discarded because `job`'s lease was taken over: counted and logged.
+fn stale(job: &Job) -> super::StoreError {
+    let kind = if job.sink_id.is_some() {
+        "sink"
+    } else if job.endpoint_id.is_some() {
+        "delivery"
+    } else {
+        "plugin"
+    };
+    crate::metrics::count(&crate::metrics::STALE, &[("kind", kind)]);
+    tracing::warn!(job_id = job.id, kind, tenant = %job.tenant_id, event_id = %job.event_id, "result discarded: the job's lease was taken over");
+    super::StoreError::StaleLease(job.id)
+}
+
 /// Record a finished plugin job's runs, apply its key-value writes, set the event's state and
 /// enqueue its deliveries and sink writes. Returns the key-value writes refused for the quota.
-async fn finish_plugin_job(tx: &mut sqlx::Transaction<'static, Any>, job: &Job, done: &PluginJobDone) -> Result<usize> {
+async fn finish_plugin_job(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job: &Job,
+    done: &PluginJobDone,
+) -> Result<Option<usize>> {
     let now = now_ms();
+    // The fence first: a worker whose lease was taken over writes nothing.
+    let (job_status, run_at) = match done.retry_at {
+        Some(at) => ("pending", Some(at)),
+        None if done.status == "failed" => ("failed", None),
+        None => ("succeeded", None),
+    };
+    if !fenced_update(tx, job, job_status, run_at, done.error.as_deref(), now).await? {
+        return Ok(None);
+    }
     for run in &done.runs {
         sqlx::query(
             "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used,
@@ -112,7 +147,7 @@ async fn finish_plugin_job(tx: &mut sqlx::Transaction<'static, Any>, job: &Job, 
             refused += 1;
         }
     }
-    if let Some(run_at) = done.retry_at {
+    if done.retry_at.is_some() {
         // Tried again later: the event stays pending with the reason, nothing else is written.
         sqlx::query("UPDATE events SET error = $1 WHERE tenant_id = $2 AND id = $3")
             .bind(done.error.as_deref())
@@ -120,20 +155,36 @@ async fn finish_plugin_job(tx: &mut sqlx::Transaction<'static, Any>, job: &Job, 
             .bind(&job.event_id)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
-            "UPDATE jobs SET status = 'pending', run_at = $1, attempts = attempts + 1, lease_until = NULL,
-                 last_error = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(run_at)
-        .bind(done.error.as_deref())
-        .bind(now)
-        .bind(job.id)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(refused);
+        return Ok(Some(refused));
     }
     complete_plugin_job(tx, job, done.status, done.error.as_deref(), &done.outputs, now).await?;
-    Ok(refused)
+    Ok(Some(refused))
+}
+
+/// Move a claimed job to its next state, only while `job.lease` is still its lease; false
+/// (nothing written) when the lease was taken over.
+async fn fenced_update(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job: &Job,
+    status: &str,
+    run_at: Option<i64>,
+    error: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), attempts = attempts + 1, lease_until = NULL,
+             last_error = $3, updated_at = $4
+         WHERE id = $5 AND status = 'running' AND lease_token = $6",
+    )
+    .bind(status)
+    .bind(run_at)
+    .bind(error)
+    .bind(now)
+    .bind(job.id)
+    .bind(job.lease)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 async fn complete_plugin_job(
@@ -149,14 +200,6 @@ async fn complete_plugin_job(
         .bind(error)
         .bind(job.tenant_id.as_str())
         .bind(&job.event_id)
-        .execute(&mut **tx)
-        .await?;
-    let job_status = if event_status == "failed" { "failed" } else { "succeeded" };
-    sqlx::query("UPDATE jobs SET status = $1, attempts = attempts + 1, lease_until = NULL, last_error = $2, updated_at = $3 WHERE id = $4")
-        .bind(job_status)
-        .bind(error)
-        .bind(now)
-        .bind(job.id)
         .execute(&mut **tx)
         .await?;
     // A body sent to several endpoints is stored once and shared by their deliveries.
@@ -214,9 +257,21 @@ async fn record_attempt(
     state: DeliveryState,
     record: &AttemptRecord,
     disable_after: Option<Duration>,
-) -> Result<Option<String>> {
+) -> Result<Option<Option<String>>> {
     let now = now_ms();
     let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
+    let (status, run_at) = match state {
+        DeliveryState::Succeeded => ("succeeded", None),
+        DeliveryState::RetryAt(at) => ("pending", Some(at)),
+        DeliveryState::Failed => ("failed", None),
+        DeliveryState::Dead => ("dead", None),
+        DeliveryState::Skipped => ("succeeded", None),
+    };
+    // The fence first: an attempt whose lease was taken over records nothing, and can never
+    // reopen a job another worker finished (or a deleted endpoint failed).
+    if !fenced_update(tx, job, status, run_at, record.error.as_deref(), now).await? {
+        return Ok(None);
+    }
     sqlx::query(
         "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
              response_excerpt, duration_ms, outcome, attempted_at)
@@ -233,24 +288,6 @@ async fn record_attempt(
     .bind(record.duration_ms)
     .bind(state.outcome())
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let (status, run_at) = match state {
-        DeliveryState::Succeeded => ("succeeded", None),
-        DeliveryState::RetryAt(at) => ("pending", Some(at)),
-        DeliveryState::Failed => ("failed", None),
-        DeliveryState::Dead => ("dead", None),
-        DeliveryState::Skipped => ("succeeded", None),
-    };
-    sqlx::query(
-        "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), attempts = attempts + 1, lease_until = NULL,
-         last_error = $3, updated_at = $4 WHERE id = $5",
-    )
-    .bind(status)
-    .bind(run_at)
-    .bind(&record.error)
-    .bind(now)
-    .bind(job.id)
     .execute(&mut **tx)
     .await?;
 
@@ -297,5 +334,5 @@ async fn record_attempt(
             disabled_event = disable_endpoint(tx, &job.tenant_id, endpoint_id, since, now).await?;
         }
     }
-    Ok(disabled_event)
+    Ok(Some(disabled_event))
 }

@@ -34,12 +34,19 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The job's lease passed to another worker (it expired and was claimed again): this
+    /// worker's result was discarded, nothing written.
+    #[error("the lease of job {0} was taken over; the result was discarded")]
+    StaleLease(i64),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 mod bookkeeping;
 mod plugins;
+mod retention;
+
+pub use retention::{Retention, Swept};
 
 use bookkeeping::Bookkeeping;
 pub use plugins::{
@@ -57,7 +64,8 @@ const DUE: &str = "status IN ('pending', 'running') AND ((status = 'pending' AND
 
 /// The columns a claimed job is read from (see [`job`]).
 const JOB_COLUMNS: &str =
-    "id, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id, record_version";
+    "id, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id,
+     record_version, lease_token";
 
 /// Which database the store runs on. The SQL is written once (`$N` placeholders, which both
 /// take); the few statements that differ pick theirs by this.
@@ -284,6 +292,10 @@ pub struct Job {
     pub body: Option<String>,
     /// A delivery's shared body, when it has no body of its own.
     pub body_id: Option<i64>,
+    /// The lease token this worker's claim took (fresh and random at every claim): every
+    /// write of the job's outcome is `WHERE id = … AND lease_token = <this>`, so a worker whose
+    /// lease ran out and was claimed again writes nothing.
+    pub lease: Option<i64>,
     /// Attempts made before this one.
     pub attempts: i64,
     pub sink_id: Option<String>,
@@ -461,7 +473,21 @@ pub struct Store {
     accepts: tokio::sync::mpsc::Sender<WriteRequest>,
     /// Workers' bookkeeping goes to the bookkeeper: many in one transaction.
     bookkeeping: tokio::sync::mpsc::Sender<Bookkeeping>,
+    /// The lease clock: this process's clock plus an offset — on PostgreSQL the database's
+    /// clock as last measured, so replicas' clock skew cannot shorten a lease.
+    clock: Arc<LeaseClock>,
 }
+
+/// See [`Store::now_ms`].
+#[derive(Debug, Default)]
+struct LeaseClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+    /// When the offset was last measured (this process's unix ms; 0: never).
+    measured_at: std::sync::atomic::AtomicI64,
+}
+
+/// How often the database's clock is read again.
+const CLOCK_REFRESH_MS: i64 = 30_000;
 
 /// A call signal's step over the call's state (see `normalize::calls::step`). A step may run
 /// more than once (a batch that failed is applied again one request at a time); only the run
@@ -830,7 +856,7 @@ impl Store {
         let yield_to = (backend == Backend::Sqlite).then_some(accepts_waiting);
         let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to };
         tokio::spawn(write_batches(write.clone(), backend, rx, bookkeeping::BATCH_MAX, turns));
-        Ok(Self { pool, write, backend, accepts, bookkeeping })
+        Ok(Self { pool, write, backend, accepts, bookkeeping, clock: Arc::default() })
     }
 
     /// Which database this store runs on.
@@ -1463,9 +1489,10 @@ impl Store {
     /// died) is due again.
     pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
-        let now = now_ms();
+        self.sync_clock().await?;
+        let now = self.now_ms();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $7
              WHERE id IN (
                  SELECT id FROM jobs
                  WHERE kind = $3 AND status IN ('pending', 'running')
@@ -1480,6 +1507,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(limit)
+        .bind(lease_token())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1496,7 +1524,8 @@ impl Store {
         per_tenant: usize,
     ) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
-        let now = now_ms();
+        self.sync_clock().await?;
+        let now = self.now_ms();
         // Candidates: the oldest due jobs of tenants below their share, read in index order
         // (pending by run_at, then any whose lease ran out) and cut at `limit * per_tenant`,
         // so a claim costs the same whatever the backlog. Ranked per tenant, the first `limit`
@@ -1504,7 +1533,7 @@ impl Store {
         // PostgreSQL locks the choice afterwards, skipping rows another replica holds and
         // re-checking that each is still due.
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $8
              WHERE id IN (SELECT id FROM jobs WHERE id IN (
                  SELECT d.id FROM (
                      SELECT id, run_at, tenant_id,
@@ -1539,6 +1568,7 @@ impl Store {
         .bind(per_tenant as i64)
         .bind(limit)
         .bind(limit * per_tenant as i64)
+        .bind(lease_token())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1660,11 +1690,12 @@ impl Store {
     /// Lease due sink writes; writes to the same record (sink, external id) run one at a time.
     pub async fn claim_sink_writes(&self, limit: i64, lease: Duration) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
-        let now = now_ms();
+        self.sync_clock().await?;
+        let now = self.now_ms();
         // One write per record at a time: the oldest due write of each (sink, external id).
         // PostgreSQL then locks those it takes, skipping any another replica holds.
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $5
              WHERE id IN (SELECT id FROM jobs WHERE id IN (
                  SELECT MIN(j.id) FROM jobs j
                  WHERE j.kind = 'sink'
@@ -1684,6 +1715,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(limit)
+        .bind(lease_token())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1706,19 +1738,73 @@ impl Store {
         self.book(request, answer).await
     }
 
-    /// Put a claimed delivery back, untried, to run at `run_at` (rate limiting).
+    /// The time leases are counted in (unix ms): on PostgreSQL the database's clock (measured
+    /// every 30 s by [`sync_clock`](Self::sync_clock)), on SQLite this process's.
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.clock.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// On PostgreSQL, read the database's clock again when the last reading is 30 s old.
+    async fn sync_clock(&self) -> Result<()> {
+        let local = now_ms();
+        if self.backend != Backend::Postgres
+            || local - self.clock.measured_at.load(Ordering::Relaxed) < CLOCK_REFRESH_MS
+        {
+            return Ok(());
+        }
+        let db: i64 = sqlx::query("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now")
+            .fetch_one(&self.pool)
+            .await?
+            .get("now");
+        let after = now_ms();
+        self.clock.offset_ms.store(db - (local + after) / 2, Ordering::Relaxed);
+        self.clock.measured_at.store(after, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Move the lease clock by `ms` (tests: a lease running out without waiting for it).
+    pub fn advance_lease_clock(&self, ms: i64) {
+        self.clock.offset_ms.fetch_add(ms, Ordering::Relaxed);
+        self.clock.measured_at.store(i64::MAX / 2, Ordering::Relaxed);
+    }
+
+    /// Put a claimed job back, untried, to run at `run_at` (rate limiting, a full share):
+    /// only while this worker still holds its lease.
     pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
         let mut tx = self.begin(false).await?;
-        sqlx::query(
-            "UPDATE jobs SET status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2 WHERE id = $3",
+        let held = sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2
+             WHERE id = $3 AND status = 'running' AND lease_token = $4",
         )
         .bind(run_at)
         .bind(now_ms())
         .bind(job.id)
+        .bind(job.lease)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
         tx.commit().await?;
-        Ok(())
+        if held { Ok(()) } else { Err(StoreError::StaleLease(job.id)) }
+    }
+
+    /// Extend this worker's lease on a running job to `lease` from now; when the lease now
+    /// ends, or `StaleLease` when the job is no longer this worker's.
+    pub async fn renew(&self, job: &Job, lease: Duration) -> Result<i64> {
+        self.sync_clock().await?;
+        let until = self.now_ms() + lease.as_millis() as i64;
+        let mut tx = self.begin(false).await?;
+        let held =
+            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND status = 'running' AND lease_token = $3")
+                .bind(until)
+                .bind(job.id)
+                .bind(job.lease)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        tx.commit().await?;
+        if held { Ok(until) } else { Err(StoreError::StaleLease(job.id)) }
     }
 
     /// Lease due deliveries: only to enabled endpoints, none to the endpoints in `exclude`
@@ -1726,10 +1812,11 @@ impl Store {
     /// earliest event, once no earlier event of the tenant is still in the plugin stage.
     pub async fn claim_deliveries(&self, limit: i64, lease: Duration, exclude: &[String]) -> Result<Vec<Job>> {
         let mut tx = self.begin(false).await?;
-        let now = now_ms();
+        self.sync_clock().await?;
+        let now = self.now_ms();
         let excluded = serde_json::to_string(exclude).expect("strings serialize");
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $7
              WHERE id IN (
                  SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
                  WHERE j.kind = 'delivery' AND e.enabled = 1 AND j.status IN ('pending', 'running')
@@ -1755,6 +1842,7 @@ impl Store {
         .bind(now)
         .bind(excluded)
         .bind(limit)
+        .bind(lease_token())
         .fetch_all(&mut *tx)
         .await?;
         let mut jobs: Vec<Job> = rows.iter().map(job).collect();
@@ -2000,6 +2088,11 @@ impl Store {
     }
 }
 
+/// A fresh lease token for one claim.
+fn lease_token() -> i64 {
+    rand::random::<i64>() & i64::MAX
+}
+
 /// Bytes of a rejected request's body kept as evidence.
 pub const REJECTED_BODY_KEPT: usize = 1024;
 
@@ -2049,6 +2142,7 @@ fn job(r: &AnyRow) -> Job {
         message_id: r.get("message_id"),
         body: r.get("body"),
         body_id: r.get("body_id"),
+        lease: r.get("lease_token"),
         attempts: r.get("attempts"),
         sink_id: r.get("sink_id"),
         external_id: r.get("external_id"),
@@ -2457,14 +2551,15 @@ mod tests {
             let store = Store::connect(&url).await.unwrap();
             let tenant = TenantId::generate();
             store.create_tenant(&tenant, "t", "hash").await.unwrap();
-            for i in 0..20 {
+            for i in 0..21 {
                 store.accept(&receipt(&tenant), &event(&tenant, i), &format!("stripe:evt_{i}")).await.unwrap();
             }
             let mut jobs = store.claim(JobKind::Plugin, 100, Duration::from_secs(60)).await.unwrap();
-            assert_eq!(jobs.len(), 20);
-            let mut bogus = jobs[0].clone();
+            assert_eq!(jobs.len(), 21);
+            // A job of its own (its lease holds) whose delivery names an event that is gone.
+            let mut bogus = jobs.pop().unwrap();
             bogus.event_id = "evt_gone".into();
-            bogus.id = -1;
+            let bogus_id = bogus.id;
             jobs.insert(7, bogus);
             let tasks: Vec<_> = jobs
                 .iter()
@@ -2485,11 +2580,69 @@ mod tests {
                 outcomes.push(t.await.unwrap());
             }
             for (job, outcome) in jobs.iter().zip(&outcomes) {
-                assert_eq!(outcome.is_ok(), job.id != -1, "{url}: job {} -> {outcome:?}", job.id);
+                assert_eq!(outcome.is_ok(), job.id != bogus_id, "{url}: job {} -> {outcome:?}", job.id);
             }
             let counts = store.job_counts().await.unwrap();
             assert!(counts.contains(&("delivery".into(), "pending".into(), 20)), "{url}: {counts:?}");
             assert!(counts.contains(&("plugin".into(), "succeeded".into(), 20)), "{url}: {counts:?}");
+        }
+    }
+
+    /// A worker whose lease ran out and was claimed again (the lease clock moved on, not slept
+    /// for) writes nothing: its finish, attempt, defer and renewal are refused; the new holder's
+    /// result stands, and a late attempt can never reopen a finished job.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
+        for url in databases().await {
+            let store = Store::connect(&url).await.unwrap();
+            let tenant = TenantId::generate();
+            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            store.accept(&receipt(&tenant), &event(&tenant, 1), "stripe:evt_fence").await.unwrap();
+            let lease = Duration::from_secs(60);
+            let first = store.claim(JobKind::Plugin, 10, lease).await.unwrap().remove(0);
+            assert!(store.claim(JobKind::Plugin, 10, lease).await.unwrap().is_empty(), "{url}: leased");
+            store.advance_lease_clock(61_000);
+            let second = store.claim(JobKind::Plugin, 10, lease).await.unwrap().remove(0);
+            assert_eq!(second.id, first.id);
+            assert_ne!(second.lease, first.lease, "{url}: a fresh token");
+
+            let outputs = |n: usize| Outputs {
+                deliveries: (0..n)
+                    .map(|i| NewDelivery {
+                        endpoint_id: format!("ep_{i}"),
+                        message_id: first.event_id.clone(),
+                        body: "{}".into(),
+                        ordering_key: None,
+                    })
+                    .collect(),
+                sink_writes: Vec::new(),
+            };
+            let stale = |r: Result<()>| matches!(r, Err(StoreError::StaleLease(id)) if id == first.id);
+            assert!(stale(store.finish_without_plugin(&first, outputs(3)).await), "{url}");
+            assert!(stale(store.defer(&first, now_ms()).await), "{url}");
+            assert!(matches!(store.renew(&first, lease).await, Err(StoreError::StaleLease(_))), "{url}");
+            assert!(store.renew(&second, lease).await.is_ok(), "{url}: the holder renews");
+            store.finish_without_plugin(&second, outputs(1)).await.unwrap();
+            let counts = store.job_counts().await.unwrap();
+            assert!(
+                counts.contains(&("delivery".into(), "pending".into(), 1)),
+                "{url}: only the holder's output: {counts:?}"
+            );
+            assert!(counts.contains(&("plugin".into(), "succeeded".into(), 1)), "{url}: {counts:?}");
+
+            // A delivery finished by its new holder is not reopened by the old one's attempt.
+            store.advance_lease_clock(1);
+            let d1 = store.claim(JobKind::Delivery, 10, lease).await.unwrap().remove(0);
+            store.advance_lease_clock(61_000);
+            let d2 = store.claim(JobKind::Delivery, 10, lease).await.unwrap().remove(0);
+            let ok = AttemptRecord { status_code: Some(200), ..Default::default() };
+            store.record_attempt(&d2, DeliveryState::Succeeded, &ok, None).await.unwrap();
+            let late = AttemptRecord { status_code: Some(500), ..Default::default() };
+            let r = store.record_attempt(&d1, DeliveryState::RetryAt(now_ms()), &late, None).await;
+            assert!(matches!(r, Err(StoreError::StaleLease(_))), "{url}: {r:?}");
+            let counts = store.job_counts().await.unwrap();
+            assert!(counts.contains(&("delivery".into(), "succeeded".into(), 1)), "{url}: never reopened: {counts:?}");
+            assert_eq!(store.attempts(&tenant, &first.event_id).await.unwrap().len(), 1, "{url}: one attempt recorded");
         }
     }
 
