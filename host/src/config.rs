@@ -63,6 +63,12 @@ pub struct Config {
     /// Budgets of rejected provider requests per source address and per tenant (429 beyond).
     pub rejected_per_address: crate::ingest::throttle::Rate,
     pub rejected_per_tenant: crate::ingest::throttle::Rate,
+    /// How long receipts, events, finished jobs, attempts and plugin runs are kept.
+    pub retention: Duration,
+    /// How long rejected receipts are kept.
+    pub rejected_retention: Duration,
+    /// How often the retention sweeper runs.
+    pub sweep_interval: Duration,
     /// Connections open at once on the listener.
     pub max_connections: usize,
     /// Time a client has to send a request's headers.
@@ -123,6 +129,9 @@ impl Config {
             dry_run_timeout: Duration::from_secs(30),
             rejected_per_address: crate::ingest::throttle::Rate { per_second: 20.0, burst: 100.0 },
             rejected_per_tenant: crate::ingest::throttle::Rate { per_second: 100.0, burst: 500.0 },
+            retention: Duration::from_secs(30 * 86_400),
+            rejected_retention: Duration::from_secs(7 * 86_400),
+            sweep_interval: Duration::from_secs(60),
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

@@ -144,6 +144,7 @@ pub async fn run(
     let sink_worker =
         tokio::spawn(sink::worker::run(store.clone(), sender.clone(), wake.clone(), config.clone(), stop_rx.clone()));
 
+    let sweeper = tokio::spawn(sweep(store.clone(), config.clone(), stop_rx.clone()));
     let state = api::AppState::new(store.clone(), engine, sender, wake, config.clone());
     let app = api::router(state);
     tracing::info!(addr = %listener.local_addr()?, "hookhost listening");
@@ -161,11 +162,28 @@ pub async fn run(
         let _ = plugin_worker.await;
         let _ = delivery_worker.await;
         let _ = sink_worker.await;
+        let _ = sweeper.await;
     })
     .await;
     store.close().await;
     served?;
     Ok(())
+}
+
+/// Delete what retention no longer keeps, every `sweep_interval`, until `stop`.
+async fn sweep(store: store::Store, config: Arc<Config>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let retention = store::Retention { keep: config.retention, keep_rejected: config.rejected_retention };
+    while !*stop.borrow() {
+        match store.sweep(now_ms(), retention).await {
+            Ok(swept) if swept.total() > 0 => tracing::info!(?swept, "retention sweep"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed; trying again at the next"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.sweep_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// Every parser of untrusted input, fed generated and mutated inputs: none may panic. (The

@@ -128,6 +128,12 @@ struct ServeArgs {
     /// Rejected provider requests per tenant: rate per second, burst.
     #[arg(long, env = "HOOKHOST_REJECTED_PER_TENANT", default_value = "100,500")]
     rejected_per_tenant: String,
+    /// How long receipts, events, finished jobs, attempts and plugin runs are kept.
+    #[arg(long, env = "HOOKHOST_RETENTION", default_value = "30d")]
+    retention: String,
+    /// How long rejected receipts are kept.
+    #[arg(long, env = "HOOKHOST_REJECTED_RETENTION", default_value = "7d")]
+    rejected_retention: String,
     /// Connections open at once on the listener.
     #[arg(long, env = "HOOKHOST_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -312,6 +318,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Rate::parse(&args.rejected_per_address).map_err(anyhow::Error::msg).context("HOOKHOST_REJECTED_PER_ADDRESS")?;
     config.rejected_per_tenant =
         Rate::parse(&args.rejected_per_tenant).map_err(anyhow::Error::msg).context("HOOKHOST_REJECTED_PER_TENANT")?;
+    config.retention = parse_duration(&args.retention).context("HOOKHOST_RETENTION")?;
+    config.rejected_retention = parse_duration(&args.rejected_retention).context("HOOKHOST_REJECTED_RETENTION")?;
     config.max_connections = args.max_connections.max(1);
     config.header_timeout = parse_duration(&args.header_timeout).context("HOOKHOST_HEADER_TIMEOUT")?;
     config.body_timeout = parse_duration(&args.body_timeout).context("HOOKHOST_BODY_TIMEOUT")?;

@@ -330,7 +330,7 @@ pub struct Attempt {
 }
 
 /// One plugin invocation, as recorded.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PluginRun {
     pub plugin_name: String,
     pub plugin_version: i64,
@@ -2643,6 +2643,72 @@ mod tests {
             let counts = store.job_counts().await.unwrap();
             assert!(counts.contains(&("delivery".into(), "succeeded".into(), 1)), "{url}: never reopened: {counts:?}");
             assert_eq!(store.attempts(&tenant, &first.event_id).await.unwrap().len(), 1, "{url}: one attempt recorded");
+        }
+    }
+
+    /// Retention deletes what is old and finished, keeps what is pending whatever its age, and
+    /// keeps rejected receipts for their own, shorter time (time passed in, not slept for).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_deletes_old_rows_and_keeps_pending_ones() {
+        const DAY: i64 = 86_400_000;
+        for url in databases().await {
+            let store = Store::connect(&url).await.unwrap();
+            let tenant = TenantId::generate();
+            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            let lease = Duration::from_secs(60);
+            // Event 1: processed, delivered to two endpoints (one shared body), a plugin run.
+            let done = store.accept(&receipt(&tenant), &event(&tenant, 1), "stripe:evt_old").await.unwrap();
+            let job = store.claim(JobKind::Plugin, 10, lease).await.unwrap().remove(0);
+            let body: Arc<str> = "{}".into();
+            let deliveries = (0..2)
+                .map(|i| NewDelivery {
+                    endpoint_id: format!("ep_{i}"),
+                    message_id: done.event_id.clone(),
+                    body: body.clone(),
+                    ordering_key: None,
+                })
+                .collect();
+            let run = PluginRun {
+                plugin_name: "p".into(),
+                plugin_version: 1,
+                outcome: "ok".into(),
+                wall_us: 1,
+                ran_at: now_ms(),
+                ..Default::default()
+            };
+            let finished = PluginJobDone {
+                runs: vec![run],
+                status: "processed",
+                outputs: Outputs { deliveries, sink_writes: Vec::new() },
+                ..Default::default()
+            };
+            store.finish_plugin_job(&job, finished).await.unwrap();
+            for d in store.claim(JobKind::Delivery, 10, lease).await.unwrap() {
+                let ok = AttemptRecord { status_code: Some(200), ..Default::default() };
+                store.record_attempt(&d, DeliveryState::Succeeded, &ok, None).await.unwrap();
+            }
+            // Event 2: still waiting for its plugin. A rejected request.
+            let waiting = store.accept(&receipt(&tenant), &event(&tenant, 2), "stripe:evt_waiting").await.unwrap();
+            store.record_rejected(&receipt(&tenant), "bad signature").await.unwrap();
+
+            let retention =
+                Retention { keep: Duration::from_secs(30 * 86_400), keep_rejected: Duration::from_secs(7 * 86_400) };
+            let now = now_ms();
+            assert_eq!(store.sweep(now + DAY, retention).await.unwrap().total(), 0, "{url}: nothing is old yet");
+            let swept = store.sweep(now + 8 * DAY, retention).await.unwrap();
+            assert_eq!(swept, Swept { receipts: 1, ..Default::default() }, "{url}: the rejected receipt, alone");
+            let swept = store.sweep(now + 31 * DAY, retention).await.unwrap();
+            assert_eq!(
+                swept,
+                Swept { receipts: 1, events: 1, jobs: 3, attempts: 2, plugin_runs: 1, bodies: 1 },
+                "{url}: the finished event and all of it"
+            );
+            assert!(store.event(&tenant, &done.event_id).await.unwrap().is_none(), "{url}");
+            assert!(store.event(&tenant, &waiting.event_id).await.unwrap().is_some(), "{url}: pending, kept");
+            let counts = store.job_counts().await.unwrap();
+            assert!(counts.contains(&("plugin".into(), "pending".into(), 1)), "{url}: its job kept: {counts:?}");
+            let receipts = store.receipts(&tenant, &ReceiptFilter::default(), 10).await.unwrap();
+            assert_eq!(receipts.len(), 1, "{url}: the pending event's receipt kept");
         }
     }
 
