@@ -194,3 +194,49 @@ async fn ten_thousand_rejected_requests_from_one_address_are_throttled_not_store
         "the first KiB kept, the length recorded: {longest} {smallest_len}"
     );
 }
+
+/// A leaked tenant key is replaced without downtime: a new key, the old one valid for the
+/// overlap, then revoked at once; another tenant's key rotates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_rotate_with_an_overlap_and_are_revoked_at_once() {
+    let s = Setup::new(&["*"]).await;
+    let (status, rotated) = s.call(Method::POST, "/api-keys", Some(json!({ "overlap": "1h" }))).await;
+    assert_eq!(status, 201, "{rotated}");
+    let new_key = rotated["api_key"].as_str().unwrap().to_string();
+    let prefix = rotated["prefix"].as_str().unwrap();
+    assert!(new_key.starts_with(prefix) && prefix.starts_with("hk_"));
+    let expires = rotated["previous_expires_at"].as_i64().unwrap();
+    assert!(expires > hookhost_tests::now_s() * 1000, "{rotated}");
+
+    let path = format!("/v1/tenants/{}", s.tenant);
+    let status_with = |key: String| {
+        let server = s.server.clone_client();
+        let path = path.clone();
+        async move { server.authed(Method::GET, &path, &key).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status_with(s.key.clone()).await, 200, "the old key, within the overlap");
+    assert_eq!(status_with(new_key.clone()).await, 200);
+    let (_, keys) = s.call_as(&new_key, Method::GET, "/api-keys", None).await;
+    let listed: Vec<&str> = keys["data"].as_array().unwrap().iter().map(|k| k["prefix"].as_str().unwrap()).collect();
+    assert_eq!(listed.len(), 2, "{keys}");
+    assert!(!keys.to_string().contains(&new_key[11..]), "keys are never listed");
+    let old_prefix = listed.iter().find(|p| **p != prefix).unwrap().to_string();
+    let (status, _) = s.call_as(&new_key, Method::DELETE, &format!("/api-keys/{old_prefix}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(status_with(s.key.clone()).await, 401, "revoked at once");
+    assert_eq!(status_with(new_key.clone()).await, 200);
+
+    // An overlap of zero ends the previous key now; another tenant's key is refused.
+    let (_, again) = s.call_as(&new_key, Method::POST, "/api-keys", Some(json!({ "overlap": 0 }))).await;
+    assert_eq!(status_with(new_key.clone()).await, 401);
+    let newest = again["api_key"].as_str().unwrap().to_string();
+    let (other, other_key) = s.server.create_tenant("other").await;
+    let r =
+        s.server.authed(Method::POST, &format!("/v1/tenants/{}/api-keys", s.tenant), &other_key).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s.server.authed(Method::GET, &format!("/v1/tenants/{other}"), &newest).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    for bad in [json!({ "overlap": "forever" }), json!({ "overlap": -1 }), json!({ "overlap": "90d" })] {
+        assert_eq!(s.call_as(&newest, Method::POST, "/api-keys", Some(bad.clone())).await.0, 422, "{bad}");
+    }
+}

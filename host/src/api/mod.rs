@@ -85,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi::DOCUMENT.clone()) }))
         .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{id}", get(get_tenant))
+        .route("/v1/tenants/{id}/api-keys", post(rotate_api_key).get(list_api_keys))
+        .route("/v1/tenants/{id}/api-keys/{prefix}", delete(revoke_api_key))
         .route("/v1/tenants/{id}/providers/{provider}", put(put_provider))
         .route("/v1/tenants/{id}/providers/vendor/{vendor}", put(put_vendor))
         .route("/v1/tenants/{id}/endpoints", post(create_endpoint).get(list_endpoints))
@@ -124,6 +126,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
+/// A fresh tenant api key (`hk_` and 64 hex digits) and its prefix (`hk_` and the first 8).
+fn new_api_key() -> (String, String) {
+    let key = format!("hk_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let prefix = key[..11].to_string();
+    (key, prefix)
+}
+
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -151,7 +160,7 @@ async fn authorize_as(state: &AppState, headers: &HeaderMap, tenant: &str) -> Re
     let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
     let operator = is_operator(state, token);
     if !operator {
-        match state.store.tenant_by_key_hash(&sha256_hex(token)).await? {
+        match state.store.tenant_by_key_hash(&sha256_hex(token), crate::now_ms()).await? {
             None => return Err(ApiError::Unauthorized),
             Some(own) if own.as_str() != tenant => return Err(ApiError::Forbidden),
             Some(_) => {}
@@ -394,10 +403,69 @@ async fn create_tenant(
         return Err(ApiError::Unprocessable("name must be 1 to 200 characters".into()));
     }
     let id = TenantId::generate();
-    let api_key = format!("hk_{}", hex::encode(rand::random::<[u8; 32]>()));
-    state.store.create_tenant(&id, name, &sha256_hex(&api_key)).await?;
+    let (api_key, prefix) = new_api_key();
+    state.store.create_tenant(&id, name, &sha256_hex(&api_key), &prefix).await?;
     tracing::info!(tenant = %id, "tenant created");
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name, "api_key": api_key }))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rotation {
+    /// How long the previous keys stay valid: seconds, or a duration (`24h`, `30m`, `0s`).
+    overlap: Option<Value>,
+}
+
+/// A new api key for the tenant; its previous keys stay valid for `overlap` (default 24 h).
+async fn rotate_api_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<Rotation>>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let overlap = match body.and_then(|Json(r)| r.overlap) {
+        None | Some(Value::Null) => std::time::Duration::from_secs(86_400),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| unprocessable("overlap must be a whole number of seconds or a duration like 24h"))?,
+        Some(Value::String(s)) => crate::config::parse_duration(&s).map_err(|e| unprocessable(e.to_string()))?,
+        Some(_) => return Err(unprocessable("overlap must be a whole number of seconds or a duration like 24h")),
+    };
+    if overlap > std::time::Duration::from_secs(30 * 86_400) {
+        return Err(unprocessable("overlap is at most 30 days"));
+    }
+    let (api_key, prefix) = new_api_key();
+    let now = crate::now_ms();
+    let previous =
+        state.store.rotate_api_key(&tenant, &sha256_hex(&api_key), &prefix, now, overlap.as_millis() as i64).await?;
+    tracing::info!(%tenant, %prefix, overlap_s = overlap.as_secs(), "api key rotated");
+    let body = json!({ "api_key": api_key, "prefix": prefix, "previous_expires_at": previous });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_api_keys(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    Ok(Json(json!({ "data": state.store.api_keys(&tenant, crate::now_ms()).await? })))
+}
+
+/// Revoke a key at once (the key making the call too, if it is that one).
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    Path((id, prefix)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !state.store.revoke_api_key(&tenant, &prefix).await? {
+        return Err(ApiError::NotFound(format!("no api key {prefix}")));
+    }
+    tracing::info!(%tenant, %prefix, "api key revoked");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_tenant(

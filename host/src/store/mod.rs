@@ -43,9 +43,11 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 mod bookkeeping;
+mod keys;
 mod plugins;
 mod retention;
 
+pub use keys::ApiKeyInfo;
 pub use retention::{Retention, Swept};
 
 use bookkeeping::Bookkeeping;
@@ -886,15 +888,18 @@ impl Store {
 
     // ---- tenants and provider secrets ----
 
-    pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str) -> Result<()> {
+    /// Create a tenant with its first api key (`api_key_hash`, known by `prefix`).
+    pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str, prefix: &str) -> Result<()> {
         let mut tx = self.begin(true).await?;
+        let now = now_ms();
         sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id.as_str())
             .bind(name)
             .bind(api_key_hash)
-            .bind(now_ms())
+            .bind(now)
             .execute(&mut *tx)
             .await?;
+        keys::insert_key(&mut tx, id, api_key_hash, prefix, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -902,13 +907,6 @@ impl Store {
     pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let row = sqlx::query("SELECT id, name FROM tenants WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| Tenant { id: TenantId::from_stored(r.get("id")), name: r.get("name") }))
-    }
-
-    /// The tenant whose api key hashes to `hash`.
-    pub async fn tenant_by_key_hash(&self, hash: &str) -> Result<Option<TenantId>> {
-        let row =
-            sqlx::query("SELECT id FROM tenants WHERE api_key_hash = $1").bind(hash).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| TenantId::from_stored(r.get("id"))))
     }
 
     pub async fn set_provider_secret(&self, tenant: &TenantId, provider: &str, secret: &str) -> Result<()> {
@@ -2394,7 +2392,7 @@ mod tests {
     async fn accepts_dedupe_on(url: &str) {
         let store = Store::connect(url).await.unwrap();
         let tenant = TenantId::generate();
-        store.create_tenant(&tenant, "t", "hash").await.unwrap();
+        store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let (store, tenant) = (store.clone(), tenant.clone());
@@ -2430,7 +2428,7 @@ mod tests {
         for url in databases().await {
             let store = Store::connect(&url).await.unwrap();
             let tenant = TenantId::generate();
-            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             let first = event(&tenant, 0);
             store.accept(&receipt(&tenant), &first, "stripe:evt_first").await.unwrap();
             let tasks: Vec<_> = (1..=30)
@@ -2460,8 +2458,8 @@ mod tests {
         for url in databases().await {
             let store = Store::connect(&url).await.unwrap();
             let (tenant, other) = (TenantId::generate(), TenantId::generate());
-            store.create_tenant(&tenant, "t", "hash-a").await.unwrap();
-            store.create_tenant(&other, "o", "hash-b").await.unwrap();
+            store.create_tenant(&tenant, "t", "hash-a", "hk_test").await.unwrap();
+            store.create_tenant(&other, "o", "hash-b", "hk_test").await.unwrap();
             let accepted = store.accept(&receipt(&tenant), &event(&tenant, 0), "stripe:evt_rev").await.unwrap();
             let rev = || async {
                 store.event_with_config_rev(&tenant, &accepted.event_id).await.unwrap().expect("the event").1
@@ -2550,7 +2548,7 @@ mod tests {
         for url in databases().await {
             let store = Store::connect(&url).await.unwrap();
             let tenant = TenantId::generate();
-            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             for i in 0..21 {
                 store.accept(&receipt(&tenant), &event(&tenant, i), &format!("stripe:evt_{i}")).await.unwrap();
             }
@@ -2596,7 +2594,7 @@ mod tests {
         for url in databases().await {
             let store = Store::connect(&url).await.unwrap();
             let tenant = TenantId::generate();
-            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             store.accept(&receipt(&tenant), &event(&tenant, 1), "stripe:evt_fence").await.unwrap();
             let lease = Duration::from_secs(60);
             let first = store.claim(JobKind::Plugin, 10, lease).await.unwrap().remove(0);
@@ -2654,7 +2652,7 @@ mod tests {
         for url in databases().await {
             let store = Store::connect(&url).await.unwrap();
             let tenant = TenantId::generate();
-            store.create_tenant(&tenant, "t", "hash").await.unwrap();
+            store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             let lease = Duration::from_secs(60);
             // Event 1: processed, delivered to two endpoints (one shared body), a plugin run.
             let done = store.accept(&receipt(&tenant), &event(&tenant, 1), "stripe:evt_old").await.unwrap();
@@ -2719,7 +2717,7 @@ mod tests {
         for url in databases().await {
             let (a, b) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
             let tenant = TenantId::generate();
-            a.create_tenant(&tenant, "t", "hash").await.unwrap();
+            a.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             for i in 0..300 {
                 a.accept(&receipt(&tenant), &event(&tenant, i), &format!("stripe:evt_{i}")).await.unwrap();
             }
