@@ -15,6 +15,9 @@ pub struct Config {
     pub database_url: String,
     /// Operator bearer token for `/v1/…` (all tenants).
     pub admin_token: String,
+    /// The keys secrets are sealed with (`HOOKHOST_SECRET_KEY`: base64, comma-separated, the
+    /// sealing one first); on SQLite, `None` keeps one in a file beside the database.
+    pub secret_key: Option<String>,
     /// Base URL providers sign against (no trailing slash), e.g. `https://hooks.example.com`.
     pub public_url: String,
     /// Delays between delivery attempts; its length is the number of retries.
@@ -104,6 +107,7 @@ impl Config {
         Self {
             database_url: database_url.into(),
             admin_token: admin_token.into(),
+            secret_key: None,
             public_url: "http://127.0.0.1:8080".into(),
             retry_schedule: parse_schedule(DEFAULT_RETRY_SCHEDULE).expect("default schedule parses"),
             max_body_bytes: 256 * 1024,

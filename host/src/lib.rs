@@ -36,6 +36,7 @@ mod jobs;
 pub mod metrics;
 pub mod normalize;
 pub mod plugin;
+pub mod secrets;
 pub mod server;
 pub mod sink;
 pub mod store;
@@ -112,7 +113,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
-    let store = store::Store::connect(&config.database_url).await?;
+    let keys =
+        secrets::Keyring::load(config.secret_key.as_deref(), &config.database_url).map_err(store::StoreError::from)?;
+    let store = store::Store::connect(&config.database_url, keys).await?;
     let released = store.release_all_leases().await?;
     if released > 0 {
         tracing::info!(released, "released leases of jobs left running by the previous process");

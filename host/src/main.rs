@@ -12,6 +12,7 @@ use hookhost::config::{DEFAULT_RETRY_SCHEDULE, parse_cidrs, parse_duration, pars
 use hookhost::ingest::throttle::Rate;
 use hookhost::plugin::template::{self, SdkSource};
 use hookhost::plugin::{Limits, PluginEngine, chain::Stage, dryrun, local, worker};
+use hookhost::secrets::{self, Keyring};
 use hookhost::store::{PluginVersion, Store};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,27 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The key secrets are sealed with at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a fresh key for HOOKHOST_SECRET_KEY.
+    NewKey,
+    /// Seal every stored secret with a new key. SQLite with a key file: the file is replaced
+    /// (stop the service first). Otherwise the new key is printed: set HOOKHOST_SECRET_KEY to
+    /// "<new>,<old>" on every replica, restart them, then drop the old key.
+    RotateKey {
+        #[arg(long, env = "HOOKHOST_DATABASE_URL", default_value = "sqlite://hookhost.db")]
+        database_url: String,
+        /// The current keys (default: the SQLite key file).
+        #[arg(long, env = "HOOKHOST_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -42,6 +64,10 @@ struct ServeArgs {
     /// Database URL; SQLite files are created on first run.
     #[arg(long, env = "HOOKHOST_DATABASE_URL", default_value = "sqlite://hookhost.db")]
     database_url: String,
+    /// Keys that seal secrets at rest (base64 of 32 bytes; several comma-separated while
+    /// rotating, the first seals). SQLite without it: a key file beside the database.
+    #[arg(long, env = "HOOKHOST_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
     /// Operator bearer token; generated and printed at start when unset.
     #[arg(long, env = "HOOKHOST_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -224,6 +250,9 @@ enum PluginCommand {
         /// The service's database.
         #[arg(long, env = "HOOKHOST_DATABASE_URL", default_value = "sqlite://hookhost.db")]
         database_url: String,
+        /// The service's secret keys (default: the SQLite key file).
+        #[arg(long, env = "HOOKHOST_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
         #[arg(long)]
         tenant: String,
         /// The plugin's name (its active version is the comparison).
@@ -272,9 +301,49 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin {
-            command: PluginCommand::DryRun { database_url, tenant, name, version, component, last, limits },
-        } => plugin_dry_run(&database_url, &tenant, &name, version, component, last, limits.limits()?).await,
+            command: PluginCommand::DryRun { database_url, secret_key, tenant, name, version, component, last, limits },
+        } => {
+            let keys = Keyring::load(secret_key.as_deref(), &database_url)?;
+            plugin_dry_run(&database_url, keys, &tenant, &name, version, component, last, limits.limits()?).await
+        }
+        Command::Secrets { command: SecretsCommand::NewKey } => {
+            println!("{}", secrets::new_key());
+            Ok(())
+        }
+        Command::Secrets { command: SecretsCommand::RotateKey { database_url, secret_key } } => {
+            rotate_key(&database_url, secret_key.as_deref()).await
+        }
     }
+}
+
+/// Seal every stored secret with a fresh key (the store seals what is not under its first key
+/// when it opens), then hand the key over.
+async fn rotate_key(database_url: &str, current: Option<&str>) -> anyhow::Result<()> {
+    let old = Keyring::load(current, database_url)?;
+    let new_key = secrets::new_key();
+    let key_file = secrets::key_file_of(database_url).filter(|_| current.is_none());
+    let old_spec = match (&key_file, current) {
+        (Some(path), _) => std::fs::read_to_string(path)?.trim().to_string(),
+        (None, Some(spec)) => spec.to_string(),
+        (None, None) => bail!("no current key"),
+    };
+    drop(old);
+    let both = Keyring::parse(&format!("{new_key},{old_spec}"))?;
+    let store = Store::connect(database_url, both).await.with_context(|| format!("opening {database_url}"))?;
+    store.close().await;
+    match key_file {
+        Some(path) => {
+            secrets::write_key_file(&path, &new_key)?;
+            eprintln!("every secret is sealed with the new key, now in {} (mode 0600)", path.display());
+        }
+        None => {
+            println!("{new_key}");
+            eprintln!(
+                "every secret is sealed with the key printed above: set HOOKHOST_SECRET_KEY=\"<new>,<old>\" on every replica, restart them, then drop the old key"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -289,6 +358,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let mut config = Config::new(args.database_url, admin_token);
+    config.secret_key = args.secret_key.filter(|k| !k.trim().is_empty());
     config.public_url =
         args.public_url.unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     config.retry_schedule = parse_schedule(&args.retry_schedule).context("HOOKHOST_RETRY_SCHEDULE")?;
@@ -369,8 +439,10 @@ async fn plugin_run(component: PathBuf, event: PathBuf, kv: Vec<String>, limits:
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn plugin_dry_run(
     database_url: &str,
+    keys: Keyring,
     tenant: &str,
     name: &str,
     version: Option<i64>,
@@ -378,7 +450,7 @@ async fn plugin_dry_run(
     last: i64,
     limits: Limits,
 ) -> anyhow::Result<()> {
-    let store = Store::connect(database_url).await.with_context(|| format!("opening {database_url}"))?;
+    let store = Store::connect(database_url, keys).await.with_context(|| format!("opening {database_url}"))?;
     let tenant = store.tenant(tenant).await?.with_context(|| format!("no tenant {tenant} in {database_url}"))?.id;
     // Dry runs fetch as the service would (GET and HEAD only), under the default outbound policy.
     let fetcher = hookhost::plugin::fetch::Fetcher::new(Default::default()).map_err(anyhow::Error::msg)?;

@@ -134,8 +134,12 @@ pub async fn postgres_database(tag: &str) -> Result<String, sqlx::Error> {
     Ok(format!("{server}/{name}"))
 }
 
+/// The key test servers seal secrets with (base64 of 32 bytes).
+pub const SECRET_KEY: &str = "aG9va2hvc3QtdGVzdHMtc2VjcmV0LWtleS0zMmJ5dGU=";
+
 pub fn test_config(database_url: &str) -> Config {
     let mut c = Config::new(database_url, ADMIN);
+    c.secret_key = Some(SECRET_KEY.into());
     c.retry_schedule = hookhost::config::parse_schedule("50ms,100ms,200ms").unwrap();
     c.outbound_allow = hookhost::config::parse_cidrs("127.0.0.0/8").unwrap();
     c.delivery_timeout = Duration::from_secs(10);
@@ -378,6 +382,7 @@ impl Process {
             .env("HOOKHOST_LISTEN", format!("127.0.0.1:{port}"))
             .env("HOOKHOST_DATABASE_URL", database_url)
             .env("HOOKHOST_ADMIN_TOKEN", ADMIN)
+            .env("HOOKHOST_SECRET_KEY", SECRET_KEY)
             .env("HOOKHOST_PUBLIC_URL", public_url)
             .env("HOOKHOST_OUTBOUND_ALLOW", "127.0.0.0/8")
             .env("HOOKHOST_JOB_LEASE", "3s")

@@ -23,6 +23,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
 use crate::normalize::calls::{CallState, Emit};
+use crate::secrets::Keyring;
 use crate::{TenantId, now_ms};
 
 /// Errors of the store. Everything here is an internal fault from a caller's point of view.
@@ -38,6 +39,8 @@ pub enum StoreError {
     /// worker's result was discarded, nothing written.
     #[error("the lease of job {0} was taken over; the result was discarded")]
     StaleLease(i64),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -478,6 +481,9 @@ pub struct Store {
     /// The lease clock: this process's clock plus an offset — on PostgreSQL the database's
     /// clock as last measured, so replicas' clock skew cannot shorten a lease.
     clock: Arc<LeaseClock>,
+    /// Seals and opens the secrets stored in rows (provider secrets, endpoint secrets, sink
+    /// settings).
+    keys: Arc<Keyring>,
 }
 
 /// See [`Store::now_ms`].
@@ -802,7 +808,9 @@ async fn accept_one(
 impl Store {
     /// Open the database at `url` (SQLite, created if missing, or PostgreSQL) and run its
     /// migrations.
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Open (and migrate) the database at `url`; `keys` seal and open the secrets in its rows
+    /// (rows still in the clear, or sealed with an older key, are sealed again now).
+    pub async fn connect(url: &str, keys: Keyring) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url);
         let (pool, write) = match backend {
@@ -858,7 +866,12 @@ impl Store {
         let yield_to = (backend == Backend::Sqlite).then_some(accepts_waiting);
         let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to };
         tokio::spawn(write_batches(write.clone(), backend, rx, bookkeeping::BATCH_MAX, turns));
-        Ok(Self { pool, write, backend, accepts, bookkeeping, clock: Arc::default() })
+        let store = Self { pool, write, backend, accepts, bookkeeping, clock: Arc::default(), keys: Arc::new(keys) };
+        let sealed = store.seal_stored_secrets().await?;
+        if sealed > 0 {
+            tracing::info!(sealed, key = store.keys.current_id(), "stored secrets sealed with the current key");
+        }
+        Ok(store)
     }
 
     /// Which database this store runs on.
@@ -917,7 +930,7 @@ impl Store {
         )
         .bind(tenant.as_str())
         .bind(provider)
-        .bind(secret)
+        .bind(self.keys.seal(tenant.as_str(), secret))
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -936,7 +949,10 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (TenantId::from_stored(r.get("id")), r.get("secret"))))
+        let Some(r) = row else { return Ok(None) };
+        let tenant: String = r.get("id");
+        let secret = r.get::<Option<String>, _>("secret").map(|s| self.keys.open(&tenant, &s)).transpose()?;
+        Ok(Some((TenantId::from_stored(tenant), secret)))
     }
 
     // ---- ingest ----
@@ -1367,7 +1383,7 @@ impl Store {
         .bind(&ep.url)
         .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
         .bind(Value::Object(ep.headers.clone()).to_string())
-        .bind(&ep.secret)
+        .bind(self.keys.seal(ep.tenant_id.as_str(), &ep.secret))
         .bind(ep.enabled as i64)
         .bind(&ep.description)
         .bind(&ep.signing)
@@ -1449,7 +1465,7 @@ impl Store {
              WHERE tenant_id = $4 AND id = $5",
         )
         .bind(previous_until)
-        .bind(new_secret)
+        .bind(self.keys.seal(tenant.as_str(), new_secret))
         .bind(now_ms())
         .bind(tenant.as_str())
         .bind(id)
@@ -1468,7 +1484,7 @@ impl Store {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(endpoint).collect()
+        rows.iter().map(|r| endpoint(r, &self.keys)).collect()
     }
 
     pub async fn endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<Endpoint>> {
@@ -1478,7 +1494,7 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.as_ref().map(endpoint).transpose()
+        row.as_ref().map(|r| endpoint(r, &self.keys)).transpose()
     }
 
     // ---- jobs ----
@@ -1619,7 +1635,7 @@ impl Store {
         .bind(sink.tenant_id.as_str())
         .bind(&sink.name)
         .bind(&sink.kind)
-        .bind(sink.config.to_string())
+        .bind(self.keys.seal(sink.tenant_id.as_str(), &sink.config.to_string()))
         .bind(serde_json::to_string(&sink.event_types).expect("strings serialize"))
         .bind(&sink.external_id_field)
         .bind(now_ms())
@@ -1661,7 +1677,7 @@ impl Store {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(sink).collect()
+        rows.iter().map(|r| sink(r, &self.keys)).collect()
     }
 
     pub async fn sink(&self, tenant: &TenantId, id: &str) -> Result<Option<Sink>> {
@@ -1672,7 +1688,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(sink).transpose()
+        row.as_ref().map(|r| sink(r, &self.keys)).transpose()
     }
 
     /// The newest version written to a sink for an external id.
@@ -1734,6 +1750,50 @@ impl Store {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = Bookkeeping::Attempt { job: job.clone(), state, record: attempt.clone(), disable_after, reply };
         self.book(request, answer).await
+    }
+
+    /// Seal every stored secret that is in the clear or sealed with another key than the
+    /// sealing one (a database from before secrets were sealed, or a key rotation); returns
+    /// how many. Each value is replaced only if unchanged since read, so replicas starting
+    /// together do not undo each other.
+    async fn seal_stored_secrets(&self) -> Result<u64> {
+        // (table, the row's key column, its secret columns)
+        const SEALED: [(&str, &str, &[&str]); 3] = [
+            ("provider_configs", "provider", &["secret"]),
+            ("endpoints", "id", &["secret", "previous_secret"]),
+            ("sinks", "id", &["config"]),
+        ];
+        let current = format!("enc1:{}:%", self.keys.current_id());
+        let mut sealed = 0;
+        for (table, key, columns) in SEALED {
+            for column in columns {
+                // Constants above, never input.
+                let select = format!(
+                    "SELECT tenant_id, {key} AS k, {column} AS v FROM {table} WHERE {column} IS NOT NULL AND {column} NOT LIKE $1"
+                );
+                let rows = sqlx::query(AssertSqlSafe(select)).bind(&current).fetch_all(&self.pool).await?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let update =
+                    format!("UPDATE {table} SET {column} = $1 WHERE tenant_id = $2 AND {key} = $3 AND {column} = $4");
+                let mut tx = self.begin(true).await?;
+                for r in &rows {
+                    let (tenant, k, v): (String, String, String) = (r.get("tenant_id"), r.get("k"), r.get("v"));
+                    let resealed = self.keys.seal(&tenant, &self.keys.open(&tenant, &v)?);
+                    sealed += sqlx::query(AssertSqlSafe(update.clone()))
+                        .bind(resealed)
+                        .bind(&tenant)
+                        .bind(&k)
+                        .bind(&v)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(sealed)
     }
 
     /// The time leases are counted in (unix ms): on PostgreSQL the database's clock (measured
@@ -2266,8 +2326,9 @@ async fn disable_endpoint(
     Ok(Some(event.id))
 }
 
-fn sink(r: &AnyRow) -> Result<Sink> {
-    let config: String = r.get("config");
+fn sink(r: &AnyRow, keys: &Keyring) -> Result<Sink> {
+    let tenant: String = r.get("tenant_id");
+    let config = keys.open(&tenant, &r.get::<String, _>("config"))?;
     let types: String = r.get("event_types");
     Ok(Sink {
         id: r.get("id"),
@@ -2301,7 +2362,9 @@ fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
-fn endpoint(r: &AnyRow) -> Result<Endpoint> {
+fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
+    let tenant: String = r.get("tenant_id");
+    let open = |column: &str| r.get::<Option<String>, _>(column).map(|s| keys.open(&tenant, &s)).transpose();
     let types: String = r.get("event_types");
     let headers: String = r.get("headers");
     Ok(Endpoint {
@@ -2311,14 +2374,14 @@ fn endpoint(r: &AnyRow) -> Result<Endpoint> {
         event_types: serde_json::from_str(&types)
             .map_err(|e| StoreError::Corrupt(format!("endpoint event_types: {e}")))?,
         headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(format!("endpoint headers: {e}")))?,
-        secret: r.get("secret"),
+        secret: open("secret")?.unwrap_or_default(),
         enabled: r.get::<i64, _>("enabled") != 0,
         description: r.get("description"),
         signing: r.get("signing"),
         timeout_ms: r.get("timeout_ms"),
         ordered_by: r.get("ordered_by"),
         rate_limit_per_s: r.get("rate_limit_per_s"),
-        previous_secret: r.get("previous_secret"),
+        previous_secret: open("previous_secret")?,
         previous_secret_until: r.get("previous_secret_until"),
         disabled_reason: r.get("disabled_reason"),
         failing_since: r.get("failing_since"),
@@ -2328,6 +2391,11 @@ fn endpoint(r: &AnyRow) -> Result<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same keys for every store of a test (two stores on one database are two replicas).
+    fn test_keys() -> Keyring {
+        Keyring::parse("dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMzJieXQ=").unwrap()
+    }
 
     fn temp_db() -> String {
         let dir = std::env::temp_dir().join(format!("hookhost-store-{}-{}", std::process::id(), crate::new_id("t")));
@@ -2390,7 +2458,7 @@ mod tests {
     }
 
     async fn accepts_dedupe_on(url: &str) {
-        let store = Store::connect(url).await.unwrap();
+        let store = Store::connect(url, test_keys()).await.unwrap();
         let tenant = TenantId::generate();
         store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
         let mut tasks = Vec::new();
@@ -2426,7 +2494,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_in_a_group_commit_fails_alone() {
         for url in databases().await {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(&url, test_keys()).await.unwrap();
             let tenant = TenantId::generate();
             store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             let first = event(&tenant, 0);
@@ -2456,7 +2524,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn routing_changes_bump_the_config_revision() {
         for url in databases().await {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(&url, test_keys()).await.unwrap();
             let (tenant, other) = (TenantId::generate(), TenantId::generate());
             store.create_tenant(&tenant, "t", "hash-a", "hk_test").await.unwrap();
             store.create_tenant(&other, "o", "hash-b", "hk_test").await.unwrap();
@@ -2546,7 +2614,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bad_request_in_a_bookkeeping_batch_fails_alone() {
         for url in databases().await {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(&url, test_keys()).await.unwrap();
             let tenant = TenantId::generate();
             store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             for i in 0..21 {
@@ -2592,7 +2660,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
         for url in databases().await {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(&url, test_keys()).await.unwrap();
             let tenant = TenantId::generate();
             store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             store.accept(&receipt(&tenant), &event(&tenant, 1), "stripe:evt_fence").await.unwrap();
@@ -2644,13 +2712,59 @@ mod tests {
         }
     }
 
+    /// Rows written before secrets were sealed are sealed when the store opens; a new key
+    /// put first (the old one kept to open) seals every secret again; both keep working.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_secrets_are_sealed_at_start_and_again_under_a_new_key() {
+        for url in databases().await {
+            let store = Store::connect(&url, test_keys()).await.unwrap();
+            let tenant = TenantId::generate();
+            store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
+            // As an older version wrote it: in the clear.
+            sqlx::query("INSERT INTO provider_configs (tenant_id, provider, secret, updated_at) VALUES ($1, 'twilio', 'plain-token', 0)")
+                .bind(tenant.as_str())
+                .execute(&store.write)
+                .await
+                .unwrap();
+            store.close().await;
+            let store = Store::connect(&url, test_keys()).await.unwrap();
+            let raw: String = sqlx::query_scalar("SELECT secret FROM provider_configs WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            assert!(raw.starts_with(&format!("enc1:{}:", test_keys().current_id())), "{url}: {raw}");
+            let secret = |s: &Store| {
+                let (s, t) = (s.clone(), tenant.clone());
+                async move { s.tenant_with_secret(t.as_str(), "twilio").await.unwrap().unwrap().1.unwrap() }
+            };
+            assert_eq!(secret(&store).await, "plain-token");
+            store.close().await;
+            let rotated =
+                Keyring::parse(&format!("{},dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMzJieXQ=", crate::secrets::new_key()))
+                    .unwrap();
+            let new_id = rotated.current_id().to_string();
+            let store = Store::connect(&url, rotated).await.unwrap();
+            let raw: String = sqlx::query_scalar("SELECT secret FROM provider_configs WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            assert!(raw.starts_with(&format!("enc1:{new_id}:")), "{url}: sealed again under the new key");
+            assert_eq!(secret(&store).await, "plain-token");
+            store.close().await;
+            let old_only = Store::connect(&url, test_keys()).await;
+            assert!(matches!(old_only, Err(StoreError::Secret(_))), "{url}: the old key alone cannot open them");
+        }
+    }
+
     /// Retention deletes what is old and finished, keeps what is pending whatever its age, and
     /// keeps rejected receipts for their own, shorter time (time passed in, not slept for).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retention_deletes_old_rows_and_keeps_pending_ones() {
         const DAY: i64 = 86_400_000;
         for url in databases().await {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(&url, test_keys()).await.unwrap();
             let tenant = TenantId::generate();
             store.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             let lease = Duration::from_secs(60);
@@ -2715,7 +2829,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replicas_claiming_together_lease_each_job_once() {
         for url in databases().await {
-            let (a, b) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+            let (a, b) =
+                (Store::connect(&url, test_keys()).await.unwrap(), Store::connect(&url, test_keys()).await.unwrap());
             let tenant = TenantId::generate();
             a.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
             for i in 0..300 {
