@@ -151,3 +151,65 @@ async fn sqlite_killed_under_load_delivers_every_accepted_event_after_restart() 
     report("SQLite, SIGKILLed halfway, restarted", accepted.len(), refused, &seen);
     assert!(refused > 0, "callbacks after the kill were refused");
 }
+
+/// Work longer than its lease, on two replicas: each plugin job asks a CRM that answers after
+/// 2.5 s while leases last 1 s. Renewed leases keep every job with the replica running it, so
+/// each event's plugin runs once (one CRM request each) and each event is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_run_work_longer_than_its_lease_once() {
+    let Some(url) = postgres_or_skip().await else { return };
+    let env = [("HOOKHOST_JOB_LEASE", "1s")];
+    let bin = env!("CARGO_BIN_EXE_hookhost");
+    let a = Process::start(bin, "lease-a", &url, PUBLIC_URL, &env).await;
+    let b = Process::start(bin, "lease-b", &url, PUBLIC_URL, &env).await;
+    let mut receiver = Receiver::start().await;
+    let mut crm = Receiver::start().await;
+    crm.set_delay(Duration::from_millis(2500));
+    let tenant = tenant(&a.client, &receiver).await;
+    let admin = hookhost_tests::ADMIN;
+    let ceiling = serde_json::json!({ "http_allow": ["127.0.0.1"], "timeout_ms": 5000, "http_timeout_ms": 4000 });
+    let r = a
+        .client
+        .authed(reqwest::Method::PUT, &format!("/v1/tenants/{tenant}/ceiling"), admin)
+        .json(&ceiling)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let limits = serde_json::json!({ "timeout_ms": 5000, "http_timeout_ms": 4000 });
+    let r = a
+        .client
+        .authed(reqwest::Method::PUT, &format!("/v1/tenants/{tenant}/limits"), admin)
+        .json(&limits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = a
+        .client
+        .authed(reqwest::Method::PUT, &format!("/v1/tenants/{tenant}/kv/crm_url"), admin)
+        .body(crm.url.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(a.client.upload_plugin(&tenant, admin, hookhost_tests::plugins::LOOKUP_CALLER).await.status(), 201);
+
+    let calls = 8;
+    for i in 0..calls {
+        let via = if i % 2 == 0 { &a.client } else { &b.client };
+        let sid = format!("CALEASE{i}");
+        let params =
+            [("CallSid", sid.as_str()), ("CallStatus", "ringing"), ("From", "+14158675309"), ("To", "+18005551212")];
+        let r = via.twilio_status(&tenant, TOKEN, &params).await;
+        assert_eq!(r.status(), 200);
+    }
+    let owed: HashSet<String> = (0..calls).map(|i| format!("CALEASE{i}")).collect();
+    let seen = deliveries(&mut receiver, &owed, &[&a.log, &b.log]).await;
+    assert_eq!(report("2 replicas, work 2.5x its lease", calls, 0, &seen), 0, "an event was delivered twice");
+    let mut asked = 0;
+    while crm.next_within(Duration::from_millis(1500)).await.is_some() {
+        asked += 1;
+    }
+    assert_eq!(asked, calls, "each event's plugin asked the CRM once");
+}
