@@ -13,7 +13,9 @@
 //!   (`Receipt<Unverified>` → `Receipt<Verified>`), then the durable accept: evidence, dedupe,
 //!   event and plugin job in one transaction, before the provider's 2xx.
 //! - [`normalize`]: the canonical event model and the provider → canonical mapping (pure).
-//! - [`store`]: sqlx over SQLite; every row, the job outbox with leases; the only SQL.
+//! - [`store`]: sqlx over SQLite or PostgreSQL; every row, the job outbox with fenced,
+//!   renewed leases, retention; the only SQL.
+//! - [`secrets`]: the keyring that seals secrets at rest (the store seals and opens with it).
 //! - [`plugin`]: the wasmtime sandbox (the only module that imports wasmtime) and the plugin
 //!   worker that turns a stored event into deliveries.
 //! - [`deliver`]: endpoint signing (Standard Webhooks or the hookhost style), the retry policy,
@@ -22,9 +24,10 @@
 //!   never written twice.
 //! - [`api`]: axum routes — provider hooks, the admin and polling API, health. No SQL, no wasmtime.
 //! - [`config`]: settings, parsed and validated once at start.
+//! - [`server`]: the listener (connection cap, header and body deadlines, peer addresses).
 //!
-//! [`run`] starts the HTTP server and both workers on one listener and stops them when the
-//! `shutdown` future completes.
+//! [`run`] starts the HTTP server, the plugin, delivery and sink workers and the retention
+//! sweeper, and stops them when the `shutdown` future completes.
 
 #![forbid(unsafe_code)]
 

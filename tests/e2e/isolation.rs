@@ -70,6 +70,23 @@ async fn a_tenant_key_cannot_raise_its_limits_or_grant_itself_capabilities() {
     }
 }
 
+/// Await creations: how many were created (201) and how many refused for `quota` (409 naming
+/// it); anything else fails the test.
+async fn created_or_refused(tasks: Vec<tokio::task::JoinHandle<(u16, Value)>>, quota: &str) -> (usize, usize) {
+    let (mut created, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (201, _) => created += 1,
+            (409, body) => {
+                assert_eq!(body["error"]["quota"], quota, "{body}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    (created, refused)
+}
+
 async fn upload_bytes(s: &Setup, name: &str, bytes: Vec<u8>) -> (u16, Value) {
     let r = s
         .server
@@ -307,17 +324,7 @@ async fn a_burst_of_uploads_keeps_provider_requests_answered_and_quotas_hold() {
         })
         .collect();
     let during = callbacks("U").await;
-    let (mut created, mut over) = (0, 0);
-    for u in uploads {
-        match u.await.unwrap() {
-            (201, _) => created += 1,
-            (409, body) => {
-                assert_eq!(body["error"]["quota"], "plugin_versions", "{body}");
-                over += 1;
-            }
-            other => panic!("{other:?}"),
-        }
-    }
+    let (created, over) = created_or_refused(uploads, "plugin_versions").await;
     assert_eq!((created, over), (6, 2), "six versions, the quota; the rest refused");
     eprintln!(
         "provider callbacks: alone p50 {:?} max {:?}; during the upload burst p50 {:?} max {:?}",
@@ -411,16 +418,8 @@ async fn a_thousand_endpoints_are_refused_past_the_cap() {
                 })
             })
             .collect();
-        for b in batch {
-            match b.await.unwrap() {
-                (201, _) => created += 1,
-                (409, body) => {
-                    assert_eq!(body["error"]["quota"], "endpoints", "{body}");
-                    refused += 1;
-                }
-                other => panic!("{other:?}"),
-            }
-        }
+        let (c, r) = created_or_refused(batch, "endpoints").await;
+        (created, refused) = (created + c, refused + r);
     }
     assert_eq!((created, refused), (50, 951), "the default cap of 50 endpoints");
     let (_, listed) = s.call(Method::GET, "/endpoints", None).await;

@@ -1,8 +1,9 @@
 //! The plugin sandbox: the only module that imports wasmtime.
 //!
 //! Owns the one `bindgen!` of the `hookhost:plugin` world, the engine (pooling allocator, fuel,
-//! epoch interruption), per-invocation limits, the cache of compiled plugins, and the host
-//! side of the imports (`log`, `kv-get`, `now-ms`). Each invocation gets a fresh instance from
+//! epoch interruption), per-invocation limits and the operator's ceilings ([`limits`]), the
+//! instance slots every instantiation holds ([`slots`]), the bounded cache of compiled plugins,
+//! the compile budget, and the host side of the imports (`log`, `kv-get`, `now-ms`). Each invocation gets a fresh instance from
 //! a cached `PluginPre`; nothing of one invocation is visible to the next.
 //!
 //! # Sandbox defaults (deny by default)

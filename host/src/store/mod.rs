@@ -1428,8 +1428,20 @@ impl Store {
 
     /// Delete an endpoint; its deliveries not yet made fail with the reason.
     pub async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool> {
+        self.delete_target(tenant, id, ("endpoints", "delivery", "endpoint_id", "endpoint deleted")).await
+    }
+
+    /// Delete a delivery target — `(table, job kind, the jobs' column naming it, reason)` —
+    /// and fail its unfinished jobs with the reason. False when there was none.
+    async fn delete_target(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        (table, kind, column, reason): (&str, &str, &str, &str),
+    ) -> Result<bool> {
         let mut tx = self.begin(true).await?;
-        let gone = sqlx::query("DELETE FROM endpoints WHERE tenant_id = $1 AND id = $2")
+        // The names come from the two callers' constants, never input.
+        let gone = sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1 AND id = $2")))
             .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *tx)
@@ -1437,11 +1449,13 @@ impl Store {
             .rows_affected()
             == 1;
         if gone {
-            sqlx::query(
-                "UPDATE jobs SET status = 'failed', last_error = 'endpoint deleted', lease_until = NULL, updated_at = $1
-                 WHERE kind = 'delivery' AND tenant_id = $2 AND endpoint_id = $3 AND status IN ('pending', 'running')",
-            )
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE jobs SET status = 'failed', last_error = $1, lease_until = NULL, updated_at = $2
+                 WHERE kind = $3 AND tenant_id = $4 AND {column} = $5 AND status IN ('pending', 'running')"
+            )))
+            .bind(reason)
             .bind(now_ms())
+            .bind(kind)
             .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *tx)
@@ -1647,27 +1661,7 @@ impl Store {
 
     /// Delete a sink and fail its unfinished writes. False when there was none.
     pub async fn delete_sink(&self, tenant: &TenantId, id: &str) -> Result<bool> {
-        let mut tx = self.begin(true).await?;
-        let gone = sqlx::query("DELETE FROM sinks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if gone {
-            sqlx::query(
-                "UPDATE jobs SET status = 'failed', last_error = 'sink deleted', lease_until = NULL, updated_at = $1
-                 WHERE kind = 'sink' AND tenant_id = $2 AND sink_id = $3 AND status IN ('pending', 'running')",
-            )
-            .bind(now_ms())
-            .bind(tenant.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(gone)
+        self.delete_target(tenant, id, ("sinks", "sink", "sink_id", "sink deleted")).await
     }
 
     pub async fn sinks(&self, tenant: &TenantId) -> Result<Vec<Sink>> {
