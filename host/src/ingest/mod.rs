@@ -107,7 +107,7 @@ const REDACTED_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "co
 const REDACTED_PARAMS: [&str; 6] = ["token", "access_token", "api_key", "apikey", "key", "secret"];
 const REDACTED: &str = "[redacted]";
 
-/// `path?query` with the values of [`REDACTED_PARAMS`] replaced.
+/// `path?query` with the values of credential parameters (`token`, `key`, …) replaced.
 pub fn redact_query(route: &str) -> String {
     let Some((path, query)) = route.split_once('?') else { return route.to_string() };
     let parts: Vec<String> = query

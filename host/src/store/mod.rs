@@ -1791,7 +1791,7 @@ impl Store {
     }
 
     /// The time leases are counted in (unix ms): on PostgreSQL the database's clock (measured
-    /// every 30 s by [`sync_clock`](Self::sync_clock)), on SQLite this process's.
+    /// every 30 s), on SQLite this process's.
     pub fn now_ms(&self) -> i64 {
         now_ms() + self.clock.offset_ms.load(Ordering::Relaxed)
     }
