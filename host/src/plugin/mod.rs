@@ -59,7 +59,7 @@ mod bindings {
 
 use bindings::hookhost::plugin::{host, types as wit};
 
-/// Engine-level faults (not a plugin's misbehaviour, which is an [`Outcome`]).
+/// Engine-level faults (not a plugin's misbehaviour, which is a [`Failure`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("not a valid plugin component: {0}")]

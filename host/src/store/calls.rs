@@ -1,0 +1,209 @@
+//! Tracked numbers, the per-call outcome state, contacts and their message threads, and each
+//! tenant's billing record.
+//!
+//! Part of [`Store`](super::Store); the SQL lives here, the row types in the parent module.
+
+use super::*;
+
+impl Store {
+    pub async fn put_number(&self, tenant: &TenantId, n: &NumberSettings) -> Result<()> {
+        let mut tx = self.begin(true).await?;
+        sqlx::query(
+            "INSERT INTO numbers (tenant_id, e164, forward_to, label, voicemail, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, e164) DO UPDATE SET forward_to = excluded.forward_to, label = excluded.label,
+                 voicemail = excluded.voicemail, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(&n.e164)
+        .bind(&n.forward_to)
+        .bind(&n.label)
+        .bind(n.voicemail as i64)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn number(&self, tenant: &TenantId, e164: &str) -> Result<Option<NumberSettings>> {
+        let row =
+            sqlx::query("SELECT e164, forward_to, label, voicemail FROM numbers WHERE tenant_id = $1 AND e164 = $2")
+                .bind(tenant.as_str())
+                .bind(e164)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| NumberSettings {
+            e164: r.get("e164"),
+            forward_to: r.get("forward_to"),
+            label: r.get("label"),
+            voicemail: r.get::<i64, _>("voicemail") != 0,
+        }))
+    }
+
+    /// A call's state, if hookhost has heard of it.
+    pub async fn call(&self, tenant: &TenantId, call_sid: &str) -> Result<Option<CallState>> {
+        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
+            .bind(tenant.as_str())
+            .bind(call_sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(&r.get::<String, _>("state"))
+                .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))
+        })
+        .transpose()
+    }
+
+    /// In one durable transaction: read the call's state, apply `step` to it, store the
+    /// state, the events it emits (each with its plugin job) and the receipt. The receipt is a
+    /// `duplicate` when the state machine had already applied it.
+    pub async fn apply_call(
+        &self,
+        receipt: &ReceiptRecord,
+        call_sid: &str,
+        receipt_key: &str,
+        occurred_at: i64,
+        step: CallStep,
+    ) -> Result<CallApplied> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = WriteRequest::Call {
+            receipt: receipt.clone(),
+            call_sid: call_sid.to_string(),
+            receipt_key: receipt_key.to_string(),
+            occurred_at,
+            step,
+            reply,
+        };
+        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
+        self.accepts.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// In one durable transaction: store `sms.received` (and the keyword's event), attach the
+    /// message to the sender's contact and apply an opt-out/opt-in, and keep the receipt. A
+    /// repeated `MessageSid` changes nothing and is kept as a `duplicate` receipt.
+    pub async fn apply_sms(
+        &self,
+        receipt: &ReceiptRecord,
+        receipt_key: &str,
+        contact: &str,
+        events: &[(String, Value)],
+        opt: Option<(bool, &str)>,
+    ) -> Result<Accepted> {
+        let mut tx = self.begin(true).await?;
+        let now = now_ms();
+        let tenant = &receipt.tenant_id;
+        let mut event_ids = Vec::new();
+        for (event_type, payload) in events {
+            let event = CanonicalEvent {
+                id: crate::new_id("evt"),
+                tenant_id: tenant.clone(),
+                event_type: event_type.clone(),
+                occurred_at: receipt.received_at / 1000,
+                source: receipt.provider,
+                is_test: false,
+                payload: payload.clone(),
+            };
+            if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#{event_type}"), receipt.received_at)
+                .await?
+            {
+                event_ids.push(event.id);
+            }
+        }
+        let duplicate = event_ids.is_empty();
+        if !duplicate {
+            sqlx::query(
+                "INSERT INTO contacts (tenant_id, e164, messages, last_message_at, created_at) VALUES ($1, $2, 1, $3, $4)
+                 ON CONFLICT (tenant_id, e164) DO UPDATE SET messages = contacts.messages + 1, last_message_at = excluded.last_message_at",
+            )
+            .bind(tenant.as_str())
+            .bind(contact)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((opted_out, keyword)) = opt {
+                sqlx::query(
+                    "UPDATE contacts SET opted_out = $1, opt_changed_at = $2, last_keyword = $3 WHERE tenant_id = $4 AND e164 = $5",
+                )
+                .bind(opted_out as i64)
+                .bind(now)
+                .bind(keyword)
+                .bind(tenant.as_str())
+                .bind(contact)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let verdict = if duplicate { "duplicate" } else { "accepted" };
+        insert_receipt(&mut *tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str))
+            .await?;
+        tx.commit().await?;
+        let event_id = event_ids.into_iter().next().unwrap_or_default();
+        Ok(Accepted { event_id, duplicate })
+    }
+
+    /// A contact's thread and opt-out state.
+    pub async fn contact(&self, tenant: &TenantId, e164: &str) -> Result<Option<Value>> {
+        let row = sqlx::query(
+            "SELECT e164, opted_out, opt_changed_at, last_keyword, messages, last_message_at FROM contacts WHERE tenant_id = $1 AND e164 = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(e164)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            serde_json::json!({
+                "e164": r.get::<String, _>("e164"),
+                "opted_out": r.get::<i64, _>("opted_out") != 0,
+                "opt_changed_at": r.get::<Option<i64>, _>("opt_changed_at"),
+                "last_keyword": r.get::<Option<String>, _>("last_keyword"),
+                "messages": r.get::<i64, _>("messages"),
+                "last_message_at": r.get::<Option<i64>, _>("last_message_at"),
+            })
+        }))
+    }
+
+    /// Read, change and write the tenant's billing record in one transaction. Derived state:
+    /// worker-level durability (a lost commit is re-applied from the event).
+    pub async fn update_billing<F>(&self, tenant: &TenantId, f: F) -> Result<bool>
+    where
+        F: FnOnce(&mut Billing) -> bool,
+    {
+        let mut tx = self.begin(false).await?;
+        serialize_on(&mut tx, self.backend, "billing", tenant.as_str()).await?;
+        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut b: Billing = match row {
+            Some(r) => serde_json::from_str(&r.get::<String, _>("record"))
+                .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
+            None => Billing::default(),
+        };
+        let changed = f(&mut b);
+        sqlx::query(
+            "INSERT INTO billing (tenant_id, record, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(serde_json::to_string(&b).expect("billing serializes"))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn billing(&self, tenant: &TenantId) -> Result<Billing> {
+        let row = sqlx::query("SELECT record FROM billing WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => serde_json::from_str(&r.get::<String, _>("record"))
+                .map_err(|e| StoreError::Corrupt(format!("billing: {e}"))),
+            None => Ok(Billing::default()),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Canonical events as stored: paging, the newest ones, one with its routing revision, and the
+//! plugin runs recorded for it.
+//!
+//! Part of [`Store`](super::Store); the SQL lives here, the row types in the parent module.
+
+use super::*;
+
+impl Store {
+    /// Events of a tenant after the cursor `after` (a seq), oldest first.
+    pub async fn events_page(&self, tenant: &TenantId, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
+             FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The tenant's `limit` newest events, newest first.
+    pub async fn recent_events(&self, tenant: &TenantId, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
+             FROM events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(tenant.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    pub async fn event(&self, tenant: &TenantId, event_id: &str) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(
+            "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
+             FROM events WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    /// The event with its tenant's configuration revision (bumped by triggers whenever the
+    /// tenant's endpoints, sinks, plugins, chain or limits change), read together so a worker
+    /// can tell whether the configuration it cached still holds for this event.
+    pub async fn event_with_config_rev(&self, tenant: &TenantId, event_id: &str) -> Result<Option<(StoredEvent, i64)>> {
+        let row = sqlx::query(
+            "SELECT e.seq, e.id, e.tenant_id, e.event_type, e.occurred_at, e.source, e.is_test, e.payload, e.status,
+                    e.error, t.config_rev
+             FROM events e JOIN tenants t ON t.id = e.tenant_id WHERE e.tenant_id = $1 AND e.id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| Ok((stored_event(r)?, r.get("config_rev")))).transpose()
+    }
+
+    pub async fn plugin_runs(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<PluginRun>> {
+        let rows = sqlx::query(
+            "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at, peak_memory
+             FROM plugin_runs WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PluginRun {
+                plugin_name: r.get("plugin_name"),
+                plugin_version: r.get("plugin_version"),
+                outcome: r.get("outcome"),
+                error: r.get("error"),
+                fuel_used: r.get("fuel_used"),
+                wall_us: r.get("wall_us"),
+                logs: r.get("logs"),
+                ran_at: r.get("ran_at"),
+                peak_memory: r.get("peak_memory"),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,330 @@
+//! The job outbox: claims with fresh lease tokens (plugin, delivery, sink), renewal, fenced
+//! finishes and deferrals (through the bookkeeper), the lease clock, and outbox gauges.
+//!
+//! Part of [`Store`](super::Store); the SQL lives here, the row types in the parent module.
+
+use super::*;
+
+impl Store {
+    /// Lease up to `limit` due jobs of `kind` for `lease`. A job whose lease expired (its worker
+    /// died) is due again.
+    pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
+        self.sync_clock().await?;
+        let now = self.now_ms();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $7
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE kind = $3 AND status IN ('pending', 'running')
+                   AND ((status = 'pending' AND run_at <= $4) OR (status = 'running' AND lease_until < $5))
+                 ORDER BY run_at, id LIMIT $6 {lock})
+             RETURNING {JOB_COLUMNS}",
+            lock = self.backend.skip_locked(),
+        )))
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(kind.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .bind(lease_token())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(job).collect())
+    }
+
+    /// Lease up to `limit` due plugin jobs, taking at most `per_tenant` of one tenant's in
+    /// flight: `busy` holds how many each tenant already has running here.
+    pub async fn claim_plugin_jobs(
+        &self,
+        limit: i64,
+        lease: Duration,
+        busy: &std::collections::HashMap<String, usize>,
+        per_tenant: usize,
+    ) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
+        self.sync_clock().await?;
+        let now = self.now_ms();
+        // Candidates: the oldest due jobs of tenants below their share, read in index order
+        // (pending by run_at, then any whose lease ran out) and cut at `limit * per_tenant`,
+        // so a claim costs the same whatever the backlog. Ranked per tenant, the first `limit`
+        // within each tenant's share are taken. Window functions cannot lock rows, so
+        // PostgreSQL locks the choice afterwards, skipping rows another replica holds and
+        // re-checking that each is still due.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $8
+             WHERE id IN (SELECT id FROM jobs WHERE id IN (
+                 SELECT d.id FROM (
+                     SELECT id, run_at, tenant_id,
+                            ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_at, id) AS rn
+                     FROM (
+                         SELECT * FROM (
+                             SELECT id, run_at, tenant_id FROM jobs
+                             WHERE kind = 'plugin' AND status = 'pending' AND run_at <= $3 AND {open}
+                             ORDER BY run_at, id LIMIT $7) p
+                         UNION ALL
+                         SELECT * FROM (
+                             SELECT id, run_at, tenant_id FROM jobs
+                             WHERE kind = 'plugin' AND status = 'running' AND lease_until < $3 AND {open}
+                             LIMIT $7) r
+                     ) c
+                 ) d
+                 WHERE d.rn + COALESCE((SELECT CAST(value AS BIGINT) FROM {busy} WHERE key = d.tenant_id), 0) <= $5
+                 ORDER BY d.run_at, d.id LIMIT $6) AND {due} {lock})
+             RETURNING {JOB_COLUMNS}",
+            open = format_args!(
+                "tenant_id NOT IN (SELECT key FROM {} WHERE CAST(value AS BIGINT) >= $5)",
+                self.backend.json_entries("$4")
+            ),
+            due = DUE,
+            busy = self.backend.json_entries("$4"),
+            lock = self.backend.skip_locked(),
+        )))
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(serde_json::to_string(busy).expect("counts serialize"))
+        .bind(per_tenant as i64)
+        .bind(limit)
+        .bind(limit * per_tenant as i64)
+        .bind(lease_token())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(job).collect())
+    }
+
+    /// When the earliest pending job of `kind` is due (unix ms), if any.
+    pub async fn next_due(&self, kind: JobKind) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(run_at) AS due FROM jobs WHERE kind = $1 AND status = 'pending'")
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get("due"))
+    }
+
+    /// Finish a plugin job: record its runs, apply the plugins' key-value writes, set the
+    /// event's state and enqueue its deliveries and sink writes, all in one transaction
+    /// (batched with other workers' bookkeeping). Returns the key-value writes refused for the
+    /// quota.
+    pub async fn finish_plugin_job(&self, job: &Job, done: PluginJobDone) -> Result<usize> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.book(Bookkeeping::FinishPlugin { job: job.clone(), done, reply }, answer).await
+    }
+
+    /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
+    pub async fn finish_without_plugin(&self, job: &Job, outputs: Outputs) -> Result<()> {
+        let done = PluginJobDone { status: "processed", outputs, ..Default::default() };
+        self.finish_plugin_job(job, done).await.map(drop)
+    }
+
+    pub(super) async fn book<T>(
+        &self,
+        request: Bookkeeping,
+        answer: tokio::sync::oneshot::Receiver<Result<T>>,
+    ) -> Result<T> {
+        let closed = || StoreError::Corrupt("the bookkeeper stopped".into());
+        self.bookkeeping.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Lease due sink writes; writes to the same record (sink, external id) run one at a time.
+    pub async fn claim_sink_writes(&self, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
+        self.sync_clock().await?;
+        let now = self.now_ms();
+        // One write per record at a time: the oldest due write of each (sink, external id).
+        // PostgreSQL then locks those it takes, skipping any another replica holds.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $5
+             WHERE id IN (SELECT id FROM jobs WHERE id IN (
+                 SELECT MIN(j.id) FROM jobs j
+                 WHERE j.kind = 'sink'
+                   AND j.status IN ('pending', 'running')
+                   AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $3))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM jobs o WHERE o.kind = 'sink' AND o.sink_id = j.sink_id AND o.external_id = j.external_id
+                         AND o.id != j.id AND o.status = 'running' AND o.lease_until >= $3)
+                 GROUP BY j.sink_id, j.external_id
+                 ORDER BY MIN(j.run_at)
+                 LIMIT $4) AND {due} {lock})
+             RETURNING {JOB_COLUMNS}",
+            due = DUE,
+            lock = self.backend.skip_locked(),
+        )))
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .bind(lease_token())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(job).collect())
+    }
+
+    /// Record a delivery attempt, move the job to its next state and keep the endpoint's
+    /// failure streak, in one transaction. When the streak has lasted `disable_after`, the
+    /// endpoint is disabled and an `endpoint.disabled` event is stored for the tenant's other
+    /// endpoints; its id is returned.
+    pub async fn record_attempt(
+        &self,
+        job: &Job,
+        state: DeliveryState,
+        attempt: &AttemptRecord,
+        disable_after: Option<Duration>,
+    ) -> Result<Option<String>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = Bookkeeping::Attempt { job: job.clone(), state, record: attempt.clone(), disable_after, reply };
+        self.book(request, answer).await
+    }
+
+    /// The time leases are counted in (unix ms): on PostgreSQL the database's clock (measured
+    /// every 30 s), on SQLite this process's.
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.clock.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// On PostgreSQL, read the database's clock again when the last reading is 30 s old.
+    pub(super) async fn sync_clock(&self) -> Result<()> {
+        let local = now_ms();
+        if self.backend != Backend::Postgres
+            || local - self.clock.measured_at.load(Ordering::Relaxed) < CLOCK_REFRESH_MS
+        {
+            return Ok(());
+        }
+        let db: i64 = sqlx::query("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now")
+            .fetch_one(&self.pool)
+            .await?
+            .get("now");
+        let after = now_ms();
+        self.clock.offset_ms.store(db - (local + after) / 2, Ordering::Relaxed);
+        self.clock.measured_at.store(after, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Move the lease clock by `ms` (tests: a lease running out without waiting for it).
+    pub fn advance_lease_clock(&self, ms: i64) {
+        self.clock.offset_ms.fetch_add(ms, Ordering::Relaxed);
+        self.clock.measured_at.store(i64::MAX / 2, Ordering::Relaxed);
+    }
+
+    /// Put a claimed job back, untried, to run at `run_at` (rate limiting, a full share):
+    /// only while this worker still holds its lease.
+    pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
+        let mut tx = self.begin(false).await?;
+        let held = sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2
+             WHERE id = $3 AND status = 'running' AND lease_token = $4",
+        )
+        .bind(run_at)
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(job.lease)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        if held { Ok(()) } else { Err(StoreError::StaleLease(job.id)) }
+    }
+
+    /// Extend this worker's lease on a running job to `lease` from now; when the lease now
+    /// ends, or `StaleLease` when the job is no longer this worker's.
+    pub async fn renew(&self, job: &Job, lease: Duration) -> Result<i64> {
+        self.sync_clock().await?;
+        let until = self.now_ms() + lease.as_millis() as i64;
+        let mut tx = self.begin(false).await?;
+        let held =
+            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND status = 'running' AND lease_token = $3")
+                .bind(until)
+                .bind(job.id)
+                .bind(job.lease)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        tx.commit().await?;
+        if held { Ok(until) } else { Err(StoreError::StaleLease(job.id)) }
+    }
+
+    /// Lease due deliveries: only to enabled endpoints, none to the endpoints in `exclude`
+    /// (saturated or rate-limited here), and for an ordering key only the unfinished one of the
+    /// earliest event, once no earlier event of the tenant is still in the plugin stage.
+    pub async fn claim_deliveries(&self, limit: i64, lease: Duration, exclude: &[String]) -> Result<Vec<Job>> {
+        let mut tx = self.begin(false).await?;
+        self.sync_clock().await?;
+        let now = self.now_ms();
+        let excluded = serde_json::to_string(exclude).expect("strings serialize");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $7
+             WHERE id IN (
+                 SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
+                 WHERE j.kind = 'delivery' AND e.enabled = 1 AND j.status IN ('pending', 'running')
+                   AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $4))
+                   AND j.endpoint_id NOT IN (SELECT value FROM {excluded})
+                   AND (j.ordering_key IS NULL OR (
+                       NOT EXISTS (
+                           SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
+                             AND o.ordering_key = j.ordering_key AND o.status IN ('pending', 'running')
+                             AND (o.event_seq < j.event_seq OR (o.event_seq = j.event_seq AND o.id < j.id)))
+                       -- an earlier event still in the plugin stage may yet produce a delivery for this key
+                       AND NOT EXISTS (
+                           SELECT 1 FROM jobs p WHERE p.tenant_id = j.tenant_id AND p.kind = 'plugin'
+                             AND p.status IN ('pending', 'running') AND p.event_seq < j.event_seq)))
+                 ORDER BY j.run_at, j.id LIMIT $6 {lock})
+             RETURNING {JOB_COLUMNS}",
+            excluded = self.backend.json_values("$5"),
+            lock = self.backend.pick("", "FOR UPDATE OF j SKIP LOCKED"),
+        )))
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(excluded)
+        .bind(limit)
+        .bind(lease_token())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut jobs: Vec<Job> = rows.iter().map(job).collect();
+        // Bodies shared by several deliveries, read once for the whole claim.
+        let shared: Vec<i64> = jobs.iter().filter(|j| j.body.is_none()).filter_map(|j| j.body_id).collect();
+        if !shared.is_empty() {
+            let marks: Vec<String> = (1..=shared.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, body FROM bodies WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in &shared {
+                q = q.bind(*id);
+            }
+            let bodies: HashMap<i64, String> =
+                q.fetch_all(&mut *tx).await?.iter().map(|r| (r.get("id"), r.get("body"))).collect();
+            for j in jobs.iter_mut().filter(|j| j.body.is_none()) {
+                j.body = j.body_id.and_then(|id| bodies.get(&id).cloned());
+            }
+        }
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    /// Count of jobs by (kind, status), for health and tests.
+    /// Per job kind, how old (ms) the oldest pending job is.
+    pub async fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, MIN(created_at) AS oldest FROM jobs WHERE status = 'pending' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let now = now_ms();
+        Ok(rows.into_iter().map(|r| (r.get("kind"), now - r.get::<i64, _>("oldest"))).collect())
+    }
+
+    pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows =
+            sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status ORDER BY kind, status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| (r.get("kind"), r.get("status"), r.get("n"))).collect())
+    }
+}

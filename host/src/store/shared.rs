@@ -1,0 +1,281 @@
+//! Statements and row mappers more than one part of the store uses: inserting receipts,
+//! events with their plugin job and deliveries, per-tenant caps and locks, disabling an
+//! endpoint, and reading jobs, sinks, events and endpoints from rows.
+
+use super::*;
+
+/// Whether the tenant already has `max` rows of `table` (endpoints or sinks), counted under
+/// the tenant's lock for that table, so concurrent creations cannot pass the cap together.
+pub(super) async fn at_cap(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    table: &'static str,
+    tenant: &TenantId,
+    max: u64,
+) -> Result<bool> {
+    serialize_on(tx, backend, table, tenant.as_str()).await?;
+    // `table` is one of two constants, never input.
+    let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1");
+    let n: i64 = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str()).fetch_one(&mut **tx).await?.get("n");
+    Ok(n as u64 >= max)
+}
+
+/// Serialize read-modify-write transactions on the row named by (`scope`, `key`), which may
+/// not exist yet: on PostgreSQL a transaction-scoped advisory lock, so replicas take turns;
+/// on SQLite nothing, as its one writer already does.
+pub(super) async fn serialize_on(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    scope: &str,
+    key: &str,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) l")
+            .bind(format!("{scope}\u{1f}{key}"))
+            .fetch_one(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A fresh lease token for one claim.
+pub(super) fn lease_token() -> i64 {
+    rand::random::<i64>() & i64::MAX
+}
+
+/// Bytes of a rejected request's body kept as evidence.
+pub(super) const REJECTED_BODY_KEPT: usize = 1024;
+
+pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
+    exec: E,
+    r: &ReceiptRecord,
+    verdict: &str,
+    reason: Option<&str>,
+    dedupe_key: Option<&str>,
+    event_id: Option<&str>,
+) -> Result<()> {
+    // A rejected request keeps the first KiB of its body, its length and digest.
+    let (body, len, digest) = if verdict == "rejected" {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body));
+        (&r.body[..r.body.len().min(REJECTED_BODY_KEPT)], Some(r.body.len() as i64), Some(digest))
+    } else {
+        (&r.body[..], None, None)
+    };
+    sqlx::query(
+        "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id,
+             body_len, body_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(r.tenant_id.as_str())
+    .bind(r.provider)
+    .bind(&r.route)
+    .bind(r.headers.to_string())
+    .bind(body)
+    .bind(r.received_at)
+    .bind(verdict)
+    .bind(reason)
+    .bind(dedupe_key)
+    .bind(event_id)
+    .bind(len)
+    .bind(digest)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+pub(super) fn job(r: &AnyRow) -> Job {
+    Job {
+        id: r.get("id"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        event_id: r.get("event_id"),
+        endpoint_id: r.get("endpoint_id"),
+        message_id: r.get("message_id"),
+        body: r.get("body"),
+        body_id: r.get("body_id"),
+        lease: r.get("lease_token"),
+        attempts: r.get("attempts"),
+        sink_id: r.get("sink_id"),
+        external_id: r.get("external_id"),
+        record_version: r.get("record_version"),
+    }
+}
+
+/// Insert a delivery job; with `shared`, its body is that row of `bodies`, not its own.
+pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
+    exec: E,
+    tenant: &TenantId,
+    event_id: &str,
+    d: &NewDelivery,
+    shared: Option<i64>,
+    replay: bool,
+    now: i64,
+) -> Result<i64> {
+    let id = sqlx::query(
+        "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, body_id, ordering_key, replay,
+             status, run_at, created_at, updated_at)
+         VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $13, $8, $9,
+             'pending', $10, $11, $12)
+         RETURNING id",
+    )
+    .bind(tenant.as_str())
+    .bind(event_id)
+    .bind(tenant.as_str())
+    .bind(event_id)
+    .bind(&d.endpoint_id)
+    .bind(&d.message_id)
+    .bind(shared.is_none().then(|| d.body.to_string()))
+    .bind(&d.ordering_key)
+    .bind(replay as i64)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(shared)
+    .fetch_one(exec)
+    .await?
+    .get("id");
+    Ok(id)
+}
+
+/// Insert a canonical event with its plugin job; false when its dedupe key is known.
+pub(super) async fn insert_event_with_job(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    event: &CanonicalEvent,
+    dedupe_key: &str,
+    now: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(event.tenant_id.as_str())
+    .bind(&event.event_type)
+    .bind(event.occurred_at)
+    .bind(event.source)
+    .bind(event.is_test as i64)
+    .bind(event.payload.to_string())
+    .bind(dedupe_key)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        sqlx::query(
+            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at)
+             VALUES ('plugin', $1, $2, (SELECT seq FROM events WHERE id = $3), 'pending', $4, $5, $6)",
+        )
+        .bind(event.tenant_id.as_str())
+        .bind(&event.id)
+        .bind(&event.id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(inserted)
+}
+
+/// Disable an endpoint whose attempts have all failed since `since`, and store the
+/// `endpoint.disabled` event (the pipeline delivers it to the tenant's other endpoints).
+pub(super) async fn disable_endpoint(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    tenant: &TenantId,
+    endpoint_id: &str,
+    since: i64,
+    now: i64,
+) -> Result<Option<String>> {
+    let reason = format!("every delivery attempt failed for {} s", (now - since) / 1000);
+    let row = sqlx::query(
+        "UPDATE endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND enabled = 1
+         RETURNING url",
+    )
+    .bind(&reason)
+    .bind(now)
+    .bind(tenant.as_str())
+    .bind(endpoint_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let url: String = row.get("url");
+    let event = CanonicalEvent {
+        id: crate::new_id("evt"),
+        tenant_id: tenant.clone(),
+        event_type: "endpoint.disabled".into(),
+        occurred_at: now / 1000,
+        source: "hookhost",
+        is_test: false,
+        payload: serde_json::json!({
+            "endpoint_id": endpoint_id,
+            "url": url,
+            "reason": reason,
+            "failing_since": since / 1000,
+        }),
+    };
+    insert_event_with_job(tx, &event, &format!("hookhost:endpoint.disabled:{endpoint_id}:{now}"), now).await?;
+    Ok(Some(event.id))
+}
+
+pub(super) fn sink(r: &AnyRow, keys: &Keyring) -> Result<Sink> {
+    let tenant: String = r.get("tenant_id");
+    let config = keys.open(&tenant, &r.get::<String, _>("config"))?;
+    let types: String = r.get("event_types");
+    Ok(Sink {
+        id: r.get("id"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        name: r.get("name"),
+        kind: r.get("kind"),
+        config: serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("sink config: {e}")))?,
+        event_types: serde_json::from_str(&types).map_err(|e| StoreError::Corrupt(format!("sink event_types: {e}")))?,
+        external_id_field: r.get("external_id_field"),
+    })
+}
+
+pub(super) fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
+    let payload: String = r.get("payload");
+    let source: String = r.get("source");
+    Ok(StoredEvent {
+        seq: r.get("seq"),
+        event: CanonicalEvent {
+            id: r.get("id"),
+            tenant_id: TenantId::from_stored(r.get("tenant_id")),
+            event_type: r.get("event_type"),
+            occurred_at: r.get("occurred_at"),
+            source: crate::normalize::source_name(&source)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown event source {source:?}")))?,
+            is_test: r.get::<i64, _>("is_test") != 0,
+            payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+        },
+        payload_json: payload,
+        status: r.get("status"),
+        error: r.get("error"),
+    })
+}
+
+pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
+    let tenant: String = r.get("tenant_id");
+    let open = |column: &str| r.get::<Option<String>, _>(column).map(|s| keys.open(&tenant, &s)).transpose();
+    let types: String = r.get("event_types");
+    let headers: String = r.get("headers");
+    Ok(Endpoint {
+        id: r.get("id"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        url: r.get("url"),
+        event_types: serde_json::from_str(&types)
+            .map_err(|e| StoreError::Corrupt(format!("endpoint event_types: {e}")))?,
+        headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(format!("endpoint headers: {e}")))?,
+        secret: open("secret")?.unwrap_or_default(),
+        enabled: r.get::<i64, _>("enabled") != 0,
+        description: r.get("description"),
+        signing: r.get("signing"),
+        timeout_ms: r.get("timeout_ms"),
+        ordered_by: r.get("ordered_by"),
+        rate_limit_per_s: r.get("rate_limit_per_s"),
+        previous_secret: open("previous_secret")?,
+        previous_secret_until: r.get("previous_secret_until"),
+        disabled_reason: r.get("disabled_reason"),
+        failing_since: r.get("failing_since"),
+    })
+}

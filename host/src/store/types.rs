@@ -1,0 +1,344 @@
+//! The rows and requests the store takes and returns: plain data, no SQL.
+
+use super::*;
+
+/// A tenant as the API sees it.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+}
+
+/// A raw request kept as evidence.
+#[derive(Debug, Clone)]
+pub struct ReceiptRecord {
+    pub tenant_id: TenantId,
+    pub provider: &'static str,
+    pub route: String,
+    /// Headers as a JSON object (name → value).
+    pub headers: Value,
+    pub body: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// Which receipts to list.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiptFilter {
+    pub provider: Option<String>,
+    /// accepted | duplicate | rejected
+    pub verdict: Option<String>,
+    /// Only receipts with a smaller id (paging backwards).
+    pub before: Option<i64>,
+}
+
+/// A kept receipt, as the audit API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReceiptSummary {
+    pub id: i64,
+    pub provider: String,
+    pub route: String,
+    pub received_at: i64,
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub event_id: Option<String>,
+    pub body_bytes: i64,
+}
+
+/// A tracked number's settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NumberSettings {
+    pub e164: String,
+    pub forward_to: Option<String>,
+    pub label: String,
+    pub voicemail: bool,
+}
+
+/// What applying a call signal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallApplied {
+    pub event_ids: Vec<String>,
+    pub duplicate: bool,
+    /// The call's state after the signal.
+    pub state: CallState,
+}
+
+/// What accepting a verified receipt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub event_id: String,
+    /// True when an event with the same provider identity was already stored.
+    pub duplicate: bool,
+}
+
+/// A delivery endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub headers: serde_json::Map<String, Value>,
+    pub secret: String,
+    pub enabled: bool,
+    pub description: String,
+    /// `standard` (Standard Webhooks) or `hookhost` (`X-Hookhost-Signature: t=…,v1=…`).
+    pub signing: String,
+    pub timeout_ms: Option<i64>,
+    /// Payload field whose value orders this endpoint's deliveries (e.g. `call_id`).
+    pub ordered_by: Option<String>,
+    pub rate_limit_per_s: Option<f64>,
+    /// The secret before the last rotation, still signing until `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<i64>,
+}
+
+impl Endpoint {
+    /// A new endpoint with the defaults: every event type, enabled, Standard Webhooks signing,
+    /// the service's timeout, unordered, unlimited.
+    pub fn new(tenant_id: TenantId, url: String, secret: String) -> Self {
+        Endpoint {
+            id: crate::new_id("ep"),
+            tenant_id,
+            url,
+            event_types: vec!["*".into()],
+            headers: serde_json::Map::new(),
+            secret,
+            enabled: true,
+            description: String::new(),
+            signing: "standard".into(),
+            timeout_ms: None,
+            ordered_by: None,
+            rate_limit_per_s: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            disabled_reason: None,
+            failing_since: None,
+        }
+    }
+
+    /// The secrets that sign at `now_ms`: the current one, then the previous during its overlap.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut out = vec![self.secret.as_str()];
+        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && now_ms < until
+        {
+            out.push(prev);
+        }
+        out
+    }
+}
+
+/// Kinds of leased work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Plugin,
+    Delivery,
+    Sink,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Plugin => "plugin",
+            JobKind::Delivery => "delivery",
+            JobKind::Sink => "sink",
+        }
+    }
+}
+
+/// A leased job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub tenant_id: TenantId,
+    pub event_id: String,
+    pub endpoint_id: Option<String>,
+    pub message_id: Option<String>,
+    /// The delivery body or sink record (a shared delivery body is read with the claim).
+    pub body: Option<String>,
+    /// A delivery's shared body, when it has no body of its own.
+    pub body_id: Option<i64>,
+    /// The lease token this worker's claim took (fresh and random at every claim): every
+    /// write of the job's outcome is `WHERE id = … AND lease_token = <this>`, so a worker whose
+    /// lease ran out and was claimed again writes nothing.
+    pub lease: Option<i64>,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub sink_id: Option<String>,
+    pub external_id: Option<String>,
+    pub record_version: Option<i64>,
+}
+
+/// A stored canonical event with its processing state.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: CanonicalEvent,
+    /// `event.payload` as stored (JSON text).
+    pub payload_json: String,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attempt {
+    pub delivery_id: i64,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub attempted_at: i64,
+}
+
+/// One plugin invocation, as recorded.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PluginRun {
+    pub plugin_name: String,
+    pub plugin_version: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub fuel_used: Option<i64>,
+    pub wall_us: i64,
+    pub logs: String,
+    pub ran_at: i64,
+    pub peak_memory: Option<i64>,
+}
+
+/// Everything a finished plugin job writes.
+#[derive(Debug, Default)]
+pub struct PluginJobDone {
+    pub runs: Vec<PluginRun>,
+    /// The event's new status: `processed`, `dropped` or `failed` (ignored with `retry_at`).
+    pub status: &'static str,
+    /// Run the job again at this time (unix ms) instead of finishing it: the runs are
+    /// recorded, the event stays pending with `error`, no output or key-value write is kept.
+    pub retry_at: Option<i64>,
+    pub error: Option<String>,
+    pub outputs: Outputs,
+    pub kv_writes: Vec<(String, Option<String>)>,
+    pub kv_max_keys: u64,
+}
+
+/// A delivery to enqueue once the plugin has run.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub endpoint_id: String,
+    pub message_id: String,
+    /// Shared by the deliveries of one body (one per endpoint): stored once.
+    pub body: Arc<str>,
+    /// Deliveries to the same endpoint sharing a key go out one at a time, in order.
+    pub ordering_key: Option<String>,
+}
+
+/// A sink write to enqueue once the plugin has run.
+#[derive(Debug, Clone)]
+pub struct NewSinkWrite {
+    pub sink_id: String,
+    pub external_id: String,
+    /// Stable across retries and duplicates of the same write: the sink's `Idempotency-Key`.
+    pub idempotency_key: String,
+    pub record: String,
+    /// The write applies only if newer than the version the sink already holds.
+    pub version: i64,
+}
+
+/// What a plugin job produces.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub deliveries: Vec<NewDelivery>,
+    pub sink_writes: Vec<NewSinkWrite>,
+}
+
+/// A CRM sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sink {
+    pub id: String,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// `http-upsert` or `sql`.
+    pub kind: String,
+    /// Kind-specific settings.
+    pub config: Value,
+    /// Events the default mapping writes (payload keyed by `external_id_field`).
+    pub event_types: Vec<String>,
+    pub external_id_field: Option<String>,
+}
+
+/// What one delivery attempt returned, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptRecord {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The first KiB of the response body.
+    pub excerpt: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A delivery (one envelope to one endpoint) and where it stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub message_id: String,
+    /// pending | succeeded | failed
+    pub status: String,
+    /// For failed deliveries: true when retries ran out (dead letter), false when permanent.
+    pub dead_letter: bool,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub replay: bool,
+    pub manual_retries: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a delivery attempt ended, for the job's next state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Succeeded,
+    /// Retry at this time (unix ms).
+    RetryAt(i64),
+    /// Permanent failure (non-retryable status).
+    Failed,
+    /// Retries exhausted: dead letter.
+    Dead,
+    /// Not sent: the sink already holds a newer version of the record.
+    Skipped,
+}
+
+impl DeliveryState {
+    pub fn outcome(self) -> &'static str {
+        match self {
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::RetryAt(_) => "retry",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Skipped => "skipped",
+        }
+    }
+}
+
+/// A call signal's step over the call's state (see `normalize::calls::step`). A step may run
+/// more than once (a batch that failed is applied again one request at a time); only the run
+/// that commits counts.
+pub type CallStep = Box<dyn Fn(&mut CallState) -> Vec<Emit> + Send + Sync>;
+
+/// What creating a capped, named row did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    Created,
+    /// Its name is taken.
+    Duplicate,
+    /// The tenant is at its cap for these rows.
+    Full,
+}

@@ -1,0 +1,273 @@
+//! The batching writer: provider requests (accepts, call signals, rejected receipts) committed
+//! many to a transaction by the group committer, and the `Batched` machinery the bookkeeper
+//! shares: apply a batch, fall back to one request at a time, hand the SQLite writer over.
+
+use super::*;
+
+/// A provider request to commit, and where to send the outcome once committed.
+pub(super) enum WriteRequest {
+    Accept {
+        receipt: ReceiptRecord,
+        event: CanonicalEvent,
+        dedupe_key: String,
+        reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
+    },
+    /// A rejected request's evidence.
+    Reject { receipt: ReceiptRecord, reason: String, reply: tokio::sync::oneshot::Sender<Result<()>> },
+    Call {
+        receipt: ReceiptRecord,
+        call_sid: String,
+        receipt_key: String,
+        occurred_at: i64,
+        step: CallStep,
+        reply: tokio::sync::oneshot::Sender<Result<CallApplied>>,
+    },
+}
+
+/// What a write returns once committed.
+pub(super) enum Written {
+    Accept(Accepted),
+    Reject,
+    Call(Box<CallApplied>),
+}
+
+impl Batched for WriteRequest {
+    type Out = Written;
+
+    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Written> {
+        match self {
+            WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
+                accept_one(tx, receipt, event, dedupe_key).await.map(Written::Accept)
+            }
+            WriteRequest::Reject { receipt, reason, .. } => {
+                insert_receipt(&mut **tx, receipt, "rejected", Some(reason), None, None).await.map(|()| Written::Reject)
+            }
+            WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, .. } => {
+                call_in(tx, backend, receipt, call_sid, receipt_key, *occurred_at, step)
+                    .await
+                    .map(|c| Written::Call(Box::new(c)))
+            }
+        }
+    }
+
+    /// Send the outcome (`Ok` only once committed).
+    fn answer(self, outcome: Result<Written>) {
+        let mismatch = || StoreError::Corrupt("a write's outcome does not match its request".into());
+        match self {
+            WriteRequest::Accept { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Accept(a) => Ok(a),
+                _ => Err(mismatch()),
+            }))),
+            WriteRequest::Reject { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Reject => Ok(()),
+                _ => Err(mismatch()),
+            }))),
+            WriteRequest::Call { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Call(c) => Ok(*c),
+                _ => Err(mismatch()),
+            }))),
+        }
+    }
+}
+
+/// Most accepts committed together.
+pub(super) const GROUP_COMMIT_MAX: usize = 256;
+
+/// A request a batching writer task (the group committer, the bookkeeper) applies inside its
+/// transaction and answers once that transaction has committed.
+pub(super) trait Batched: Sized {
+    type Out;
+    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Self::Out>;
+    /// Send the outcome (`Ok` only once committed).
+    fn answer(self, outcome: Result<Self::Out>);
+}
+
+/// How a batching writer takes its turns on the writer.
+pub(super) struct Turns {
+    /// What its requests are, for the log.
+    pub(super) what: &'static str,
+    /// Commits on disk before they return (see [`begin_on`]).
+    pub(super) durable: bool,
+    /// Counted up while it waits for the writer.
+    pub(super) announce: Option<Arc<AtomicUsize>>,
+    /// While this counts anyone waiting, it commits what it has applied and hands the writer
+    /// over.
+    pub(super) yield_to: Option<Arc<AtomicUsize>>,
+}
+
+/// A batching writer: until every sender is gone, take the requests waiting (at most `max`),
+/// apply them in one transaction (or a first part of them, see [`Turns::yield_to`]), commit,
+/// then answer each. A batch that fails is rolled back and applied again one request at a
+/// time, so a failing request fails alone.
+pub(super) async fn write_batches<R: Batched>(
+    write: AnyPool,
+    backend: Backend,
+    mut rx: tokio::sync::mpsc::Receiver<R>,
+    max: usize,
+    turns: Turns,
+) {
+    let mut batch = Vec::with_capacity(max);
+    loop {
+        if batch.is_empty() && rx.recv_many(&mut batch, max).await == 0 {
+            return;
+        }
+        match apply_batch(&write, backend, &batch, &turns, turns.yield_to.as_deref()).await {
+            Ok(outcomes) => {
+                let n = outcomes.len();
+                batch.drain(..n).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o)));
+            }
+            Err(e) if batch.len() == 1 => {
+                tracing::error!(error = %e, what = turns.what, "a write failed");
+                if let Some(req) = batch.pop() {
+                    req.answer(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, n = batch.len(), what = turns.what, "a batch of writes failed; applying them one by one");
+                for req in batch.drain(..) {
+                    let outcome = apply_batch(&write, backend, std::slice::from_ref(&req), &turns, None).await;
+                    if let Err(e) = &outcome {
+                        tracing::error!(error = %e, what = turns.what, "a write failed");
+                    }
+                    req.answer(outcome.map(|mut o| o.remove(0)));
+                }
+            }
+        }
+    }
+}
+
+/// Apply `requests` in one transaction, or a first part of them (at least one) once `yield_to`
+/// counts anyone waiting, and commit. Returns the outcomes of those applied.
+pub(super) async fn apply_batch<R: Batched>(
+    write: &AnyPool,
+    backend: Backend,
+    requests: &[R],
+    turns: &Turns,
+    yield_to: Option<&AtomicUsize>,
+) -> Result<Vec<R::Out>> {
+    if let Some(waiting) = &turns.announce {
+        waiting.fetch_add(1, Ordering::AcqRel);
+    }
+    let tx = begin_on(write, backend, turns.durable).await;
+    if let Some(waiting) = &turns.announce {
+        waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+    let mut tx = tx?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for req in requests {
+        outcomes.push(req.apply(&mut tx, backend).await?);
+        if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
+            break;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// A write transaction. `durable` commits are on disk before `commit` returns (SQLite
+/// `synchronous = FULL`; PostgreSQL's default `synchronous_commit`): for everything an
+/// acknowledgement promises (accepted events, API changes). Worker bookkeeping commits without
+/// (SQLite `NORMAL`, PostgreSQL `synchronous_commit = off`): losing one to a power cut only
+/// repeats work (at-least-once), and the next durable commit syncs it anyway.
+pub(super) async fn begin_on(
+    write: &AnyPool,
+    backend: Backend,
+    durable: bool,
+) -> Result<sqlx::Transaction<'static, Any>> {
+    Ok(match (backend, durable) {
+        (Backend::Sqlite, true) => write.begin_with("PRAGMA synchronous = FULL; BEGIN IMMEDIATE").await?,
+        (Backend::Sqlite, false) => write.begin_with("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE").await?,
+        (Backend::Postgres, true) => write.begin().await?,
+        (Backend::Postgres, false) => {
+            let mut tx = write.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+            tx
+        }
+    })
+}
+
+/// The statements of one call signal: read the call's state, apply `step`, store the state,
+/// the events it emits (each with its plugin job) and the receipt (a `duplicate` when the
+/// state machine had already applied it).
+pub(super) async fn call_in(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    receipt: &ReceiptRecord,
+    call_sid: &str,
+    receipt_key: &str,
+    occurred_at: i64,
+    step: &CallStep,
+) -> Result<CallApplied> {
+    let now = now_ms();
+    let tenant = &receipt.tenant_id;
+    serialize_on(tx, backend, tenant.as_str(), call_sid).await?;
+    let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
+        .bind(tenant.as_str())
+        .bind(call_sid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let mut state: CallState = match row {
+        Some(r) => serde_json::from_str(&r.get::<String, _>("state"))
+            .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))?,
+        None => CallState::default(),
+    };
+    let already = state.seen.iter().any(|k| k == receipt_key);
+    let emits = step(&mut state);
+    sqlx::query(
+        "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
+                 updated_at = excluded.updated_at",
+    )
+    .bind(tenant.as_str())
+    .bind(call_sid)
+    .bind(serde_json::to_string(&state).expect("call state serializes"))
+    .bind(&state.outcome)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let mut event_ids = Vec::new();
+    for e in emits {
+        let event = CanonicalEvent {
+            id: crate::new_id("evt"),
+            tenant_id: tenant.clone(),
+            event_type: e.event_type,
+            occurred_at,
+            source: receipt.provider,
+            is_test: false,
+            payload: e.payload,
+        };
+        let key = format!("{receipt_key}#{}", event.event_type);
+        if insert_event_with_job(tx, &event, &key, receipt.received_at).await? {
+            event_ids.push(event.id);
+        }
+    }
+    let verdict = if already { "duplicate" } else { "accepted" };
+    insert_receipt(&mut **tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str)).await?;
+    Ok(CallApplied { event_ids, duplicate: already, state })
+}
+
+/// The statements of one accept: the event unless its dedupe key is known, its plugin job,
+/// and the receipt with its verdict.
+pub(super) async fn accept_one(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    receipt: &ReceiptRecord,
+    event: &CanonicalEvent,
+    dedupe_key: &str,
+) -> Result<Accepted> {
+    let inserted = insert_event_with_job(tx, event, dedupe_key, receipt.received_at).await?;
+    let accepted = if inserted {
+        Accepted { event_id: event.id.clone(), duplicate: false }
+    } else {
+        let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND dedupe_key = $2")
+            .bind(event.tenant_id.as_str())
+            .bind(dedupe_key)
+            .fetch_one(&mut **tx)
+            .await?
+            .get("id");
+        Accepted { event_id: existing, duplicate: true }
+    };
+    let verdict = if accepted.duplicate { "duplicate" } else { "accepted" };
+    insert_receipt(&mut **tx, receipt, verdict, None, Some(dedupe_key), Some(&accepted.event_id)).await?;
+    Ok(accepted)
+}
