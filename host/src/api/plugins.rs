@@ -101,6 +101,19 @@ fn plugin_quotas(config: &crate::Config) -> PluginQuotas {
     }
 }
 
+/// The skeleton's upload: a new version of the plugin named `default`, activated at once.
+pub(super) async fn upload_plugin(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    // Authenticated before a byte of the body is read.
+    let tenant = authorize(&state, &headers, &id).await?;
+    let bytes = read_body(body, state.config.max_plugin_bytes).await?;
+    store_upload(&state, &tenant, DEFAULT_PLUGIN, &headers, bytes, true).await
+}
+
 pub(super) async fn upload_named(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,

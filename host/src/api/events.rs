@@ -1,0 +1,241 @@
+//! Events, deliveries and receipts as tenants page through them, and the replays and retries
+//! they may ask for.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct EventsQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn list_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let after = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid cursor {c:?}")))?,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    let page = state.store.events_page(&tenant, after, limit).await?;
+    let next = page.last().map(|e| e.seq.to_string()).or(q.after.filter(|c| !c.is_empty()));
+    Ok(Json(json!({
+        "data": page.iter().map(|e| e.event.envelope()).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+pub(super) async fn get_event(
+    State(state): State<AppState>,
+    Path((id, event_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let stored = state
+        .store
+        .event(&tenant, &event_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown event {event_id}")))?;
+    let runs = state.store.plugin_runs(&tenant, &event_id).await?;
+    let attempts = state.store.attempts(&tenant, &event_id).await?;
+    Ok(Json(json!({
+        "event": stored.event.envelope(),
+        "status": stored.status,
+        "error": stored.error,
+        "plugin_runs": runs,
+        "deliveries": attempts,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeliveriesQuery {
+    event_id: Option<String>,
+    status: Option<String>,
+    endpoint_id: Option<String>,
+    limit: Option<i64>,
+}
+
+/// With `event_id`: that event's attempts, in order. Otherwise: deliveries, newest first,
+/// filtered by `status` (pending, succeeded, failed) and `endpoint_id`.
+pub(super) async fn list_deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if let Some(event_id) = q.event_id.filter(|e| !e.is_empty()) {
+        let attempts = state.store.attempts(&tenant, &event_id).await?;
+        return Ok(Json(json!({ "data": attempts })));
+    }
+    let status = q.status.filter(|s| !s.is_empty());
+    if let Some(s) = status.as_deref()
+        && !matches!(s, "pending" | "succeeded" | "failed")
+    {
+        return Err(ApiError::BadRequest(format!("status must be pending, succeeded or failed, not {s:?}")));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    let endpoint = q.endpoint_id.filter(|e| !e.is_empty());
+    let deliveries = state.store.deliveries(&tenant, status.as_deref(), endpoint.as_deref(), limit).await?;
+    Ok(Json(json!({ "data": deliveries })))
+}
+
+pub(super) async fn retry_delivery(
+    State(state): State<AppState>,
+    Path((id, did)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let did: i64 = did.parse().map_err(|_| ApiError::NotFound(format!("unknown delivery {did}")))?;
+    match state.store.retry_delivery(&tenant, did).await? {
+        None => Err(ApiError::NotFound(format!("unknown delivery {did}"))),
+        Some(false) => {
+            Err(ApiError::Conflict(format!("delivery {did} has not failed; only failed deliveries are retried")))
+        }
+        Some(true) => {
+            tracing::info!(%tenant, delivery = did, "failed delivery queued again");
+            state.wake.delivery.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(json!({ "id": did, "status": "pending" }))).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RecoverRequest {
+    since: Value,
+}
+
+/// `since` as unix seconds, or an RFC 3339 UTC time such as `2026-11-24T10:00:00Z`.
+pub(super) fn parse_since(v: &Value) -> Result<i64, ApiError> {
+    let bad = || unprocessable("since must be unix seconds or an RFC 3339 time like 2026-11-24T10:00:00Z");
+    match v {
+        Value::Number(n) => n.as_i64().map(|s| s * 1000).ok_or_else(bad),
+        Value::String(s) => crate::normalize::parse_rfc3339(s).map(|secs| secs * 1000).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+pub(super) async fn recover_endpoint(
+    State(state): State<AppState>,
+    Path((id, eid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<RecoverRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let since = parse_since(&json_body(body)?.since)?;
+    find_endpoint(&state, &tenant, &eid).await?;
+    let n = state.store.recover(&tenant, &eid, since).await?;
+    tracing::info!(%tenant, endpoint = %eid, requeued = n, "failed deliveries recovered");
+    state.wake.delivery.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "requeued": n }))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReplayRequest {
+    endpoint_id: String,
+}
+
+pub(super) async fn replay_event(
+    State(state): State<AppState>,
+    Path((id, event_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<ReplayRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let req = json_body(body)?;
+    let ep = find_endpoint(&state, &tenant, &req.endpoint_id).await?;
+    let stored = state
+        .store
+        .event(&tenant, &event_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown event {event_id}")))?;
+    let fallback = NewDelivery {
+        endpoint_id: ep.id.clone(),
+        message_id: stored.event.id.clone(),
+        body: stored.event.envelope().to_string().into(),
+        ordering_key: None,
+    };
+    let ids = state.store.replay(&tenant, &event_id, &ep.id, fallback).await?;
+    tracing::info!(%tenant, %event_id, endpoint = %ep.id, deliveries = ?ids, "event replayed");
+    state.wake.delivery.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "delivery_ids": ids }))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReceiptsQuery {
+    limit: Option<i64>,
+    provider: Option<String>,
+    verdict: Option<String>,
+    before: Option<i64>,
+}
+
+pub(super) async fn list_receipts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ReceiptsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    if let Some(v) = q.verdict.as_deref()
+        && !matches!(v, "accepted" | "duplicate" | "rejected")
+    {
+        return Err(ApiError::BadRequest("verdict must be accepted, duplicate or rejected".into()));
+    }
+    let filter = crate::store::ReceiptFilter { provider: q.provider, verdict: q.verdict, before: q.before };
+    let receipts = state.store.receipts(&tenant, &filter, limit).await?;
+    let next = (receipts.len() as i64 == limit).then(|| receipts.last().map(|r| r.id)).flatten();
+    Ok(Json(json!({ "data": receipts, "next_before": next })))
+}
+
+/// Re-run a kept receipt: normalize again from its raw body where normalizing is stateless
+/// (Stripe), else replay the events it produced (Twilio calls and messages go through a state
+/// machine that has already applied it); then the tenant's current plugin and endpoints. Only
+/// accepted or duplicate receipts replay: a rejected one was never verified.
+pub(super) async fn replay_receipt(
+    State(state): State<AppState>,
+    Path((id, rid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let unknown = || ApiError::NotFound(format!("unknown receipt {rid}"));
+    let rid_n: i64 = rid.parse().map_err(|_| unknown())?;
+    let (provider, verdict, key, body) = state.store.receipt(&tenant, rid_n).await?.ok_or_else(unknown)?;
+    if verdict == "rejected" {
+        return Err(ApiError::Conflict(format!("receipt {rid} was rejected; only verified receipts replay")));
+    }
+    let key = key.unwrap_or_default();
+    let originals = state.store.events_of_receipt(&tenant, &key).await?;
+    let fresh: Vec<crate::normalize::CanonicalEvent> = if provider == "stripe" {
+        let n = crate::normalize::stripe::event(&body)
+            .map_err(|e| unprocessable(format!("receipt no longer normalizes: {e}")))?;
+        vec![crate::normalize::CanonicalEvent {
+            id: new_id("evt"),
+            tenant_id: tenant.clone(),
+            event_type: n.event_type,
+            occurred_at: n.occurred_at,
+            source: "stripe",
+            is_test: false,
+            payload: n.payload,
+        }]
+    } else {
+        originals.into_iter().map(|e| crate::normalize::CanonicalEvent { id: new_id("evt"), ..e }).collect()
+    };
+    let ids = state.store.insert_replays(&tenant, rid_n, &fresh).await?;
+    tracing::info!(%tenant, receipt = rid_n, events = ids.len(), "receipt replayed");
+    state.wake.plugin.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "event_ids": ids }))).into_response())
+}

@@ -1,0 +1,158 @@
+//! Tenants (operator only to create), their api keys (rotate, list, revoke) and their provider
+//! secrets.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct NewTenant {
+    name: String,
+}
+
+pub(super) async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewTenant>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    require_operator(&state, &headers)?;
+    let NewTenant { name } = json_body(body)?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::Unprocessable("name must be 1 to 200 characters".into()));
+    }
+    let id = TenantId::generate();
+    let (api_key, prefix) = new_api_key();
+    state.store.create_tenant(&id, name, &sha256_hex(&api_key), &prefix).await?;
+    tracing::info!(tenant = %id, "tenant created");
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name, "api_key": api_key }))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rotation {
+    /// How long the previous keys stay valid: seconds, or a duration (`24h`, `30m`, `0s`).
+    overlap: Option<Value>,
+}
+
+/// A new api key for the tenant; its previous keys stay valid for `overlap` (default 24 h).
+pub(super) async fn rotate_api_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<Rotation>>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let overlap = match body.and_then(|Json(r)| r.overlap) {
+        None | Some(Value::Null) => std::time::Duration::from_secs(86_400),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| unprocessable("overlap must be a whole number of seconds or a duration like 24h"))?,
+        Some(Value::String(s)) => crate::config::parse_duration(&s).map_err(|e| unprocessable(e.to_string()))?,
+        Some(_) => return Err(unprocessable("overlap must be a whole number of seconds or a duration like 24h")),
+    };
+    if overlap > std::time::Duration::from_secs(30 * 86_400) {
+        return Err(unprocessable("overlap is at most 30 days"));
+    }
+    let (api_key, prefix) = new_api_key();
+    let now = crate::now_ms();
+    let previous =
+        state.store.rotate_api_key(&tenant, &sha256_hex(&api_key), &prefix, now, overlap.as_millis() as i64).await?;
+    tracing::info!(%tenant, %prefix, overlap_s = overlap.as_secs(), "api key rotated");
+    let body = json!({ "api_key": api_key, "prefix": prefix, "previous_expires_at": previous });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub(super) async fn list_api_keys(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    Ok(Json(json!({ "data": state.store.api_keys(&tenant, crate::now_ms()).await? })))
+}
+
+/// Revoke a key at once (the key making the call too, if it is that one).
+pub(super) async fn revoke_api_key(
+    State(state): State<AppState>,
+    Path((id, prefix)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !state.store.revoke_api_key(&tenant, &prefix).await? {
+        return Err(ApiError::NotFound(format!("no api key {prefix}")));
+    }
+    tracing::info!(%tenant, %prefix, "api key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn get_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let t =
+        state.store.tenant(tenant.as_str()).await?.ok_or_else(|| ApiError::NotFound(format!("unknown tenant {id}")))?;
+    let active = state.store.active_plugins(&tenant).await?;
+    let show = |p: &crate::store::PluginVersion| json!({ "name": p.name, "version": p.version, "digest": p.digest });
+    Ok(Json(json!({
+        "id": t.id,
+        "name": t.name,
+        "active_plugin": active.iter().find(|p| p.name == plugins::DEFAULT_PLUGIN).or(active.first()).map(show),
+        "active_plugins": active.iter().map(show).collect::<Vec<_>>(),
+    })))
+}
+
+pub(super) async fn put_provider(
+    State(state): State<AppState>,
+    Path((id, provider)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    let body = json_body(body)?;
+    let field = match provider.as_str() {
+        "twilio" => "auth_token",
+        "stripe" => "webhook_secret",
+        "exotel" => "callback_token",
+        other => return Err(ApiError::NotFound(format!("unknown provider {other}; known: twilio, stripe, exotel"))),
+    };
+    let given = body.get(field).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    if provider == "exotel" {
+        // Exotel signs nothing: a random token in the callback URLs is the authentication.
+        let token = match given {
+            Some(t) if t.len() >= 16 => t.to_string(),
+            Some(_) => {
+                return Err(unprocessable("callback_token must be at least 16 characters (or omit it to get one)"));
+            }
+            None => hex::encode(rand::random::<[u8; 24]>()),
+        };
+        state.store.set_provider_secret(&tenant, &provider, &token).await?;
+        tracing::info!(%tenant, provider, "provider secret set");
+        return Ok(Json(json!({ "callback_token": token })).into_response());
+    }
+    let secret = given.ok_or_else(|| ApiError::Unprocessable(format!("{field} is required (a non-empty string)")))?;
+    state.store.set_provider_secret(&tenant, &provider, secret).await?;
+    tracing::info!(%tenant, provider, "provider secret set");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn put_vendor(
+    State(state): State<AppState>,
+    Path((id, vendor)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = authorize(&state, &headers, &id).await?;
+    if !crate::normalize::vendor::valid_vendor(&vendor) {
+        return Err(unprocessable("vendor names are [a-z0-9_-], 1 to 32 characters"));
+    }
+    let body = json_body(body)?;
+    let secret = body.get("secret").and_then(Value::as_str).unwrap_or_default();
+    if !secret.starts_with("whsec_") || sign::secret_key(secret).map_or(true, |k| k.len() < 16) {
+        return Err(unprocessable("secret must be whsec_ followed by base64 of at least 16 bytes"));
+    }
+    state.store.set_provider_secret(&tenant, &format!("vendor:{vendor}"), secret).await?;
+    tracing::info!(%tenant, vendor, "vendor secret set");
+    Ok(StatusCode::NO_CONTENT)
+}
