@@ -466,3 +466,66 @@ async fn replicas_claiming_together_lease_each_job_once() {
         assert!(a.claim(JobKind::Plugin, 10, Duration::from_secs(60)).await.unwrap().is_empty());
     }
 }
+
+/// The twin migrations stay twins: SQLite and PostgreSQL end with the same tables, the same
+/// columns in each, and the same named indexes (types differ by dialect, names may not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_migrations_define_the_same_schema() {
+    let urls = databases().await;
+    let [sqlite, postgres] = urls.as_slice() else {
+        eprintln!("!!! SKIPPING the schema comparison: it needs the PostgreSQL half");
+        return;
+    };
+    let lite = Store::connect(sqlite, test_keys()).await.unwrap();
+    let pg = Store::connect(postgres, test_keys()).await.unwrap();
+    let mut lite_columns: Vec<(String, String)> = Vec::new();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations'",
+    )
+    .fetch_all(&lite.pool)
+    .await
+    .unwrap();
+    for t in &tables {
+        let cols: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{t}')")))
+            .fetch_all(&lite.pool)
+            .await
+            .unwrap();
+        lite_columns.extend(cols.into_iter().map(|c| (t.clone(), c)));
+    }
+    let mut pg_columns: Vec<(String, String)> = sqlx::query(
+        "SELECT CAST(table_name AS TEXT) AS t, CAST(column_name AS TEXT) AS c FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name != '_sqlx_migrations'",
+    )
+    .fetch_all(&pg.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("t"), r.get("c")))
+    .collect();
+    lite_columns.sort();
+    pg_columns.sort();
+    assert_eq!(lite_columns, pg_columns, "tables and columns differ between the migrations");
+
+    let mut lite_indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%'",
+    )
+    .fetch_all(&lite.pool)
+    .await
+    .unwrap();
+    let mut pg_indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE schemaname = current_schema()
+           AND tablename != '_sqlx_migrations' AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'",
+    )
+    .fetch_all(&pg.pool)
+    .await
+    .unwrap();
+    lite_indexes.sort();
+    pg_indexes.sort();
+    assert!(
+        lite_columns.len() > 100 && lite_indexes.len() > 10,
+        "{} columns, {} indexes",
+        lite_columns.len(),
+        lite_indexes.len()
+    );
+    assert_eq!(lite_indexes, pg_indexes, "named indexes differ between the migrations");
+}
