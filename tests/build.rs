@@ -1,25 +1,13 @@
 //! Builds the example plugins in `plugins/` for wasm32-wasip2 so tests and benchmarks run real
 //! components compiled from source, and exposes their paths as `PLUGIN_<NAME>` env constants.
 //! The plugins get their own target directory beside this workspace's (a nested cargo must not
-//! wait on the outer one's lock).
+//! wait on the outer one's lock). The list of plugins is the plugins workspace's `members`:
+//! kept once, there; this script writes `plugins.rs` (a constant per plugin, and `ALL`) for the
+//! tests' `plugins` module.
 
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
-
-const PLUGINS: [&str; 11] = [
-    "passthrough",
-    "redact-phone",
-    "spin-forever",
-    "memory-hog",
-    "crm-sink",
-    "keep-missed-calls",
-    "enrich-owner",
-    "reshape-call-completed",
-    "topic-call-received",
-    "lookup-caller",
-    "flaky-upstream",
-];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -52,9 +40,24 @@ fn main() {
         "building plugins/ for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
     );
 
-    for name in PLUGINS {
+    let manifest = std::fs::read_to_string(root.join("plugins/Cargo.toml")).expect("plugins/Cargo.toml");
+    let manifest: toml::Table = manifest.parse().expect("plugins/Cargo.toml is TOML");
+    let members = manifest["workspace"]["members"].as_array().expect("the plugins workspace lists its members");
+    let mut consts = String::from("// Written by tests/build.rs from plugins/Cargo.toml's members.\n");
+    let mut all = Vec::new();
+    for name in members.iter().filter_map(|m| m.as_str()) {
         let file = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
         assert!(file.exists(), "plugin {name} was not built at {}", file.display());
-        println!("cargo:rustc-env=PLUGIN_{}={}", name.replace('-', "_").to_uppercase(), file.display());
+        let ident = name.replace('-', "_").to_uppercase();
+        consts.push_str(&format!(
+            "/// `plugins/{name}`, built.\npub const {ident}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+        all.push(format!("({name:?}, {ident})"));
     }
+    consts.push_str(&format!(
+        "/// Every example plugin: (name, path).\npub const ALL: &[(&str, &str)] = &[{}];\n",
+        all.join(", ")
+    ));
+    std::fs::write(out_dir.join("plugins.rs"), consts).expect("writing plugins.rs");
 }

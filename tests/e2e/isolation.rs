@@ -569,3 +569,13 @@ async fn a_sql_sink_cannot_reach_what_the_operator_did_not_allow() {
     let pg = sqlx::PgPool::connect(&hookhost_tests::postgres_url()).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"))).execute(&pg).await.unwrap();
 }
+
+/// Every example plugin fits the per-component caps and the default ceiling: each uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_plugin_fits_the_caps() {
+    let s = Setup::new(&["*"]).await;
+    for (name, path) in plugins::ALL {
+        let (status, body) = upload_bytes(&s, name, std::fs::read(path).unwrap()).await;
+        assert_eq!(status, 201, "{name}: {body}");
+    }
+}
