@@ -152,6 +152,51 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Check what a library caller (or the CLI) set: counts that must be at least one,
+    /// durations that must not be zero, limits the sandbox can hold. `run` calls it first, so a
+    /// `plugin_concurrency` of 0 is refused rather than hanging the pump.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            ("plugin_concurrency", self.plugin_concurrency),
+            ("plugin_tenant_concurrency", self.plugin_tenant_concurrency),
+            ("delivery_concurrency", self.delivery_concurrency),
+            ("endpoint_concurrency", self.endpoint_concurrency),
+            ("compile_concurrency", self.compile_concurrency),
+            ("max_connections", self.max_connections),
+            ("plugin_attempts", self.plugin_attempts as usize),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        let not_zero = [
+            ("job_lease", self.job_lease),
+            ("idle_poll", self.idle_poll),
+            ("delivery_timeout", self.delivery_timeout),
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("sweep_interval", self.sweep_interval),
+            ("dry_run_timeout", self.dry_run_timeout),
+        ];
+        if let Some((name, _)) = not_zero.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Invalid(format!("{name} must be longer than zero")));
+        }
+        if self.retry_schedule.is_empty() {
+            return Err(ConfigError::Invalid("retry schedule is empty".into()));
+        }
+        if self.plugin_limits.memory_bytes > crate::plugin::POOL_MAX_MEMORY {
+            return Err(ConfigError::Invalid(format!(
+                "plugin memory limit above the pool's {} bytes",
+                crate::plugin::POOL_MAX_MEMORY
+            )));
+        }
+        if self.rejected_retention > self.retention {
+            return Err(ConfigError::Invalid("rejected receipts cannot be kept longer than the rest".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The retry schedule of DESIGN.md.
 pub const DEFAULT_RETRY_SCHEDULE: &str = "1m,5m,30m,2h,12h,24h";
 
@@ -220,6 +265,18 @@ mod tests {
         assert_eq!(s.len(), 6);
         assert_eq!(s[5], Duration::from_secs(86_400));
         assert!(parse_schedule("").is_err());
+    }
+
+    #[test]
+    fn settings_a_library_caller_gets_wrong_are_refused() {
+        let ok = Config::new("sqlite://x.db", "t");
+        assert_eq!(ok.validate(), Ok(()));
+        let zero = Config { plugin_concurrency: 0, ..ok.clone() };
+        assert_eq!(zero.validate(), Err(ConfigError::Invalid("plugin_concurrency must be at least 1".into())));
+        let no_lease = Config { job_lease: Duration::ZERO, ..ok.clone() };
+        assert!(no_lease.validate().is_err());
+        let backwards = Config { rejected_retention: Duration::from_secs(90 * 86_400), ..ok };
+        assert!(backwards.validate().is_err());
     }
 
     #[test]

@@ -89,6 +89,8 @@ impl std::fmt::Display for TenantId {
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("plugin engine: {0}")]
@@ -115,6 +117,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    config.validate()?;
     let config = Arc::new(config);
     let keys =
         secrets::Keyring::load(config.secret_key.as_deref(), &config.database_url).map_err(store::StoreError::from)?;
