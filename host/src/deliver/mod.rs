@@ -146,7 +146,7 @@ impl Sender {
                 .build()
         });
         clients.get(&config.outbound_allow).map_err(|e| DeliverError::Client(e.to_string()))?;
-        let policies = Arc::new(outbound::TenantPolicies::new(Arc::new(config.clone())));
+        let policies = Arc::new(outbound::TenantPolicies::new(config));
         Ok(Self { clients: Arc::new(clients), policies })
     }
 

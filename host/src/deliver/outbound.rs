@@ -7,9 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
-use serde_json::Value;
-
 use super::OutboundPolicy;
 use crate::plugin::Ceiling;
 use crate::store::{Store, StoreError};
@@ -20,35 +17,30 @@ pub const TTL: Duration = Duration::from_secs(5);
 /// Tenants kept at most; past that the cache starts over.
 const MAX_TENANTS: usize = 4096;
 
-/// The internal ranges a tenant's stored ceiling grants it (the default ceiling's when it has
-/// none of its own).
-pub fn granted(config: &Config, stored_ceiling: Option<&Value>) -> Vec<IpNet> {
-    let default = Ceiling::default_for(&config.plugin_limits).with_overrides(&config.tenant_ceiling);
-    let ceiling = default.and_then(|c| match stored_ceiling {
-        Some(stored) => c.with_overrides(stored),
-        None => Ok(c),
-    });
-    ceiling.map(|c| c.0.outbound_allow).unwrap_or_default()
-}
-
 /// Tenants' outbound policies, read from the store and kept for [`TTL`].
 #[derive(Debug)]
 pub struct TenantPolicies {
-    config: Arc<Config>,
+    /// The ceiling of tenants without one of their own (its grants are theirs).
+    default_ceiling: Ceiling,
     base: OutboundPolicy,
     cache: Mutex<HashMap<TenantId, (Instant, Arc<OutboundPolicy>)>>,
 }
 
 impl TenantPolicies {
-    pub fn new(config: Arc<Config>) -> Self {
-        let base = OutboundPolicy::from_config(&config);
-        Self { config, base, cache: Mutex::new(HashMap::new()) }
+    pub fn new(config: &Config) -> Self {
+        let base = OutboundPolicy::from_config(config);
+        // The engine refuses to start with a default ceiling that does not parse; a library
+        // caller without an engine gets the defaults' (which grant nothing).
+        let default_ceiling = Ceiling::configured(&config.plugin_limits, &config.tenant_ceiling)
+            .unwrap_or_else(|_| Ceiling::default_for(&config.plugin_limits));
+        Self { default_ceiling, base, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The tenant's policy, read now.
     pub async fn read(&self, store: &Store, tenant: &TenantId) -> Result<OutboundPolicy, StoreError> {
         let settings = store.limit_settings(tenant).await?;
-        Ok(self.base.widened(&granted(&self.config, settings.ceiling.as_ref())))
+        let granted = self.default_ceiling.for_tenant(settings.ceiling.as_ref()).0.outbound_allow;
+        Ok(self.base.widened(&granted))
     }
 
     /// The tenant's policy, at most [`TTL`] old.

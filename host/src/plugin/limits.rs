@@ -160,7 +160,7 @@ impl Limits {
         self.http.max_bytes = self.http.max_bytes.min(ceiling.http.max_bytes);
         self.http.max_requests = self.http.max_requests.min(ceiling.http.max_requests);
         self.kv_write &= ceiling.kv_write;
-        self.http.allow.retain(|h| fetch::pattern_covered(h, &ceiling.http.allow));
+        self.http.allow.retain(|h| fetch::host_allowed(h, &ceiling.http.allow));
         self.outbound_allow.retain(|net| ceiling.outbound_allow.iter().any(|c| c.contains(net)));
         self
     }
@@ -200,6 +200,22 @@ impl Ceiling {
         })
     }
 
+    /// The ceiling of tenants without one of their own: the defaults with no capability, and
+    /// the operator's `overrides` (`HOOKHOST_TENANT_CEILING`).
+    pub fn configured(defaults: &Limits, overrides: &Value) -> Result<Ceiling, String> {
+        Ceiling::default_for(defaults).with_overrides(overrides)
+    }
+
+    /// A tenant's ceiling: this (default) one with the operator's `stored` overrides for it; a
+    /// stored ceiling that no longer parses falls back to this one (logged).
+    pub fn for_tenant(&self, stored: Option<&Value>) -> Ceiling {
+        let Some(stored) = stored else { return self.clone() };
+        self.with_overrides(stored).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "stored tenant ceiling no longer applies; using the default ceiling");
+            self.clone()
+        })
+    }
+
     /// This ceiling with the operator's overrides (the fields of [`Limits::with_overrides`]).
     pub fn with_overrides(&self, overrides: &Value) -> Result<Ceiling, String> {
         self.0.with_overrides(overrides).map(Ceiling)
@@ -224,7 +240,7 @@ impl Ceiling {
             return Err(not_granted("kv_write", "key-value writes are not granted to this tenant".into()));
         }
         if set("http_allow")
-            && let Some(h) = asked.http.allow.iter().find(|h| !fetch::pattern_covered(h, &self.0.http.allow))
+            && let Some(h) = asked.http.allow.iter().find(|h| !fetch::host_allowed(h, &self.0.http.allow))
         {
             return Err(not_granted("http_allow", format!("host {h:?} is not granted to this tenant")));
         }

@@ -328,8 +328,7 @@ impl PluginEngine {
     /// Hold tenants without a ceiling of their own to the default ceiling with the operator's
     /// `overrides` (`HOOKHOST_TENANT_CEILING`).
     pub fn with_default_ceiling(mut self, overrides: &serde_json::Value) -> Result<Self, PluginError> {
-        self.ceiling = Ceiling::default_for(&self.limits)
-            .with_overrides(overrides)
+        self.ceiling = Ceiling::configured(&self.limits, overrides)
             .map_err(|e| PluginError::Engine(format!("default tenant ceiling: {e}")))?;
         Ok(self)
     }
@@ -339,14 +338,9 @@ impl PluginEngine {
         &self.limits
     }
 
-    /// A tenant's ceiling: the default one with the operator's stored overrides for it (a
-    /// stored ceiling that no longer parses falls back to the default, logged).
+    /// A tenant's ceiling: the default one with the operator's stored overrides for it.
     pub fn ceiling(&self, stored: Option<&serde_json::Value>) -> Ceiling {
-        let Some(stored) = stored else { return self.ceiling.clone() };
-        self.ceiling.with_overrides(stored).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "stored tenant ceiling no longer applies; using the default ceiling");
-            self.ceiling.clone()
-        })
+        self.ceiling.for_tenant(stored)
     }
 
     /// Compile and link a component, checking it is a plugin of our world whose imports the
