@@ -138,11 +138,9 @@ pub(super) fn object_body(
 
 pub(super) async fn create_endpoint(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let body = object_body(body)?;
     if !body.contains_key("url") {
         return Err(unprocessable("url is required"));
@@ -163,10 +161,8 @@ pub(super) async fn create_endpoint(
 
 pub(super) async fn list_endpoints(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let eps = state.store.endpoints(&tenant).await?;
     Ok(Json(json!({ "data": eps.iter().map(endpoint_json).collect::<Vec<_>>() })))
 }
@@ -177,20 +173,18 @@ pub(super) async fn find_endpoint(state: &AppState, tenant: &TenantId, eid: &str
 
 pub(super) async fn get_endpoint(
     State(state): State<AppState>,
-    Path((id, eid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, eid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     Ok(Json(endpoint_json(&find_endpoint(&state, &tenant, &eid).await?)))
 }
 
 pub(super) async fn patch_endpoint(
     State(state): State<AppState>,
-    Path((id, eid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, eid)): Path<(String, String)>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let body = object_body(body)?;
     let mut ep = find_endpoint(&state, &tenant, &eid).await?;
     let was_enabled = ep.enabled;
@@ -208,10 +202,9 @@ pub(super) async fn patch_endpoint(
 
 pub(super) async fn delete_endpoint(
     State(state): State<AppState>,
-    Path((id, eid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, eid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if !state.store.delete_endpoint(&tenant, &eid).await? {
         return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
     }
@@ -221,10 +214,9 @@ pub(super) async fn delete_endpoint(
 
 pub(super) async fn rotate_secret(
     State(state): State<AppState>,
-    Path((id, eid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, eid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let secret = sign::new_secret();
     let until = crate::now_ms() + state.config.secret_overlap.as_millis() as i64;
     if !state.store.rotate_secret(&tenant, &eid, &secret, until).await? {
@@ -241,11 +233,10 @@ pub(super) struct TestRequest {
 
 pub(super) async fn test_endpoint(
     State(state): State<AppState>,
-    Path((id, eid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, eid)): Path<(String, String)>,
     body: Result<Json<TestRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let req = json_body(body)?;
     let event_type = req.event_type.unwrap_or_else(|| "call.missed".into());
     if event_type.trim().is_empty() {

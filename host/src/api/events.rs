@@ -11,11 +11,9 @@ pub(super) struct EventsQuery {
 
 pub(super) async fn list_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid cursor {c:?}")))?,
@@ -34,10 +32,9 @@ pub(super) async fn list_events(
 
 pub(super) async fn get_event(
     State(state): State<AppState>,
-    Path((id, event_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, event_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let stored = state
         .store
         .event(&tenant, &event_id)
@@ -66,11 +63,9 @@ pub(super) struct DeliveriesQuery {
 /// filtered by `status` (pending, succeeded, failed) and `endpoint_id`.
 pub(super) async fn list_deliveries(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if let Some(event_id) = q.event_id.filter(|e| !e.is_empty()) {
         let attempts = state.store.attempts(&tenant, &event_id).await?;
         return Ok(Json(json!({ "data": attempts })));
@@ -92,10 +87,9 @@ pub(super) async fn list_deliveries(
 
 pub(super) async fn retry_delivery(
     State(state): State<AppState>,
-    Path((id, did)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, did)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let did: i64 = did.parse().map_err(|_| ApiError::NotFound(format!("unknown delivery {did}")))?;
     match state.store.retry_delivery(&tenant, did).await? {
         None => Err(ApiError::NotFound(format!("unknown delivery {did}"))),
@@ -127,11 +121,10 @@ pub(super) fn parse_since(v: &Value) -> Result<i64, ApiError> {
 
 pub(super) async fn recover_endpoint(
     State(state): State<AppState>,
-    Path((id, eid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, eid)): Path<(String, String)>,
     body: Result<Json<RecoverRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let since = parse_since(&json_body(body)?.since)?;
     find_endpoint(&state, &tenant, &eid).await?;
     let n = state.store.recover(&tenant, &eid, since).await?;
@@ -147,11 +140,10 @@ pub(super) struct ReplayRequest {
 
 pub(super) async fn replay_event(
     State(state): State<AppState>,
-    Path((id, event_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, event_id)): Path<(String, String)>,
     body: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let req = json_body(body)?;
     let ep = find_endpoint(&state, &tenant, &req.endpoint_id).await?;
     let stored = state
@@ -181,11 +173,9 @@ pub(super) struct ReceiptsQuery {
 
 pub(super) async fn list_receipts(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<ReceiptsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
@@ -207,10 +197,9 @@ pub(super) async fn list_receipts(
 /// accepted or duplicate receipts replay: a rejected one was never verified.
 pub(super) async fn replay_receipt(
     State(state): State<AppState>,
-    Path((id, rid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, rid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let unknown = || ApiError::NotFound(format!("unknown receipt {rid}"));
     let rid_n: i64 = rid.parse().map_err(|_| unknown())?;
     let (provider, verdict, key, body) = state.store.receipt(&tenant, rid_n).await?.ok_or_else(unknown)?;

@@ -30,9 +30,11 @@ use tenants::*;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -162,32 +164,56 @@ fn is_operator(state: &AppState, token: &str) -> bool {
     bool::from(digest.ct_eq(&state.admin_digest))
 }
 
-/// Operator token only.
-fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match bearer(headers) {
-        Some(t) if is_operator(state, t) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
+/// The caller of a `/v1/tenants/{id}/…` route, authenticated once and before any body is
+/// read: the operator token or that tenant's own api key (another tenant's key is 403, an
+/// unknown tenant 404 — told only to a caller whose credentials are valid).
+pub(crate) struct TenantAuth {
+    pub tenant: TenantId,
+    /// Whether the caller holds the operator token (it may change ceilings, a tenant may not).
+    pub operator: bool,
+}
+
+impl FromRequestParts<AppState> for TenantAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let id = path_param(parts, state, "id").await?;
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let operator = is_operator(state, token);
+        if !operator {
+            match state.store.tenant_by_key_hash(&sha256_hex(token), crate::now_ms()).await? {
+                None => return Err(ApiError::Unauthorized),
+                Some(own) if own.as_str() != id => return Err(ApiError::Forbidden),
+                Some(_) => {}
+            }
+        }
+        let t = state.store.tenant(&id).await?.ok_or_else(|| ApiError::NotFound(format!("unknown tenant {id}")))?;
+        Ok(TenantAuth { tenant: t.id, operator })
     }
 }
 
-/// The operator token or the tenant's own api key; another tenant's key is 403.
-async fn authorize(state: &AppState, headers: &HeaderMap, tenant: &str) -> Result<TenantId, ApiError> {
-    Ok(authorize_as(state, headers, tenant).await?.0)
-}
+/// The operator token, checked before any body is read.
+pub(crate) struct Operator;
 
-/// As [`authorize`], also telling whether the caller is the operator.
-async fn authorize_as(state: &AppState, headers: &HeaderMap, tenant: &str) -> Result<(TenantId, bool), ApiError> {
-    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    let operator = is_operator(state, token);
-    if !operator {
-        match state.store.tenant_by_key_hash(&sha256_hex(token), crate::now_ms()).await? {
-            None => return Err(ApiError::Unauthorized),
-            Some(own) if own.as_str() != tenant => return Err(ApiError::Forbidden),
-            Some(_) => {}
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(&parts.headers) {
+            Some(t) if is_operator(state, t) => Ok(Operator),
+            _ => Err(ApiError::Unauthorized),
         }
     }
-    let t = state.store.tenant(tenant).await?.ok_or_else(|| ApiError::NotFound(format!("unknown tenant {tenant}")))?;
-    Ok((t.id, operator))
+}
+
+/// One parameter of the matched route (percent-decoded), for extractors that run before the
+/// handler's own `Path`.
+async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<String, ApiError> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let value = params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
+    value.ok_or_else(|| ApiError::Internal(format!("a route without {{{name}}}")))
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {

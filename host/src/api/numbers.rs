@@ -19,11 +19,10 @@ pub(super) struct NumberBody {
 
 pub(super) async fn put_number(
     State(state): State<AppState>,
-    Path((id, e164)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, e164)): Path<(String, String)>,
     body: Result<Json<NumberBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let b = json_body(body)?;
     if !is_e164(&e164) && e164 != crate::ingest::DEFAULT_NUMBER {
         return Err(unprocessable(format!("{e164:?} is not an E.164 number such as +14155550100 (or \"default\")")));
@@ -41,10 +40,9 @@ pub(super) async fn put_number(
 
 pub(super) async fn get_number(
     State(state): State<AppState>,
-    Path((id, e164)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, e164)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let n = state
         .store
         .number(&tenant, &e164)
@@ -55,10 +53,9 @@ pub(super) async fn get_number(
 
 pub(super) async fn get_call(
     State(state): State<AppState>,
-    Path((id, call_sid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, call_sid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let c = state
         .store
         .call(&tenant, &call_sid)
@@ -79,10 +76,9 @@ pub(super) async fn get_call(
 
 pub(super) async fn get_contact(
     State(state): State<AppState>,
-    Path((id, e164)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, e164)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let c = state
         .store
         .contact(&tenant, &e164)
@@ -93,10 +89,8 @@ pub(super) async fn get_contact(
 
 pub(super) async fn get_billing(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let b = state.store.billing(&tenant).await?;
     Ok(Json(json!({
         "customer_id": b.customer_id,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState, authorize, authorize_as, json_body, read_body};
+use super::{ApiError, AppState, TenantAuth, json_body, read_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
 use crate::plugin::worker::{WorkError, stage, tenant_limits};
@@ -104,25 +104,23 @@ fn plugin_quotas(config: &crate::Config) -> PluginQuotas {
 /// The skeleton's upload: a new version of the plugin named `default`, activated at once.
 pub(super) async fn upload_plugin(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    TenantAuth { tenant, .. }: TenantAuth,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    // Authenticated before a byte of the body is read.
-    let tenant = authorize(&state, &headers, &id).await?;
     let bytes = read_body(body, state.config.max_plugin_bytes).await?;
     store_upload(&state, &tenant, DEFAULT_PLUGIN, &headers, bytes, true).await
 }
 
 pub(super) async fn upload_named(
     State(state): State<AppState>,
-    Path((id, name)): Path<(String, String)>,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     // Authenticated before a byte of the body is read; read before any other answer, so the
     // connection stays usable whatever it is.
-    let tenant = authorize(&state, &headers, &id).await?;
     let bytes = read_body(body, state.config.max_plugin_bytes).await?;
     check_name(&name)?;
     store_upload(&state, &tenant, &name, &headers, bytes, false).await
@@ -130,20 +128,17 @@ pub(super) async fn upload_named(
 
 pub(super) async fn list_plugins(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let plugins = state.store.plugins(&tenant).await?;
     Ok(Json(json!({ "data": plugins })))
 }
 
 pub(super) async fn get_plugin(
     State(state): State<AppState>,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let plugin = state.store.plugins(&tenant).await?.into_iter().find(|p| p.name == name);
     let plugin = plugin.ok_or_else(|| ApiError::NotFound(format!("no plugin {name:?}")))?;
     Ok(Json(json!(plugin)))
@@ -151,10 +146,9 @@ pub(super) async fn get_plugin(
 
 pub(super) async fn delete_plugin(
     State(state): State<AppState>,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if let Some(rules) = state.store.chain(&tenant).await?
         && rules.iter().any(|r| r.plugins.contains(&name))
     {
@@ -174,10 +168,9 @@ fn parse_version(v: &str) -> Result<i64, ApiError> {
 /// Delete one inactive version (the active one → 409: activate another first).
 pub(super) async fn delete_version(
     State(state): State<AppState>,
-    Path((id, name, v)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, name, v)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let version = parse_version(&v)?;
     match state.store.delete_plugin_version(&tenant, &name, version).await? {
         VersionDelete::Deleted => {
@@ -193,10 +186,9 @@ pub(super) async fn delete_version(
 
 pub(super) async fn activate(
     State(state): State<AppState>,
-    Path((id, name, v)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, name, v)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let version = parse_version(&v)?;
     if !state.store.activate_plugin(&tenant, &name, version).await? {
         return Err(ApiError::NotFound(format!("plugin {name:?} has no version {version}")));
@@ -213,11 +205,10 @@ pub(super) struct DryRunRequest {
 
 pub(super) async fn dry_run_version(
     State(state): State<AppState>,
-    Path((id, name, v)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, name, v)): Path<(String, String, String)>,
     body: Result<Json<DryRunRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let req = json_body(body)?;
     if !(1..=MAX_LAST).contains(&req.last) {
         return Err(ApiError::Unprocessable(format!("last must be between 1 and {MAX_LAST}")));
@@ -237,11 +228,9 @@ pub(super) async fn dry_run_version(
 
 pub(super) async fn put_chain(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
     body: Result<Json<Vec<ChainRule>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let rules = json_body(body)?;
     let known: Vec<String> = state.store.plugins(&tenant).await?.into_iter().map(|p| p.name).collect();
     for (i, rule) in rules.iter().enumerate() {
@@ -270,10 +259,8 @@ pub(super) async fn put_chain(
 
 pub(super) async fn get_chain(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let chain = state.store.chain(&tenant).await?;
     let implicit: Vec<String> = state.store.active_plugins(&tenant).await?.into_iter().map(|p| p.name).collect();
     Ok(Json(match chain {
@@ -285,10 +272,8 @@ pub(super) async fn get_chain(
 
 pub(super) async fn delete_chain(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     state.store.set_chain(&tenant, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -321,11 +306,9 @@ fn limits_view(state: &AppState, settings: &LimitSettings) -> Value {
 /// `above_ceiling`), capabilities only as granted by it (403 `capability_not_granted`).
 pub(super) async fn put_limits(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, operator }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, operator) = authorize_as(&state, &headers, &id).await?;
     let overrides = json_body(body)?;
     let mut settings = state.store.limit_settings(&tenant).await?;
     let ceiling = state.plugins.ceiling(settings.ceiling.as_ref());
@@ -342,10 +325,8 @@ pub(super) async fn put_limits(
 
 pub(super) async fn get_limits(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     Ok(Json(limits_view(&state, &state.store.limit_settings(&tenant).await?)))
 }
 
@@ -354,11 +335,9 @@ pub(super) async fn get_limits(
 /// default ceiling.
 pub(super) async fn put_ceiling(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, operator }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (tenant, operator) = authorize_as(&state, &headers, &id).await?;
     if !operator {
         tracing::warn!(%tenant, "a tenant key tried to set its own ceiling");
         return Err(ApiError::Forbidden);
@@ -373,10 +352,8 @@ pub(super) async fn put_ceiling(
 
 pub(super) async fn get_ceiling(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let settings = state.store.limit_settings(&tenant).await?;
     Ok(Json(
         json!({ "ceiling": state.plugins.ceiling(settings.ceiling.as_ref()).to_json(), "overrides": settings.ceiling.unwrap_or_else(|| json!({})) }),
@@ -394,11 +371,10 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 
 pub(super) async fn put_kv(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, key)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let bytes = read_body(body, KV_MAX_VALUE_BYTES).await?;
     check_key(&key)?;
     if bytes.len() > KV_MAX_VALUE_BYTES {
@@ -417,10 +393,9 @@ pub(super) async fn put_kv(
 
 pub(super) async fn get_kv(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let value =
         state.store.kv_get(&tenant, &key).await?.ok_or_else(|| ApiError::NotFound(format!("no key {key:?}")))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response())
@@ -428,10 +403,9 @@ pub(super) async fn get_kv(
 
 pub(super) async fn delete_kv(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if !state.store.kv_delete(&tenant, &key).await? {
         return Err(ApiError::NotFound(format!("no key {key:?}")));
     }
@@ -442,10 +416,8 @@ pub(super) async fn delete_kv(
 
 pub(super) async fn usage(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let rows = state.store.usage_rows(&tenant).await?;
     Ok(Json(json!({ "data": summarize(rows) })))
 }

@@ -16,11 +16,9 @@ pub(super) fn sink_json(s: &crate::store::Sink) -> Value {
 
 pub(super) async fn create_sink(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, operator }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, operator) = authorize_as(&state, &headers, &id).await?;
     let body = object_body(body)?;
     let name = body.get("name").and_then(Value::as_str).map(str::trim).unwrap_or_default();
     if name.is_empty() || name.len() > 100 {
@@ -79,10 +77,8 @@ pub(super) async fn create_sink(
 
 pub(super) async fn list_sinks(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let sinks = state.store.sinks(&tenant).await?;
     Ok(Json(json!({ "data": sinks.iter().map(sink_json).collect::<Vec<_>>() })))
 }
@@ -90,10 +86,9 @@ pub(super) async fn list_sinks(
 /// Delete a sink; its pending writes fail with "sink deleted".
 pub(super) async fn delete_sink(
     State(state): State<AppState>,
-    Path((id, sid)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, sid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if !state.store.delete_sink(&tenant, &sid).await? {
         return Err(ApiError::NotFound(format!("no sink {sid}")));
     }

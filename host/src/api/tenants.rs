@@ -10,10 +10,9 @@ pub(super) struct NewTenant {
 
 pub(super) async fn create_tenant(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require_operator(&state, &headers)?;
     let NewTenant { name } = json_body(body)?;
     let name = name.trim();
     if name.is_empty() || name.len() > 200 {
@@ -36,11 +35,9 @@ pub(super) struct Rotation {
 /// A new api key for the tenant; its previous keys stay valid for `overlap` (default 24 h).
 pub(super) async fn rotate_api_key(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
     body: Option<Json<Rotation>>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let overlap = match body.and_then(|Json(r)| r.overlap) {
         None | Some(Value::Null) => std::time::Duration::from_secs(86_400),
         Some(Value::Number(n)) => n
@@ -64,20 +61,17 @@ pub(super) async fn rotate_api_key(
 
 pub(super) async fn list_api_keys(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     Ok(Json(json!({ "data": state.store.api_keys(&tenant, crate::now_ms()).await? })))
 }
 
 /// Revoke a key at once (the key making the call too, if it is that one).
 pub(super) async fn revoke_api_key(
     State(state): State<AppState>,
-    Path((id, prefix)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, prefix)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if !state.store.revoke_api_key(&tenant, &prefix).await? {
         return Err(ApiError::NotFound(format!("no api key {prefix}")));
     }
@@ -87,12 +81,13 @@ pub(super) async fn revoke_api_key(
 
 pub(super) async fn get_tenant(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
-    let t =
-        state.store.tenant(tenant.as_str()).await?.ok_or_else(|| ApiError::NotFound(format!("unknown tenant {id}")))?;
+    let t = state
+        .store
+        .tenant(tenant.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown tenant {tenant}")))?;
     let active = state.store.active_plugins(&tenant).await?;
     let show = |p: &crate::store::PluginVersion| json!({ "name": p.name, "version": p.version, "digest": p.digest });
     Ok(Json(json!({
@@ -105,11 +100,10 @@ pub(super) async fn get_tenant(
 
 pub(super) async fn put_provider(
     State(state): State<AppState>,
-    Path((id, provider)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, provider)): Path<(String, String)>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     let body = json_body(body)?;
     let field = match provider.as_str() {
         "twilio" => "auth_token",
@@ -139,11 +133,10 @@ pub(super) async fn put_provider(
 
 pub(super) async fn put_vendor(
     State(state): State<AppState>,
-    Path((id, vendor)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAuth { tenant, .. }: TenantAuth,
+    Path((_, vendor)): Path<(String, String)>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = authorize(&state, &headers, &id).await?;
     if !crate::normalize::vendor::valid_vendor(&vendor) {
         return Err(unprocessable("vendor names are [a-z0-9_-], 1 to 32 characters"));
     }
