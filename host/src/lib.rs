@@ -39,6 +39,7 @@ mod jobs;
 pub mod metrics;
 pub mod normalize;
 pub mod plugin;
+pub mod route;
 pub mod secrets;
 pub mod server;
 pub mod sink;
@@ -142,7 +143,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let plugin_worker =
-        tokio::spawn(plugin::worker::run(store.clone(), engine.clone(), wake.clone(), config.clone(), stop_rx.clone()));
+        tokio::spawn(route::run(store.clone(), engine.clone(), wake.clone(), config.clone(), stop_rx.clone()));
     let delivery_worker = tokio::spawn(deliver::worker::run(
         store.clone(),
         sender.clone(),

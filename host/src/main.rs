@@ -11,7 +11,7 @@ use hookhost::Config;
 use hookhost::config::{DEFAULT_RETRY_SCHEDULE, parse_cidrs, parse_duration, parse_schedule};
 use hookhost::ingest::throttle::Rate;
 use hookhost::plugin::template::{self, SdkSource};
-use hookhost::plugin::{Limits, PluginEngine, chain::Stage, dryrun, local, worker};
+use hookhost::plugin::{Limits, PluginEngine, chain::Stage, dryrun, local, stored};
 use hookhost::secrets::{self, Keyring};
 use hookhost::store::{PluginVersion, Store};
 use serde_json::Value;
@@ -461,7 +461,7 @@ async fn plugin_dry_run(
                 .plugin_version(&tenant, name, v)
                 .await?
                 .with_context(|| format!("plugin {name} has no version {v}"))?;
-            worker::stage(&store, &engine, &tenant, stored).await?
+            stored::stage(&store, &engine, &tenant, stored).await?
         }
         (None, Some(path)) => {
             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;

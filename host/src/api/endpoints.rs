@@ -82,9 +82,9 @@ pub(super) fn apply_endpoint_settings(
                 }
                 ep.description = d.to_string();
             }
-            "signing" => match v.as_str() {
-                Some(style @ ("standard" | "hookhost")) => ep.signing = style.to_string(),
-                _ => return Err(unprocessable("signing must be \"standard\" or \"hookhost\"")),
+            "signing" => match v.as_str().and_then(SigningStyle::parse) {
+                Some(style) => ep.signing = style,
+                None => return Err(unprocessable("signing must be \"standard\" or \"hookhost\"")),
             },
             "timeout_ms" => {
                 ep.timeout_ms = match v {

@@ -70,18 +70,19 @@ pub(super) async fn list_deliveries(
         let attempts = state.store.attempts(&tenant, &event_id).await?;
         return Ok(Json(json!({ "data": attempts })));
     }
-    let status = q.status.filter(|s| !s.is_empty());
-    if let Some(s) = status.as_deref()
-        && !matches!(s, "pending" | "succeeded" | "failed")
-    {
-        return Err(ApiError::BadRequest(format!("status must be pending, succeeded or failed, not {s:?}")));
-    }
+    let status =
+        match q.status.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(DeliveryStatus::parse(&s).ok_or_else(|| {
+                ApiError::BadRequest(format!("status must be pending, succeeded or failed, not {s:?}"))
+            })?),
+        };
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
     let endpoint = q.endpoint_id.filter(|e| !e.is_empty());
-    let deliveries = state.store.deliveries(&tenant, status.as_deref(), endpoint.as_deref(), limit).await?;
+    let deliveries = state.store.deliveries(&tenant, status, endpoint.as_deref(), limit).await?;
     Ok(Json(json!({ "data": deliveries })))
 }
 

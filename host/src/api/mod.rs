@@ -48,7 +48,7 @@ pub use error::ApiError;
 use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
 use crate::ingest::{HookRequest, Ingestor, VoiceLeg};
 use crate::plugin::PluginEngine;
-use crate::store::{Endpoint, Insert, NewDelivery, Store};
+use crate::store::{DeliveryStatus, Endpoint, Insert, NewDelivery, SigningStyle, Store};
 use crate::{Config, TenantId, Wakeups, new_id};
 
 /// What every handler can reach.

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, AppState, TenantAuth, json_body, read_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
-use crate::plugin::worker::{WorkError, stage, tenant_limits};
+use crate::plugin::stored::{WorkError, stage, tenant_limits};
 use crate::plugin::{Ceiling, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES, PluginError};
 use crate::store::{ChainRule, KvPut, LimitSettings, PluginQuotas, Upload, UsageRow, VersionDelete};
 

@@ -7,8 +7,8 @@ pub(super) fn sink_json(s: &crate::store::Sink) -> Value {
     json!({
         "id": s.id,
         "name": s.name,
-        "kind": s.kind,
-        "config": crate::sink::redacted(&s.kind, &s.config),
+        "kind": s.config.kind(),
+        "config": s.config.redacted(),
         "event_types": s.event_types,
         "external_id_field": s.external_id_field,
     })
@@ -46,14 +46,11 @@ pub(super) async fn create_sink(
         id: new_id("snk"),
         tenant_id: tenant.clone(),
         name: name.to_string(),
-        kind: kind.to_string(),
         config,
         event_types,
         external_id_field,
     };
-    if kind == "sql" {
-        let url = sink.config["database_url"].as_str().unwrap_or_default();
-        let table = sink.config["table"].as_str().unwrap_or_default();
+    if let crate::sink::SinkConfig::Sql { database_url: url, table } = &sink.config {
         state
             .sql_sinks
             .prepare(&tenant, &outbound, url, table)

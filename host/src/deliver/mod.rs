@@ -180,7 +180,7 @@ impl Sender {
         };
         let now = crate::now_ms();
         let signed =
-            sign::signature_headers(&ep.signing, &ep.signing_secrets(now), message_id, now / 1000, body.as_bytes());
+            sign::signature_headers(ep.signing, &ep.signing_secrets(now), message_id, now / 1000, body.as_bytes());
         let signed = match signed {
             Ok(h) => h,
             Err(e) => return fail(e.to_string()),

@@ -2,6 +2,7 @@
 //! v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` where `key` is the base64-decoded
 //! part of the endpoint's `whsec_…` secret. Pure functions.
 
+use crate::store::SigningStyle;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{KeyInit, Mac};
@@ -50,13 +51,13 @@ pub fn hookhost_v1(secret: &str, timestamp: i64, body: &[u8]) -> Result<String, 
 /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, space-separated `webhook-signature`)
 /// or the hookhost style (`X-Hookhost-Event-Id`, `X-Hookhost-Signature: t=…,v1=…[,v1=…]`).
 pub fn signature_headers(
-    style: &str,
+    style: SigningStyle,
     secrets: &[&str],
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<Vec<(&'static str, String)>, BadSecret> {
-    if style == "hookhost" {
+    if style == SigningStyle::Hookhost {
         let mut sig = format!("t={timestamp}");
         for s in secrets {
             sig.push_str(",v1=");
@@ -104,7 +105,7 @@ mod tests {
     #[test]
     fn both_styles_sign_with_every_overlapping_secret() {
         let (a, b) = (new_secret(), new_secret());
-        let std = signature_headers("standard", &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
+        let std = signature_headers(SigningStyle::Standard, &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
         assert_eq!(std[0], ("webhook-id", "evt_1".to_string()));
         let sigs: Vec<&str> = std[2].1.split(' ').collect();
         assert_eq!(
@@ -114,7 +115,7 @@ mod tests {
                 standard_signature(&b, "evt_1", 1700000000, b"{}").unwrap()
             ]
         );
-        let hh = signature_headers("hookhost", &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
+        let hh = signature_headers(SigningStyle::Hookhost, &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
         assert_eq!(hh[0], ("x-hookhost-event-id", "evt_1".to_string()));
         assert_eq!(
             hh[1].1,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::chain::{self, ChainRun, Stage};
 use super::local::action_json;
-use super::worker::{WorkError, stage, tenant_limits};
+use super::stored::{WorkError, stage, tenant_limits};
 use super::{Kv, PluginEngine};
 use crate::TenantId;
 use crate::store::Store;

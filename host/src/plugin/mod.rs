@@ -31,8 +31,8 @@ mod host;
 pub mod limits;
 pub mod local;
 pub mod slots;
+pub mod stored;
 pub mod template;
-pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -57,13 +57,71 @@ fn is_identifier(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Where a sink writes, with its kind's settings (stored sealed, as JSON without `kind`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// `PUT {base_url}/{object}/{external_id}` with the sink's own headers.
+    HttpUpsert {
+        base_url: String,
+        object: String,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+    },
+    /// An upsert into `table` of the SQLite or PostgreSQL database at `database_url`.
+    Sql { database_url: String, table: String },
+}
+
+impl SinkConfig {
+    /// `http-upsert` or `sql`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::HttpUpsert { .. } => "http-upsert",
+            SinkConfig::Sql { .. } => "sql",
+        }
+    }
+
+    /// The settings as stored: the JSON object without `kind`.
+    pub fn settings(&self) -> Value {
+        let mut v = serde_json::to_value(self).expect("a sink config serializes");
+        v.as_object_mut().expect("an object").remove("kind");
+        v
+    }
+
+    /// A stored kind and settings read back.
+    pub fn from_stored(kind: &str, settings: Value) -> Result<Self, serde_json::Error> {
+        let mut v = settings;
+        if let Some(map) = v.as_object_mut() {
+            map.insert("kind".into(), Value::String(kind.into()));
+        }
+        serde_json::from_value(v)
+    }
+
+    /// The settings as the API shows them: header values and database passwords hidden.
+    pub fn redacted(&self) -> Value {
+        let mut shown = self.clone();
+        match &mut shown {
+            SinkConfig::HttpUpsert { headers, .. } => headers.values_mut().for_each(|v| *v = "…".into()),
+            SinkConfig::Sql { database_url, .. } => {
+                if let Ok(mut u) = reqwest::Url::parse(database_url)
+                    && u.password().is_some()
+                {
+                    let _ = u.set_password(Some("…"));
+                    *database_url = u.to_string();
+                }
+            }
+        }
+        shown.settings()
+    }
+}
+
 /// Validate a sink's kind-specific settings from an API body; returns the config to store.
 pub fn validate_config(
     kind: &str,
     body: &Map<String, Value>,
     policy: &OutboundPolicy,
     operator: bool,
-) -> Result<Value, SinkError> {
+) -> Result<SinkConfig, SinkError> {
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     match kind {
         "http-upsert" => {
@@ -75,18 +133,20 @@ pub fn validate_config(
                 return Err(SinkError::Invalid("object must be a plain path segment".into()));
             }
             let headers = body.get("headers").cloned().unwrap_or_else(|| json!({}));
-            let ok = headers.as_object().is_some_and(|m| {
-                m.iter().all(|(k, v)| {
-                    axum::http::HeaderName::try_from(k.as_str()).is_ok()
-                        && v.as_str().is_some_and(|v| axum::http::HeaderValue::from_str(v).is_ok())
-                })
-            });
-            if !ok {
+            let headers: Option<std::collections::BTreeMap<String, String>> =
+                serde_json::from_value(headers).ok().filter(|m: &std::collections::BTreeMap<String, String>| {
+                    m.iter().all(|(k, v)| {
+                        axum::http::HeaderName::try_from(k.as_str()).is_ok()
+                            && axum::http::HeaderValue::from_str(v).is_ok()
+                    })
+                });
+            let Some(headers) = headers else {
                 return Err(SinkError::Invalid(
                     "headers must be an object of valid header names and string values".into(),
                 ));
-            }
-            Ok(json!({ "base_url": base.trim_end_matches('/'), "object": object, "headers": headers }))
+            };
+            let (base_url, object) = (base.trim_end_matches('/').to_string(), object.to_string());
+            Ok(SinkConfig::HttpUpsert { base_url, object, headers })
         }
         "sql" => {
             let url = text("database_url").ok_or_else(|| SinkError::Invalid("database_url is required".into()))?;
@@ -113,31 +173,10 @@ pub fn validate_config(
             } else {
                 return Err(SinkError::Invalid("database_url must be sqlite:… or postgres://…".into()));
             }
-            Ok(json!({ "database_url": url, "table": table }))
+            Ok(SinkConfig::Sql { database_url: url.to_string(), table: table.to_string() })
         }
         other => Err(SinkError::Invalid(format!("unknown sink kind {other:?}; known: http-upsert, sql"))),
     }
-}
-
-/// The config as the API shows it: header values and database passwords hidden.
-pub fn redacted(kind: &str, config: &Value) -> Value {
-    let mut c = config.clone();
-    if kind == "http-upsert"
-        && let Some(h) = c.get_mut("headers").and_then(Value::as_object_mut)
-    {
-        for v in h.values_mut() {
-            *v = Value::String("…".into());
-        }
-    }
-    if kind == "sql"
-        && let Some(url) = config.get("database_url").and_then(Value::as_str)
-        && let Ok(mut u) = reqwest::Url::parse(url)
-        && u.password().is_some()
-    {
-        let _ = u.set_password(Some("…"));
-        c["database_url"] = Value::String(u.to_string());
-    }
-    c
 }
 
 enum Target {
@@ -314,8 +353,9 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(ok["base_url"], "http://127.0.0.1:9/api");
-        assert_eq!(redacted("http-upsert", &ok)["headers"]["authorization"], "…");
+        assert_eq!(ok.settings()["base_url"], "http://127.0.0.1:9/api");
+        assert_eq!(ok.redacted()["headers"]["authorization"], "…");
+        assert_eq!(SinkConfig::from_stored(ok.kind(), ok.settings()).unwrap(), ok, "stored and read back");
         assert!(
             validate_config(
                 "http-upsert",
@@ -339,7 +379,8 @@ mod tests {
         assert!(validate_config("sql", &sql, &policy, true).is_ok());
         let pg = body(json!({ "database_url": "postgres://u:secret@127.0.0.1:5432/test", "table": "calls" }));
         let c = validate_config("sql", &pg, &policy, false).unwrap();
-        assert!(!redacted("sql", &c)["database_url"].as_str().unwrap().contains("secret"));
+        assert!(!c.redacted()["database_url"].as_str().unwrap().contains("secret"));
+        assert!(SinkConfig::from_stored("ftp", c.settings()).is_err(), "an unknown stored kind is refused");
         let pg_private = body(json!({ "database_url": "postgres://10.1.1.1/test", "table": "calls" }));
         assert!(validate_config("sql", &pg_private, &policy, false).is_err());
         assert!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::SqlSinks;
+use super::{SinkConfig, SqlSinks};
 use crate::deliver::Sender;
 use crate::deliver::policy::{self, Verdict};
 use crate::jobs::{Pump, pump};
@@ -51,31 +51,23 @@ async fn write(store: &Store, sender: &Sender, sql: &SqlSinks, config: &Config, 
         return store.record_attempt(&job, DeliveryState::Skipped, &record, None).await.map(drop);
     }
     let started = std::time::Instant::now();
-    let (status, error, excerpt, retry_after, applied) = match sink.kind.as_str() {
-        "http-upsert" => {
-            let base = sink.config["base_url"].as_str().unwrap_or_default();
-            let object = sink.config["object"].as_str().unwrap_or_default();
+    let (status, error, excerpt, retry_after, applied) = match &sink.config {
+        SinkConfig::HttpUpsert { base_url: base, object, headers } => {
             let ext: String = form_urlencoded::byte_serialize(external_id.as_bytes()).collect();
-            let mut headers: Vec<(String, String)> = sink.config["headers"]
-                .as_object()
-                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-                .unwrap_or_default();
+            let mut headers: Vec<(String, String)> = headers.clone().into_iter().collect();
             headers.push(("idempotency-key".into(), job.message_id.clone().unwrap_or_default()));
             headers.push(("x-hookhost-record-version".into(), version.to_string()));
             let outbound = sender.policies().get(store, &job.tenant_id).await?;
             let r = sender.put_json(&format!("{base}/{object}/{ext}"), &outbound, &headers, &record).await;
             (r.status, r.error, r.excerpt, r.retry_after, true)
         }
-        "sql" => {
-            let url = sink.config["database_url"].as_str().unwrap_or_default();
-            let table = sink.config["table"].as_str().unwrap_or_default();
+        SinkConfig::Sql { database_url: url, table } => {
             let outbound = sender.policies().get(store, &job.tenant_id).await?;
             match sql.upsert(&job.tenant_id, &outbound, url, table, &external_id, version, &record).await {
                 Ok(applied) => (Some(200), None, None, None, applied),
                 Err(e) => (None, Some(e.to_string()), None, None, false),
             }
         }
-        other => (None, Some(format!("unknown sink kind {other}")), None, None, false),
     };
     let verdict = policy::classify(status);
     let state = match verdict {

@@ -2,8 +2,8 @@
 //! attempts, from every worker task, go to one task (the store's batching writer, shared with
 //! the group committer) that applies whatever is waiting in one transaction on the writer
 //! (without `synchronous = FULL`: see `begin_on`), then answers each. A batch that fails is
-//! rolled back and its requests applied one by one, so one bad request fails alone. Owns these statements; the [`Store`](super::Store) methods that send the
-//! requests are the only way in.
+//! rolled back and its requests applied one by one, so one bad request fails alone. Owns these
+//! statements; the [`Store`](super::Store) methods that send the requests are the only way in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use sqlx::{Any, Row};
 
 use super::plugins::{self, KvPut};
 use super::{
-    AttemptRecord, Backend, Batched, DeliveryState, Job, Outputs, PluginJobDone, Result, disable_endpoint,
-    insert_delivery,
+    AttemptRecord, Backend, Batched, DeliveryState, EventStatus, Job, JobStatus, Outputs, PluginJobDone, Result,
+    disable_endpoint, insert_delivery,
 };
 use crate::now_ms;
 
@@ -112,9 +112,9 @@ async fn finish_plugin_job(
     let now = now_ms();
     // The fence first: a worker whose lease was taken over writes nothing.
     let (job_status, run_at) = match done.retry_at {
-        Some(at) => ("pending", Some(at)),
-        None if done.status == "failed" => ("failed", None),
-        None => ("succeeded", None),
+        Some(at) => (JobStatus::Pending, Some(at)),
+        None if done.status == EventStatus::Failed => (JobStatus::Failed, None),
+        None => (JobStatus::Succeeded, None),
     };
     if !fenced_update(tx, job, job_status, run_at, done.error.as_deref(), now).await? {
         return Ok(None);
@@ -166,7 +166,7 @@ async fn finish_plugin_job(
 async fn fenced_update(
     tx: &mut sqlx::Transaction<'static, Any>,
     job: &Job,
-    status: &str,
+    status: JobStatus,
     run_at: Option<i64>,
     error: Option<&str>,
     now: i64,
@@ -176,7 +176,7 @@ async fn fenced_update(
              last_error = $3, updated_at = $4
          WHERE id = $5 AND status = 'running' AND lease_token = $6",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(run_at)
     .bind(error)
     .bind(now)
@@ -190,13 +190,13 @@ async fn fenced_update(
 async fn complete_plugin_job(
     tx: &mut sqlx::Transaction<'_, Any>,
     job: &Job,
-    event_status: &str,
+    event_status: EventStatus,
     error: Option<&str>,
     outputs: &Outputs,
     now: i64,
 ) -> Result<()> {
     sqlx::query("UPDATE events SET status = $1, error = $2 WHERE tenant_id = $3 AND id = $4")
-        .bind(event_status)
+        .bind(event_status.as_str())
         .bind(error)
         .bind(job.tenant_id.as_str())
         .bind(&job.event_id)
@@ -261,11 +261,10 @@ async fn record_attempt(
     let now = now_ms();
     let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
     let (status, run_at) = match state {
-        DeliveryState::Succeeded => ("succeeded", None),
-        DeliveryState::RetryAt(at) => ("pending", Some(at)),
-        DeliveryState::Failed => ("failed", None),
-        DeliveryState::Dead => ("dead", None),
-        DeliveryState::Skipped => ("succeeded", None),
+        DeliveryState::Succeeded | DeliveryState::Skipped => (JobStatus::Succeeded, None),
+        DeliveryState::RetryAt(at) => (JobStatus::Pending, Some(at)),
+        DeliveryState::Failed => (JobStatus::Failed, None),
+        DeliveryState::Dead => (JobStatus::Dead, None),
     };
     // The fence first: an attempt whose lease was taken over records nothing, and can never
     // reopen a job another worker finished (or a deleted endpoint failed).

@@ -11,17 +11,12 @@ impl Store {
     pub async fn deliveries(
         &self,
         tenant: &TenantId,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         endpoint_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Delivery>> {
-        let statuses: &[&str] = match status {
-            None => &["pending", "running", "succeeded", "failed", "dead"],
-            Some("pending") => &["pending", "running"],
-            Some("succeeded") => &["succeeded"],
-            Some("failed") => &["failed", "dead"],
-            Some(_) => &[],
-        };
+        let statuses: Vec<&str> =
+            status.map_or(JobStatus::ALL, DeliveryStatus::job_statuses).iter().map(|s| s.as_str()).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, event_id, endpoint_id, message_id, status, attempts, run_at, last_error, replay, manual_retries,
                  created_at, updated_at
@@ -31,7 +26,7 @@ impl Store {
             statuses = self.backend.json_values("$2"),
         )))
         .bind(tenant.as_str())
-        .bind(serde_json::to_string(statuses).expect("strings serialize"))
+        .bind(serde_json::to_string(&statuses).expect("strings serialize"))
         .bind(endpoint_id)
         .bind(endpoint_id)
         .bind(limit)
@@ -41,20 +36,17 @@ impl Store {
             .into_iter()
             .map(|r| {
                 let raw: String = r.get("status");
-                let status = match raw.as_str() {
-                    "pending" | "running" => "pending",
-                    "dead" => "failed",
-                    other => other,
-                };
+                let job_status = JobStatus::parse(&raw).unwrap_or(JobStatus::Failed);
+                let status = DeliveryStatus::from(job_status);
                 Delivery {
                     id: r.get("id"),
                     event_id: r.get("event_id"),
                     endpoint_id: r.get::<Option<String>, _>("endpoint_id").unwrap_or_default(),
                     message_id: r.get::<Option<String>, _>("message_id").unwrap_or_default(),
-                    status: status.to_string(),
-                    dead_letter: raw == "dead",
+                    status,
+                    dead_letter: job_status == JobStatus::Dead,
                     attempts: r.get("attempts"),
-                    next_attempt_at: (status == "pending").then(|| r.get("run_at")),
+                    next_attempt_at: (status == DeliveryStatus::Pending).then(|| r.get("run_at")),
                     last_error: r.get("last_error"),
                     replay: r.get::<i64, _>("replay") != 0,
                     manual_retries: r.get("manual_retries"),

@@ -116,7 +116,7 @@ impl Store {
 
     /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
     pub async fn finish_without_plugin(&self, job: &Job, outputs: Outputs) -> Result<()> {
-        let done = PluginJobDone { status: "processed", outputs, ..Default::default() };
+        let done = PluginJobDone { status: EventStatus::Processed, outputs, ..Default::default() };
         self.finish_plugin_job(job, done).await.map(drop)
     }
 

@@ -65,11 +65,13 @@ mod plugins;
 mod retention;
 mod shared;
 mod sinks;
+mod states;
 mod tenants;
 mod types;
 mod writer;
 
 use shared::*;
+pub use states::{DeliveryStatus, EventStatus, JobStatus, SigningStyle};
 pub use types::*;
 use writer::*;
 

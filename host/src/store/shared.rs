@@ -221,13 +221,15 @@ pub(super) async fn disable_endpoint(
 pub(super) fn sink(r: &AnyRow, keys: &Keyring) -> Result<Sink> {
     let tenant: String = r.get("tenant_id");
     let config = keys.open(&tenant, &r.get::<String, _>("config"))?;
+    let kind: String = r.get("kind");
     let types: String = r.get("event_types");
     Ok(Sink {
         id: r.get("id"),
         tenant_id: TenantId::from_stored(r.get("tenant_id")),
         name: r.get("name"),
-        kind: r.get("kind"),
-        config: serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("sink config: {e}")))?,
+        config: serde_json::from_str(&config)
+            .and_then(|settings| crate::sink::SinkConfig::from_stored(&kind, settings))
+            .map_err(|e| StoreError::Corrupt(format!("sink config: {e}")))?,
         event_types: serde_json::from_str(&types).map_err(|e| StoreError::Corrupt(format!("sink event_types: {e}")))?,
         external_id_field: r.get("external_id_field"),
     })
@@ -236,6 +238,7 @@ pub(super) fn sink(r: &AnyRow, keys: &Keyring) -> Result<Sink> {
 pub(super) fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
     let payload: String = r.get("payload");
     let source: String = r.get("source");
+    let status: String = r.get("status");
     Ok(StoredEvent {
         seq: r.get("seq"),
         event: CanonicalEvent {
@@ -249,7 +252,8 @@ pub(super) fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
             payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
         },
         payload_json: payload,
-        status: r.get("status"),
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
         error: r.get("error"),
     })
 }
@@ -257,6 +261,7 @@ pub(super) fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
 pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
     let tenant: String = r.get("tenant_id");
     let open = |column: &str| r.get::<Option<String>, _>(column).map(|s| keys.open(&tenant, &s)).transpose();
+    let signing: String = r.get("signing");
     let types: String = r.get("event_types");
     let headers: String = r.get("headers");
     Ok(Endpoint {
@@ -269,7 +274,8 @@ pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
         secret: open("secret")?.unwrap_or_default(),
         enabled: r.get::<i64, _>("enabled") != 0,
         description: r.get("description"),
-        signing: r.get("signing"),
+        signing: SigningStyle::parse(&signing)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown signing style {signing:?}")))?,
         timeout_ms: r.get("timeout_ms"),
         ordered_by: r.get("ordered_by"),
         rate_limit_per_s: r.get("rate_limit_per_s"),

@@ -158,8 +158,11 @@ async fn routing_changes_bump_the_config_revision() {
             id: crate::new_id("snk"),
             tenant_id: tenant.clone(),
             name: "crm".into(),
-            kind: "http-upsert".into(),
-            config: serde_json::json!({ "url": "https://example.com/crm" }),
+            config: crate::sink::SinkConfig::HttpUpsert {
+                base_url: "https://example.com/crm".into(),
+                object: "contacts".into(),
+                headers: Default::default(),
+            },
             event_types: vec!["call.*".into()],
             external_id_field: Some("call_id".into()),
         };
@@ -393,7 +396,7 @@ async fn retention_deletes_old_rows_and_keeps_pending_ones() {
         };
         let finished = PluginJobDone {
             runs: vec![run],
-            status: "processed",
+            status: EventStatus::Processed,
             outputs: Outputs { deliveries, sink_writes: Vec::new() },
             ..Default::default()
         };

@@ -82,7 +82,7 @@ pub struct Endpoint {
     pub enabled: bool,
     pub description: String,
     /// `standard` (Standard Webhooks) or `hookhost` (`X-Hookhost-Signature: t=…,v1=…`).
-    pub signing: String,
+    pub signing: SigningStyle,
     pub timeout_ms: Option<i64>,
     /// Payload field whose value orders this endpoint's deliveries (e.g. `call_id`).
     pub ordered_by: Option<String>,
@@ -107,7 +107,7 @@ impl Endpoint {
             secret,
             enabled: true,
             description: String::new(),
-            signing: "standard".into(),
+            signing: SigningStyle::Standard,
             timeout_ms: None,
             ordered_by: None,
             rate_limit_per_s: None,
@@ -178,7 +178,7 @@ pub struct StoredEvent {
     pub event: CanonicalEvent,
     /// `event.payload` as stored (JSON text).
     pub payload_json: String,
-    pub status: String,
+    pub status: EventStatus,
     pub error: Option<String>,
 }
 
@@ -215,8 +215,8 @@ pub struct PluginRun {
 #[derive(Debug, Default)]
 pub struct PluginJobDone {
     pub runs: Vec<PluginRun>,
-    /// The event's new status: `processed`, `dropped` or `failed` (ignored with `retry_at`).
-    pub status: &'static str,
+    /// The event's new status: processed, dropped or failed (ignored with `retry_at`).
+    pub status: EventStatus,
     /// Run the job again at this time (unix ms) instead of finishing it: the runs are
     /// recorded, the event stays pending with `error`, no output or key-value write is kept.
     pub retry_at: Option<i64>,
@@ -263,10 +263,9 @@ pub struct Sink {
     #[serde(skip)]
     pub tenant_id: TenantId,
     pub name: String,
-    /// `http-upsert` or `sql`.
-    pub kind: String,
-    /// Kind-specific settings.
-    pub config: Value,
+    /// Where it writes, with its kind's settings.
+    #[serde(skip)]
+    pub config: crate::sink::SinkConfig,
     /// Events the default mapping writes (payload keyed by `external_id_field`).
     pub event_types: Vec<String>,
     pub external_id_field: Option<String>,
@@ -289,8 +288,7 @@ pub struct Delivery {
     pub event_id: String,
     pub endpoint_id: String,
     pub message_id: String,
-    /// pending | succeeded | failed
-    pub status: String,
+    pub status: DeliveryStatus,
     /// For failed deliveries: true when retries ran out (dead letter), false when permanent.
     pub dead_letter: bool,
     pub attempts: i64,
