@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::policy::{self, Verdict};
 use super::{Response, Sender};
 use crate::jobs::{Pump, pump};
-use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, Store, StoreError};
+use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, JobWork, Store, StoreError};
 use crate::{Config, Wakeups, now_ms};
 
 /// A token bucket: `rate` tokens a second, holding at most `max(rate, 1)`.
@@ -99,7 +99,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     pump(store.clone(), settings, &wake.delivery, stop, claim, |job| {
         let (store, sender, config, gate, wake) = (store.clone(), sender.clone(), config.clone(), gate.clone(), wake.clone());
         async move {
-            let endpoint = job.endpoint_id.clone().unwrap_or_default();
+            let endpoint = job.work.target().to_string();
             if !gate.lock().expect("gate lock").enter(&endpoint, cap) {
                 // Claimed in the same batch as others for a full endpoint: put it back.
                 if let Err(e) = store.defer(&job, now_ms()).await {
@@ -147,9 +147,11 @@ async fn deliver(
     slot: Slot,
     job: Job,
 ) -> Result<Option<String>, StoreError> {
-    let endpoint_id = job.endpoint_id.clone().unwrap_or_default();
-    let endpoint = store.endpoint(&job.tenant_id, &endpoint_id).await?;
-    let (Some(ep), Some(message_id), Some(body)) = (endpoint, job.message_id.as_deref(), job.body.as_deref()) else {
+    let JobWork::Delivery { endpoint_id, message_id, body } = &job.work else {
+        let record = AttemptRecord { error: Some("not a delivery".into()), ..Default::default() };
+        return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
+    };
+    let Some(ep) = store.endpoint(&job.tenant_id, endpoint_id).await? else {
         let record = AttemptRecord { error: Some("endpoint no longer exists".into()), ..Default::default() };
         return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
     };

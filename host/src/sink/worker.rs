@@ -10,7 +10,7 @@ use super::{SinkConfig, SqlSinks};
 use crate::deliver::Sender;
 use crate::deliver::policy::{self, Verdict};
 use crate::jobs::{Pump, pump};
-use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, Store, StoreError};
+use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, JobWork, Store, StoreError};
 use crate::{Config, Wakeups, now_ms};
 
 /// Run the sink worker until `stop` turns true.
@@ -33,10 +33,8 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
 }
 
 async fn write(store: &Store, sender: &Sender, sql: &SqlSinks, config: &Config, job: Job) -> Result<(), StoreError> {
-    let (Some(sink_id), Some(external_id), Some(record), Some(version)) =
-        (job.sink_id.clone(), job.external_id.clone(), job.body.clone(), job.record_version)
-    else {
-        let record = AttemptRecord { error: Some("malformed sink job".into()), ..Default::default() };
+    let JobWork::Sink { sink_id, external_id, version, message_id, record } = job.work.clone() else {
+        let record = AttemptRecord { error: Some("not a sink write".into()), ..Default::default() };
         return store.record_attempt(&job, DeliveryState::Failed, &record, None).await.map(drop);
     };
     let Some(sink) = store.sink(&job.tenant_id, &sink_id).await? else {
@@ -55,7 +53,7 @@ async fn write(store: &Store, sender: &Sender, sql: &SqlSinks, config: &Config, 
         SinkConfig::HttpUpsert { base_url: base, object, headers } => {
             let ext: String = form_urlencoded::byte_serialize(external_id.as_bytes()).collect();
             let mut headers: Vec<(String, String)> = headers.clone().into_iter().collect();
-            headers.push(("idempotency-key".into(), job.message_id.clone().unwrap_or_default()));
+            headers.push(("idempotency-key".into(), message_id));
             headers.push(("x-hookhost-record-version".into(), version.to_string()));
             let outbound = sender.policies().get(store, &job.tenant_id).await?;
             let r = sender.put_json(&format!("{base}/{object}/{ext}"), &outbound, &headers, &record).await;

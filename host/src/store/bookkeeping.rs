@@ -12,8 +12,8 @@ use sqlx::{Any, Row};
 
 use super::plugins::{self, KvPut};
 use super::{
-    AttemptRecord, Backend, Batched, DeliveryState, EventStatus, Job, JobStatus, Outputs, PluginJobDone, Result,
-    disable_endpoint, insert_delivery,
+    AttemptRecord, Backend, Batched, DeliveryState, EventStatus, Job, JobKind, JobStatus, JobWork, Outputs,
+    PluginJobDone, Result, disable_endpoint, insert_delivery,
 };
 use crate::now_ms;
 
@@ -71,7 +71,7 @@ impl Batched for Bookkeeping {
             }))),
             Bookkeeping::Attempt { job, state, record, reply, .. } => {
                 if matches!(outcome, Ok(Applied::Disabled(_))) {
-                    let kind = if job.sink_id.is_some() { "sink" } else { "delivery" };
+                    let kind = job.work.kind().as_str();
                     let class = crate::metrics::status_class(record.status_code);
                     crate::metrics::count(
                         &crate::metrics::ATTEMPTS,
@@ -90,13 +90,7 @@ impl Batched for Bookkeeping {
 
 /// A result discarded because `job`'s lease was taken over: counted and logged.
 fn stale(job: &Job) -> super::StoreError {
-    let kind = if job.sink_id.is_some() {
-        "sink"
-    } else if job.endpoint_id.is_some() {
-        "delivery"
-    } else {
-        "plugin"
-    };
+    let kind = job.work.kind().as_str();
     crate::metrics::count(&crate::metrics::STALE, &[("kind", kind)]);
     tracing::warn!(job_id = job.id, kind, tenant = %job.tenant_id, event_id = %job.event_id, "result discarded: the job's lease was taken over");
     super::StoreError::StaleLease(job.id)
@@ -259,7 +253,7 @@ async fn record_attempt(
     disable_after: Option<Duration>,
 ) -> Result<Option<Option<String>>> {
     let now = now_ms();
-    let endpoint_id = job.endpoint_id.as_deref().or(job.sink_id.as_deref()).unwrap_or_default();
+    let endpoint_id = job.work.target();
     let (status, run_at) = match state {
         DeliveryState::Succeeded | DeliveryState::Skipped => (JobStatus::Succeeded, None),
         DeliveryState::RetryAt(at) => (JobStatus::Pending, Some(at)),
@@ -290,8 +284,8 @@ async fn record_attempt(
     .execute(&mut **tx)
     .await?;
 
-    if let (DeliveryState::Succeeded, Some(sink), Some(ext), Some(version)) =
-        (state, &job.sink_id, &job.external_id, job.record_version)
+    if let (DeliveryState::Succeeded, JobWork::Sink { sink_id: sink, external_id: ext, version, .. }) =
+        (state, &job.work)
     {
         sqlx::query(
             "INSERT INTO sink_versions (sink_id, external_id, version, updated_at) VALUES ($1, $2, $3, $4)
@@ -306,7 +300,7 @@ async fn record_attempt(
         .await?;
     }
     let mut disabled_event = None;
-    if job.sink_id.is_some() || state == DeliveryState::Skipped {
+    if job.work.kind() == JobKind::Sink || state == DeliveryState::Skipped {
         // Sinks have no health streak.
     } else if state == DeliveryState::Succeeded {
         sqlx::query(

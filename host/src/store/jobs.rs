@@ -290,7 +290,8 @@ impl Store {
         .await?;
         let mut jobs: Vec<Job> = rows.iter().map(job).collect();
         // Bodies shared by several deliveries, read once for the whole claim.
-        let shared: Vec<i64> = jobs.iter().filter(|j| j.body.is_none()).filter_map(|j| j.body_id).collect();
+        let body_ids: Vec<Option<i64>> = rows.iter().map(shared_body).collect();
+        let shared: Vec<i64> = body_ids.iter().flatten().copied().collect();
         if !shared.is_empty() {
             let marks: Vec<String> = (1..=shared.len()).map(|i| format!("${i}")).collect();
             let sql = format!("SELECT id, body FROM bodies WHERE id IN ({})", marks.join(", "));
@@ -300,8 +301,10 @@ impl Store {
             }
             let bodies: HashMap<i64, String> =
                 q.fetch_all(&mut *tx).await?.iter().map(|r| (r.get("id"), r.get("body"))).collect();
-            for j in jobs.iter_mut().filter(|j| j.body.is_none()) {
-                j.body = j.body_id.and_then(|id| bodies.get(&id).cloned());
+            for (j, id) in jobs.iter_mut().zip(body_ids) {
+                if let (JobWork::Delivery { body, .. }, Some(id)) = (&mut j.work, id) {
+                    *body = bodies.get(&id).cloned().unwrap_or_default();
+                }
             }
         }
         tx.commit().await?;

@@ -94,7 +94,7 @@ const DUE: &str = "status IN ('pending', 'running') AND ((status = 'pending' AND
 
 /// The columns a claimed job is read from (see [`job`]).
 const JOB_COLUMNS: &str =
-    "id, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id,
+    "id, kind, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id,
      record_version, lease_token";
 
 /// Which database the store runs on. The SQL is written once (`$N` placeholders, which both

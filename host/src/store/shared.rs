@@ -83,21 +83,38 @@ pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// A claimed job's row. A delivery whose body is shared has an empty `body` here: the claim
+/// fills it from `bodies` (see [`shared_body`]). Fields a malformed row lacks read as empty, so
+/// its worker fails it (no endpoint, no sink) rather than the claim failing for every job.
 pub(super) fn job(r: &AnyRow) -> Job {
+    let text = |column: &str| r.get::<Option<String>, _>(column).unwrap_or_default();
+    let kind: String = r.get("kind");
+    let work = match kind.as_str() {
+        "delivery" => {
+            JobWork::Delivery { endpoint_id: text("endpoint_id"), message_id: text("message_id"), body: text("body") }
+        }
+        "sink" => JobWork::Sink {
+            sink_id: text("sink_id"),
+            external_id: text("external_id"),
+            version: r.get::<Option<i64>, _>("record_version").unwrap_or_default(),
+            message_id: text("message_id"),
+            record: text("body"),
+        },
+        _ => JobWork::Plugin,
+    };
     Job {
         id: r.get("id"),
         tenant_id: TenantId::from_stored(r.get("tenant_id")),
         event_id: r.get("event_id"),
-        endpoint_id: r.get("endpoint_id"),
-        message_id: r.get("message_id"),
-        body: r.get("body"),
-        body_id: r.get("body_id"),
         lease: r.get("lease_token"),
         attempts: r.get("attempts"),
-        sink_id: r.get("sink_id"),
-        external_id: r.get("external_id"),
-        record_version: r.get("record_version"),
+        work,
     }
+}
+
+/// The row of `bodies` a claimed delivery's body is in, when it has none of its own.
+pub(super) fn shared_body(r: &AnyRow) -> Option<i64> {
+    r.get::<Option<String>, _>("body").is_none().then(|| r.get::<Option<i64>, _>("body_id")).flatten()
 }
 
 /// Insert a delivery job; with `shared`, its body is that row of `bodies`, not its own.

@@ -154,21 +154,44 @@ pub struct Job {
     pub id: i64,
     pub tenant_id: TenantId,
     pub event_id: String,
-    pub endpoint_id: Option<String>,
-    pub message_id: Option<String>,
-    /// The delivery body or sink record (a shared delivery body is read with the claim).
-    pub body: Option<String>,
-    /// A delivery's shared body, when it has no body of its own.
-    pub body_id: Option<i64>,
     /// The lease token this worker's claim took (fresh and random at every claim): every
     /// write of the job's outcome is `WHERE id = … AND lease_token = <this>`, so a worker whose
     /// lease ran out and was claimed again writes nothing.
     pub lease: Option<i64>,
     /// Attempts made before this one.
     pub attempts: i64,
-    pub sink_id: Option<String>,
-    pub external_id: Option<String>,
-    pub record_version: Option<i64>,
+    pub work: JobWork,
+}
+
+/// What a job does, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobWork {
+    /// Run the tenant's plugins on the event and route the result.
+    Plugin,
+    /// Send `body` (read with the claim, a shared body too) to an endpoint.
+    Delivery { endpoint_id: String, message_id: String, body: String },
+    /// Write `record` at `version` under `external_id` to a sink; `message_id` is the
+    /// idempotency key.
+    Sink { sink_id: String, external_id: String, version: i64, message_id: String, record: String },
+}
+
+impl JobWork {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobWork::Plugin => JobKind::Plugin,
+            JobWork::Delivery { .. } => JobKind::Delivery,
+            JobWork::Sink { .. } => JobKind::Sink,
+        }
+    }
+
+    /// The endpoint or sink an attempt went to (empty for a plugin job).
+    pub fn target(&self) -> &str {
+        match self {
+            JobWork::Plugin => "",
+            JobWork::Delivery { endpoint_id, .. } => endpoint_id,
+            JobWork::Sink { sink_id, .. } => sink_id,
+        }
+    }
 }
 
 /// A stored canonical event with its processing state.
