@@ -16,7 +16,6 @@ use tracing::Instrument;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::now_ms;
 use crate::store::{Job, JobKind, Store, StoreError};
 
 /// Settings of one pump.
@@ -58,7 +57,7 @@ pub async fn pump<C, CFut, H, Fut>(
             }
         };
         if jobs.is_empty() {
-            let now = now_ms();
+            let now = store.now_ms();
             let wait = match store.next_due(pump.kind).await {
                 Ok(Some(due)) if due > now => {
                     Duration::from_millis((due - now).min(pump.idle_poll.as_millis() as i64) as u64)

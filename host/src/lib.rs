@@ -1,37 +1,49 @@
 //! # hookhost
 //!
 //! A multi-tenant service that receives telephony and billing callbacks from providers
-//! (Twilio, Stripe), verifies and keeps them, normalizes them into canonical events, runs each
-//! tenant's WebAssembly plugin on them, and delivers the result, signed, to the tenant's
-//! endpoints with retries.
+//! (Twilio, Stripe, Exotel, any vendor signing with Standard Webhooks), verifies and keeps
+//! them, normalizes them into canonical events, runs each tenant's WebAssembly plugins on them,
+//! and delivers the result, signed, to the tenant's endpoints with retries, or writes it to
+//! CRM sinks.
 //!
 //! # Layout
 //!
 //! One stage per module, in the order an event flows:
 //!
 //! - [`ingest`]: per provider, signature verification over the raw request
-//!   (`Receipt<Unverified>` → `Receipt<Verified>`), then the durable accept: evidence, dedupe,
-//!   event and plugin job in one transaction, before the provider's 2xx.
+//!   (`Receipt<Unverified>` → `Receipt<Verified>`), rejected-request throttling, then the
+//!   durable accept: evidence, dedupe, event and plugin job in one transaction, before the
+//!   provider's 2xx.
 //! - [`normalize`]: the canonical event model and the provider → canonical mapping (pure).
-//! - [`store`]: sqlx over SQLite or PostgreSQL; every row, the job outbox with fenced,
-//!   renewed leases, retention; the only SQL.
-//! - [`secrets`]: the keyring that seals secrets at rest (the store seals and opens with it).
-//! - [`plugin`]: the wasmtime sandbox (the only module that imports wasmtime) and the plugin
-//!   worker that turns a stored event into deliveries.
+//! - [`route`]: the router stage — a plugin job's event through the tenant's routing (cached
+//!   per configuration revision), its plugin chain, fan-out to endpoints and the default sink
+//!   mapping, billing projection, plugin retries.
+//! - [`plugin`]: the wasmtime sandbox (the only module that imports wasmtime), limits and
+//!   ceilings, chains, stored plugins made ready to run, dry runs and the local runner.
 //! - [`deliver`]: endpoint signing (Standard Webhooks or the hookhost style), the retry policy,
 //!   the outbound address guard, per-endpoint fairness and ordering, and the delivery worker.
 //! - [`sink`]: CRM sinks (HTTP upsert, SQL upsert) and the sink worker: newest version wins,
 //!   never written twice.
-//! - [`api`]: axum routes — provider hooks, the admin and polling API, health. No SQL, no wasmtime.
-//! - [`config`]: settings, parsed and validated once at start.
+//! - [`store`]: sqlx over SQLite or PostgreSQL, one file per aggregate; the job outbox with
+//!   fenced, renewed leases; the batching writers; retention; typed states. The only SQL on
+//!   hookhost's own tables.
+//! - [`api`]: axum routes by resource behind one authentication extractor — provider hooks,
+//!   the admin and polling API, health, metrics, the OpenAPI document. No SQL, no wasmtime.
+//! - `jobs`: the pump the three workers (route, deliver, sink) share — claims, wake-ups, lease
+//!   renewal.
+//! - [`metrics`]: counters and histograms rendered at `/metrics`.
+//! - [`secrets`]: the keyring that seals secrets at rest (the store seals and opens with it).
+//! - [`config`]: settings, parsed and validated ([`Config::validate`]) in the library.
+//! - [`clock`]: the time every stage reads, shifted by hand in tests.
 //! - [`server`]: the listener (connection cap, header and body deadlines, peer addresses).
 //!
-//! [`run`] starts the HTTP server, the plugin, delivery and sink workers and the retention
+//! [`run`] starts the HTTP server, the route, delivery and sink workers and the retention
 //! sweeper, and stops them when the `shutdown` future completes.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod ingest;
@@ -49,6 +61,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use clock::Clock;
 pub use config::Config;
 
 /// Current time, unix milliseconds.
@@ -118,17 +131,27 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_clock(config, Clock::system(), listener, shutdown).await
+}
+
+/// [`run`], with every stage reading time from `clock` (tests shift it instead of waiting).
+pub async fn run_with_clock(
+    config: Config,
+    clock: Clock,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     config.validate()?;
     let config = Arc::new(config);
     let keys =
         secrets::Keyring::load(config.secret_key.as_deref(), &config.database_url).map_err(store::StoreError::from)?;
-    let store = store::Store::connect(&config.database_url, keys).await?;
+    let store = store::Store::connect_with_clock(&config.database_url, keys, clock).await?;
     let released = store.release_all_leases().await?;
     if released > 0 {
         tracing::info!(released, "released leases of jobs left running by the previous process");
     }
     let fetcher = plugin::fetch::Fetcher::new(deliver::OutboundPolicy::from_config(&config))
-        .map_err(plugin::PluginError::Engine)?;
+        .map_err(deliver::DeliverError::Client)?;
     let engine = Arc::new(
         plugin::PluginEngine::new(config.plugin_limits.clone())?
             .with_default_ceiling(&config.tenant_ceiling)?
@@ -184,7 +207,7 @@ pub async fn run(
 async fn sweep(store: store::Store, config: Arc<Config>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let retention = store::Retention { keep: config.retention, keep_rejected: config.rejected_retention };
     while !*stop.borrow() {
-        match store.sweep(now_ms(), retention).await {
+        match store.sweep(store.now_ms(), retention).await {
             Ok(swept) if swept.total() > 0 => tracing::info!(?swept, "retention sweep"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention sweep failed; trying again at the next"),

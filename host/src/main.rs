@@ -453,7 +453,7 @@ async fn plugin_dry_run(
     let store = Store::connect(database_url, keys).await.with_context(|| format!("opening {database_url}"))?;
     let tenant = store.tenant(tenant).await?.with_context(|| format!("no tenant {tenant} in {database_url}"))?.id;
     // Dry runs fetch as the service would (GET and HEAD only), under the default outbound policy.
-    let fetcher = hookhost::plugin::fetch::Fetcher::new(Default::default()).map_err(anyhow::Error::msg)?;
+    let fetcher = hookhost::plugin::fetch::Fetcher::new(Default::default())?;
     let engine = std::sync::Arc::new(PluginEngine::new(limits)?.with_fetcher(fetcher));
     let candidate = match (version, component) {
         (Some(v), _) => {

@@ -3,7 +3,7 @@
 use super::*;
 
 /// The endpoint as the API shows it.
-pub(super) fn endpoint_json(ep: &Endpoint) -> Value {
+pub(super) fn endpoint_json(ep: &Endpoint, now: i64) -> Value {
     json!({
         "id": ep.id,
         "url": ep.url,
@@ -17,7 +17,7 @@ pub(super) fn endpoint_json(ep: &Endpoint) -> Value {
         "ordered_by": ep.ordered_by,
         "rate_limit_per_s": ep.rate_limit_per_s,
         "secret": ep.secret,
-        "previous_secret_expires_at": ep.previous_secret_until.filter(|until| *until > crate::now_ms()),
+        "previous_secret_expires_at": ep.previous_secret_until.filter(|until| *until > now),
     })
 }
 
@@ -156,7 +156,7 @@ pub(super) async fn create_endpoint(
         });
     }
     tracing::info!(tenant = %ep.tenant_id, endpoint = %ep.id, "endpoint created");
-    Ok((StatusCode::CREATED, Json(endpoint_json(&ep))).into_response())
+    Ok((StatusCode::CREATED, Json(endpoint_json(&ep, state.store.now_ms()))).into_response())
 }
 
 pub(super) async fn list_endpoints(
@@ -164,7 +164,8 @@ pub(super) async fn list_endpoints(
     TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
     let eps = state.store.endpoints(&tenant).await?;
-    Ok(Json(json!({ "data": eps.iter().map(endpoint_json).collect::<Vec<_>>() })))
+    let now = state.store.now_ms();
+    Ok(Json(json!({ "data": eps.iter().map(|ep| endpoint_json(ep, now)).collect::<Vec<_>>() })))
 }
 
 pub(super) async fn find_endpoint(state: &AppState, tenant: &TenantId, eid: &str) -> Result<Endpoint, ApiError> {
@@ -176,7 +177,7 @@ pub(super) async fn get_endpoint(
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, eid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(endpoint_json(&find_endpoint(&state, &tenant, &eid).await?)))
+    Ok(Json(endpoint_json(&find_endpoint(&state, &tenant, &eid).await?, state.store.now_ms())))
 }
 
 pub(super) async fn patch_endpoint(
@@ -197,7 +198,7 @@ pub(super) async fn patch_endpoint(
         tracing::info!(%tenant, endpoint = %eid, "endpoint re-enabled; its pending deliveries resume");
         state.wake.delivery.notify_one();
     }
-    Ok(Json(endpoint_json(&ep)))
+    Ok(Json(endpoint_json(&ep, state.store.now_ms())))
 }
 
 pub(super) async fn delete_endpoint(
@@ -218,7 +219,7 @@ pub(super) async fn rotate_secret(
     Path((_, eid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let secret = sign::new_secret();
-    let until = crate::now_ms() + state.config.secret_overlap.as_millis() as i64;
+    let until = state.store.now_ms() + state.config.secret_overlap.as_millis() as i64;
     if !state.store.rotate_secret(&tenant, &eid, &secret, until).await? {
         return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
     }
@@ -247,7 +248,7 @@ pub(super) async fn test_endpoint(
     let body = crate::normalize::envelope(
         &id,
         &event_type,
-        crate::now_ms() / 1000,
+        state.store.now_ms() / 1000,
         &tenant,
         &sample_payload(&event_type),
         true,

@@ -181,7 +181,7 @@ impl FromRequestParts<AppState> for TenantAuth {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let operator = is_operator(state, token);
         if !operator {
-            match state.store.tenant_by_key_hash(&sha256_hex(token), crate::now_ms()).await? {
+            match state.store.tenant_by_key_hash(&sha256_hex(token), state.store.now_ms()).await? {
                 None => return Err(ApiError::Unauthorized),
                 Some(own) if own.as_str() != id => return Err(ApiError::Forbidden),
                 Some(_) => {}

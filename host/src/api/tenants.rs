@@ -51,7 +51,7 @@ pub(super) async fn rotate_api_key(
         return Err(unprocessable("overlap is at most 30 days"));
     }
     let (api_key, prefix) = new_api_key();
-    let now = crate::now_ms();
+    let now = state.store.now_ms();
     let previous =
         state.store.rotate_api_key(&tenant, &sha256_hex(&api_key), &prefix, now, overlap.as_millis() as i64).await?;
     tracing::info!(%tenant, %prefix, overlap_s = overlap.as_secs(), "api key rotated");
@@ -63,7 +63,7 @@ pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "data": state.store.api_keys(&tenant, crate::now_ms()).await? })))
+    Ok(Json(json!({ "data": state.store.api_keys(&tenant, state.store.now_ms()).await? })))
 }
 
 /// Revoke a key at once (the key making the call too, if it is that one).

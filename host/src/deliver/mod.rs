@@ -22,7 +22,7 @@ use crate::store::Endpoint;
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     #[error("http client: {0}")]
-    Client(String),
+    Client(#[from] reqwest::Error),
 }
 
 /// Why an endpoint URL is refused.
@@ -145,7 +145,7 @@ impl Sender {
                 .pool_max_idle_per_host(16)
                 .build()
         });
-        clients.get(&config.outbound_allow).map_err(|e| DeliverError::Client(e.to_string()))?;
+        clients.get(&config.outbound_allow)?;
         let policies = Arc::new(outbound::TenantPolicies::new(config));
         Ok(Self { clients: Arc::new(clients), policies })
     }

@@ -16,7 +16,7 @@ use super::policy::{self, Verdict};
 use super::{Response, Sender};
 use crate::jobs::{Pump, pump};
 use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, JobWork, Store, StoreError};
-use crate::{Config, Wakeups, now_ms};
+use crate::{Config, Wakeups};
 
 /// A token bucket: `rate` tokens a second, holding at most `max(rate, 1)`.
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +92,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     let cap = config.endpoint_concurrency.max(1);
     let gate = Arc::new(Mutex::new(Gate::default()));
     let claim = |n, _woken| {
-        let exclude = gate.lock().expect("gate lock").saturated(cap, now_ms());
+        let exclude = gate.lock().expect("gate lock").saturated(cap, store.now_ms());
         let store = store.clone();
         async move { store.claim_deliveries(n, lease, &exclude).await }
     };
@@ -102,7 +102,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
             let endpoint = job.work.target().to_string();
             if !gate.lock().expect("gate lock").enter(&endpoint, cap) {
                 // Claimed in the same batch as others for a full endpoint: put it back.
-                if let Err(e) = store.defer(&job, now_ms()).await {
+                if let Err(e) = store.defer(&job, store.now_ms()).await {
                     tracing::error!(job_id = job.id, error = %e, "could not put back a delivery; its lease will expire");
                 }
                 return;
@@ -156,7 +156,7 @@ async fn deliver(
         return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
     };
     if let Some(rate) = ep.rate_limit_per_s.filter(|r| *r > 0.0) {
-        let taken = gate.lock().expect("gate lock").take(&ep.id, rate, now_ms());
+        let taken = gate.lock().expect("gate lock").take(&ep.id, rate, store.now_ms());
         if let Err(when) = taken {
             store.defer(&job, when).await?;
             return Ok(None);
@@ -168,8 +168,14 @@ async fn deliver(
     drop(slot);
     let verdict = policy::classify(status);
     let attempt = job.attempts as usize + 1;
-    let state =
-        policy::next_state(verdict, attempt, &config.retry_schedule, retry_after, now_ms(), rand::random::<f64>());
+    let state = policy::next_state(
+        verdict,
+        attempt,
+        &config.retry_schedule,
+        retry_after,
+        store.now_ms(),
+        rand::random::<f64>(),
+    );
     if verdict == Verdict::Success {
         tracing::debug!(tenant = %job.tenant_id, event_id = %job.event_id, endpoint = %ep.id, attempt, ?status, "delivered");
     } else {

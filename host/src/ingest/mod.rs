@@ -22,7 +22,7 @@ use crate::normalize::calls::{self, Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::normalize::{exotel, sms};
 use crate::store::{Accepted, ReceiptRecord, Store, StoreError};
-use crate::{Config, TenantId, Wakeups, new_id, now_ms};
+use crate::{Config, TenantId, Wakeups, new_id};
 
 /// A request whose signature has not been checked.
 #[derive(Debug)]
@@ -48,8 +48,15 @@ pub struct Receipt<S> {
 }
 
 impl Receipt<Unverified> {
-    pub fn new(tenant: TenantId, provider: &'static str, route: String, headers: HeaderMap, body: Vec<u8>) -> Self {
-        Self { tenant, source: None, provider, route, headers, body, received_at: now_ms(), state: PhantomData }
+    pub fn new(
+        tenant: TenantId,
+        provider: &'static str,
+        route: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        received_at: i64,
+    ) -> Self {
+        Self { tenant, source: None, provider, route, headers, body, received_at, state: PhantomData }
     }
 
     /// Only the providers' verify functions in this module tree call this.
@@ -342,10 +349,11 @@ impl Ingestor {
             return Err(IngestError::NotConfigured("vendor"));
         }
         let (receipt, secret) = self.open(req, "vendor", &format!("vendor:{vendor}")).await?;
-        let (verified, message_id, signed_at) = match standard::verify(receipt, &secret, now_ms() / 1000, 300) {
-            Ok(v) => v,
-            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
-        };
+        let (verified, message_id, signed_at) =
+            match standard::verify(receipt, &secret, self.store.now_ms() / 1000, 300) {
+                Ok(v) => v,
+                Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
+            };
         let (normalized, is_test) =
             match crate::normalize::vendor::event(vendor, &verified.body, &message_id, signed_at) {
                 Ok((mut n, t)) => {
@@ -362,11 +370,15 @@ impl Ingestor {
     /// `POST /hooks/{tenant}/stripe`.
     pub async fn stripe(&self, req: HookRequest) -> Result<Accepted, IngestError> {
         let (receipt, secret) = self.open(req, "stripe", "stripe").await?;
-        let verified =
-            match stripe::verify(receipt, &secret, now_ms() / 1000, self.config.stripe_tolerance.as_secs() as i64) {
-                Ok(v) => v,
-                Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
-            };
+        let verified = match stripe::verify(
+            receipt,
+            &secret,
+            self.store.now_ms() / 1000,
+            self.config.stripe_tolerance.as_secs() as i64,
+        ) {
+            Ok(v) => v,
+            Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
+        };
         let normalized = crate::normalize::stripe::event(&verified.body);
         self.accept(verified, normalized).await
     }
@@ -396,7 +408,8 @@ impl Ingestor {
             self.throttled(req.source, None)?;
             return Err(IngestError::UnknownTenant(req.tenant.clone()));
         };
-        let mut receipt = Receipt::new(tenant, provider, req.path_and_query, req.headers, req.body);
+        let mut receipt =
+            Receipt::new(tenant, provider, req.path_and_query, req.headers, req.body, self.store.now_ms());
         receipt.source = req.source;
         match secret {
             Some(secret) => Ok((receipt, secret)),
@@ -409,7 +422,7 @@ impl Ingestor {
 
     /// A rejected request past its address's or tenant's budget: counted, not stored.
     fn throttled(&self, source: Option<IpAddr>, tenant: Option<&TenantId>) -> Result<(), IngestError> {
-        self.throttle.take(source, tenant.map(TenantId::as_str), now_ms()).map_err(|wait_ms| {
+        self.throttle.take(source, tenant.map(TenantId::as_str), self.store.now_ms()).map_err(|wait_ms| {
             crate::metrics::count(&crate::metrics::INGRESS, &[("provider", "any"), ("verdict", "throttled")]);
             IngestError::Throttled { retry_after_s: (wait_ms as u64).div_ceil(1000).max(1) }
         })

@@ -77,7 +77,7 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(policy: OutboundPolicy) -> Result<Self, String> {
+    pub fn new(policy: OutboundPolicy) -> Result<Self, reqwest::Error> {
         let clients = guard::GuardedClients::new(|resolver| {
             reqwest::Client::builder()
                 // A proxy would resolve names itself, past the guard.
@@ -87,7 +87,7 @@ impl Fetcher {
                 .user_agent("hookhost-plugin")
                 .build()
         });
-        clients.get(&policy.allow).map_err(|e| format!("http client: {e}"))?;
+        clients.get(&policy.allow)?;
         Ok(Self { clients: Arc::new(clients), policy: Arc::new(policy) })
     }
 

@@ -3,8 +3,9 @@
 //! Owns the one `bindgen!` of the `hookhost:plugin` world, the engine (pooling allocator, fuel,
 //! epoch interruption), per-invocation limits and the operator's ceilings ([`limits`]), the
 //! instance slots every instantiation holds ([`slots`]), the bounded cache of compiled plugins,
-//! the compile budget, and the host side of the imports (`log`, `kv-get`, `now-ms`). Each invocation gets a fresh instance from
-//! a cached `PluginPre`; nothing of one invocation is visible to the next.
+//! the compile budget, and the host side of the imports (`log`, `kv-get`, `now-ms`). Each
+//! invocation gets a fresh instance from a cached `PluginPre`; nothing of one invocation is
+//! visible to the next.
 //!
 //! # Sandbox defaults (deny by default)
 //! - WASI: stdin closed, stdout/stderr discarded, no environment, no arguments, no preopened
@@ -21,7 +22,8 @@
 //! - HTTP: `http-fetch` only to the tenant's `http_allow` hosts, through [`fetch`] (its own
 //!   client, with the deliveries' address guard), within the invocation's deadline.
 //!
-//! Must not touch SQL; the worker in [`worker`] connects this to the store.
+//! Must not touch SQL, nor decide where an event goes: [`stored`] reads plugins through the
+//! store, and the router stage ([`crate::route`]) runs chains on events.
 
 mod cache;
 pub mod chain;
@@ -67,8 +69,19 @@ use host::Limiter;
 pub enum PluginError {
     #[error("not a valid plugin component: {0}")]
     Invalid(String),
-    #[error("wasmtime engine: {0}")]
-    Engine(String),
+    #[error("wasmtime engine: {0:#}")]
+    Engine(#[source] wasmtime::Error),
+    /// The engine's settings cannot work (a memory limit above the pool, a bad ceiling).
+    #[error("plugin engine settings: {0}")]
+    Settings(String),
+    #[error("plugin engine {what}: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("compile task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Longest key and value a plugin (or the API) may write to the key-value store.
@@ -232,9 +245,9 @@ impl std::fmt::Debug for PluginEngine {
 impl PluginEngine {
     /// Build the engine and start its epoch ticker (a thread that ends with the engine).
     pub fn new(limits: Limits) -> Result<Self, PluginError> {
-        let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let engine_err = PluginError::Engine;
         if limits.memory_bytes > POOL_MAX_MEMORY {
-            return Err(PluginError::Engine(format!("memory limit above the pool's {POOL_MAX_MEMORY} bytes")));
+            return Err(PluginError::Settings(format!("memory limit above the pool's {POOL_MAX_MEMORY} bytes")));
         }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
@@ -272,7 +285,7 @@ impl PluginEngine {
                     std::thread::sleep(EPOCH_TICK);
                 }
             })
-            .map_err(|e| PluginError::Engine(format!("epoch thread: {e}")))?;
+            .map_err(|source| PluginError::Thread { what: "epoch thread", source })?;
 
         Ok(Self {
             sandbox: Sandbox { engine, fetcher: None },
@@ -300,7 +313,7 @@ impl PluginEngine {
                 .thread_name("hookhost-plugin")
                 .enable_all()
                 .build()
-                .map_err(|e| PluginError::Engine(format!("plugin threads: {e}")))?;
+                .map_err(|source| PluginError::Thread { what: "plugin threads", source })?;
             self.runtime = Some(PluginRuntime(Some(rt)));
         }
         Ok(self)
@@ -329,7 +342,7 @@ impl PluginEngine {
     /// `overrides` (`HOOKHOST_TENANT_CEILING`).
     pub fn with_default_ceiling(mut self, overrides: &serde_json::Value) -> Result<Self, PluginError> {
         self.ceiling = Ceiling::configured(&self.limits, overrides)
-            .map_err(|e| PluginError::Engine(format!("default tenant ceiling: {e}")))?;
+            .map_err(|e| PluginError::Settings(format!("default tenant ceiling: {e}")))?;
         Ok(self)
     }
 
@@ -361,9 +374,7 @@ impl PluginEngine {
     pub async fn compile_in_turn(self: &Arc<Self>, bytes: Vec<u8>) -> Result<Compiled, PluginError> {
         let _turn = self.compiles.clone().acquire_owned().await.expect("the compile semaphore is never closed");
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.compile(&bytes))
-            .await
-            .map_err(|e| PluginError::Engine(format!("compile task: {e}")))?
+        tokio::task::spawn_blocking(move || this.compile(&bytes)).await?
     }
 
     /// The compiled plugin for `digest`, compiling `load()`'s bytes on a miss.

@@ -22,7 +22,7 @@ use crate::normalize::{CanonicalEvent, billing};
 use crate::plugin::stored::WorkError;
 use crate::plugin::{Failure, Kv, PluginEngine, chain};
 use crate::store::{EventStatus, Job, JobKind, PluginJobDone, PluginRun, Store, StoreError};
-use crate::{Config, Wakeups, now_ms};
+use crate::{Config, Wakeups};
 use cache::RoutingCache;
 use fanout::Routed;
 
@@ -95,7 +95,7 @@ pub async fn run(
             let slot = running.acquire_owned().await.expect("semaphore never closed");
             if claimed.elapsed() > lease / 2 {
                 // Waited so long that its lease might run out while it runs: hand it back.
-                if let Err(e) = store.defer(&job, now_ms()).await {
+                if let Err(e) = store.defer(&job, store.now_ms()).await {
                     tracing::error!(%tenant, %event_id, error = %e, "could not put back a plugin job; its lease will expire");
                 }
             } else {
@@ -169,8 +169,8 @@ async fn process(
     // A failure that may pass is tried again later, within the attempt budget.
     let attempt = job.attempts + 1;
     let retryable = ran.as_ref().is_some_and(|r| r.outcome.as_ref().is_err_and(|f| f.failure.is_retryable()));
-    let retry_at =
-        (retryable && attempt < i64::from(config.plugin_attempts)).then(|| now_ms() + retry_delay(config, attempt));
+    let retry_at = (retryable && attempt < i64::from(config.plugin_attempts))
+        .then(|| store.now_ms() + retry_delay(config, attempt));
     let error = match (retry_at, error) {
         (Some(_), Some(e)) => Some(format!("attempt {attempt} of {}: {e}; retrying", config.plugin_attempts)),
         (None, Some(e)) if attempt > 1 => Some(format!("{e} (after {attempt} attempts)")),
@@ -184,7 +184,7 @@ async fn process(
     let (runs, kv_writes) = match ran {
         Some(ran) => {
             let kv_writes = ran.kv_writes();
-            (runs(ran.runs), kv_writes)
+            (runs(ran.runs, store.now_ms()), kv_writes)
         }
         None => (Vec::new(), Vec::new()),
     };
@@ -198,7 +198,7 @@ async fn process(
 }
 
 /// The invocations of a chain as recorded, counted in the metrics.
-fn runs(invocations: Vec<(crate::store::PluginVersion, crate::plugin::Invocation)>) -> Vec<PluginRun> {
+fn runs(invocations: Vec<(crate::store::PluginVersion, crate::plugin::Invocation)>, now: i64) -> Vec<PluginRun> {
     invocations
         .into_iter()
         .map(|(version, inv)| {
@@ -218,7 +218,7 @@ fn runs(invocations: Vec<(crate::store::PluginVersion, crate::plugin::Invocation
                 fuel_used: Some(inv.fuel_used as i64),
                 wall_us: inv.wall.as_micros() as i64,
                 logs: inv.logs,
-                ran_at: now_ms(),
+                ran_at: now,
                 peak_memory: Some(inv.peak_memory as i64),
             }
         })

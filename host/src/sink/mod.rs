@@ -37,7 +37,7 @@ pub enum SinkError {
     #[error("only the operator may configure a sqlite sink (it writes to the server's disk)")]
     OperatorOnly,
     #[error("sink database: {0}")]
-    Database(String),
+    Database(#[from] sqlx::Error),
     /// Refused by a rule (outbound guard, the service's settings) or a connection error put in
     /// our words: what the tenant is told.
     #[error("sink database refused: {0}")]
@@ -196,10 +196,6 @@ impl std::fmt::Debug for SqlSinks {
     }
 }
 
-fn db_err(e: sqlx::Error) -> SinkError {
-    SinkError::Database(e.to_string())
-}
-
 impl SqlSinks {
     /// The pool for a tenant's sink database. A PostgreSQL host is resolved and checked under
     /// the tenant's `policy` each time, and the pool is that of the checked address (for this
@@ -231,14 +227,11 @@ impl SqlSinks {
                 })?;
             Target::Postgres(pool)
         } else {
-            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .map_err(db_err)?
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10));
-            Target::Sqlite(
-                sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(db_err)?,
-            )
+            Target::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(opts).await?)
         };
         let target = std::sync::Arc::new(target);
         let mut pools = self.pools.lock().expect("pools lock");
@@ -271,7 +264,7 @@ impl SqlSinks {
         };
         let create = AssertSqlSafe(format!("CREATE TABLE IF NOT EXISTS {table} ({columns})"));
         match &*target {
-            Target::Sqlite(p) => sqlx::query(create).execute(p).await.map(drop).map_err(db_err)?,
+            Target::Sqlite(p) => sqlx::query(create).execute(p).await.map(drop)?,
             Target::Postgres(p) => {
                 sqlx::query(create).execute(p).await.map(drop).map_err(|e| postgres::tenant_error(&e))?
             }
@@ -305,8 +298,7 @@ impl SqlSinks {
             .bind(record)
             .bind(now)
             .execute(p)
-            .await
-            .map_err(db_err)?
+            .await?
             .rows_affected(),
             Target::Postgres(p) => sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO {table} (external_id, version, record, updated_at) VALUES ($1, $2, $3::jsonb, $4)

@@ -11,7 +11,7 @@ use crate::deliver::Sender;
 use crate::deliver::policy::{self, Verdict};
 use crate::jobs::{Pump, pump};
 use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, JobWork, Store, StoreError};
-use crate::{Config, Wakeups, now_ms};
+use crate::{Config, Wakeups};
 
 /// Run the sink worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
@@ -75,7 +75,7 @@ async fn write(store: &Store, sender: &Sender, sql: &SqlSinks, config: &Config, 
             job.attempts as usize + 1,
             &config.retry_schedule,
             retry_after,
-            now_ms(),
+            store.now_ms(),
             rand::random::<f64>(),
         ),
     };

@@ -15,7 +15,6 @@ use super::{
     AttemptRecord, Backend, Batched, DeliveryState, EventStatus, Job, JobKind, JobStatus, JobWork, Outputs,
     PluginJobDone, Result, disable_endpoint, insert_delivery,
 };
-use crate::now_ms;
 
 /// Most requests applied in one transaction.
 pub(super) const BATCH_MAX: usize = 64;
@@ -27,6 +26,8 @@ pub(super) enum Bookkeeping {
     FinishPlugin {
         job: Job,
         done: PluginJobDone,
+        /// The store's time when the worker sent it (unix ms).
+        now: i64,
         reply: Reply<usize>,
     },
     Attempt {
@@ -34,6 +35,7 @@ pub(super) enum Bookkeeping {
         state: DeliveryState,
         record: AttemptRecord,
         disable_after: Option<Duration>,
+        now: i64,
         reply: Reply<Option<String>>,
     },
 }
@@ -51,11 +53,11 @@ impl Batched for Bookkeeping {
 
     async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, _backend: Backend) -> Result<Applied> {
         match self {
-            Bookkeeping::FinishPlugin { job, done, .. } => {
-                finish_plugin_job(tx, job, done).await.map(|r| r.map_or(Applied::Stale, Applied::Refused))
+            Bookkeeping::FinishPlugin { job, done, now, .. } => {
+                finish_plugin_job(tx, job, done, *now).await.map(|r| r.map_or(Applied::Stale, Applied::Refused))
             }
-            Bookkeeping::Attempt { job, state, record, disable_after, .. } => {
-                record_attempt(tx, job, *state, record, *disable_after)
+            Bookkeeping::Attempt { job, state, record, disable_after, now, .. } => {
+                record_attempt(tx, job, *state, record, *disable_after, *now)
                     .await
                     .map(|r| r.map_or(Applied::Stale, Applied::Disabled))
             }
@@ -102,8 +104,8 @@ async fn finish_plugin_job(
     tx: &mut sqlx::Transaction<'static, Any>,
     job: &Job,
     done: &PluginJobDone,
+    now: i64,
 ) -> Result<Option<usize>> {
-    let now = now_ms();
     // The fence first: a worker whose lease was taken over writes nothing.
     let (job_status, run_at) = match done.retry_at {
         Some(at) => (JobStatus::Pending, Some(at)),
@@ -135,7 +137,7 @@ async fn finish_plugin_job(
     }
     let mut refused = 0;
     for (key, value) in &done.kv_writes {
-        if plugins::kv_write(&mut *tx, &job.tenant_id, key, value.as_deref(), done.kv_max_keys).await?
+        if plugins::kv_write(&mut *tx, &job.tenant_id, key, value.as_deref(), done.kv_max_keys, now).await?
             == KvPut::QuotaExceeded
         {
             refused += 1;
@@ -251,8 +253,8 @@ async fn record_attempt(
     state: DeliveryState,
     record: &AttemptRecord,
     disable_after: Option<Duration>,
+    now: i64,
 ) -> Result<Option<Option<String>>> {
-    let now = now_ms();
     let endpoint_id = job.work.target();
     let (status, run_at) = match state {
         DeliveryState::Succeeded | DeliveryState::Skipped => (JobStatus::Succeeded, None),

@@ -18,7 +18,7 @@ impl Store {
         .bind(&n.forward_to)
         .bind(&n.label)
         .bind(n.voicemail as i64)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -47,11 +47,7 @@ impl Store {
             .bind(call_sid)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            serde_json::from_str(&r.get::<String, _>("state"))
-                .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))
-        })
-        .transpose()
+        row.map(|r| serde_json::from_str(&r.get::<String, _>("state")).map_err(decode("call state"))).transpose()
     }
 
     /// In one durable transaction: read the call's state, apply `step` to it, store the
@@ -91,7 +87,7 @@ impl Store {
         opt: Option<(bool, &str)>,
     ) -> Result<Accepted> {
         let mut tx = self.begin(true).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let tenant = &receipt.tenant_id;
         let mut event_ids = Vec::new();
         for (event_type, payload) in events {
@@ -177,8 +173,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         let mut b: Billing = match row {
-            Some(r) => serde_json::from_str(&r.get::<String, _>("record"))
-                .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
+            Some(r) => serde_json::from_str(&r.get::<String, _>("record")).map_err(decode("billing"))?,
             None => Billing::default(),
         };
         let changed = f(&mut b);
@@ -188,7 +183,7 @@ impl Store {
         )
         .bind(tenant.as_str())
         .bind(serde_json::to_string(&b).expect("billing serializes"))
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -201,8 +196,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         match row {
-            Some(r) => serde_json::from_str(&r.get::<String, _>("record"))
-                .map_err(|e| StoreError::Corrupt(format!("billing: {e}"))),
+            Some(r) => serde_json::from_str(&r.get::<String, _>("record")).map_err(decode("billing")),
             None => Ok(Billing::default()),
         }
     }

@@ -61,7 +61,7 @@ impl Store {
     /// such delivery, `Some(false)` when it has not failed.
     pub async fn retry_delivery(&self, tenant: &TenantId, id: i64) -> Result<Option<bool>> {
         let mut tx = self.begin(true).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let r = sqlx::query(
             "UPDATE jobs SET status = 'pending', run_at = $1, attempts = 0, manual_retries = manual_retries + 1,
                  lease_until = NULL, updated_at = $2
@@ -90,7 +90,7 @@ impl Store {
     /// Queue again every failed delivery of an endpoint created at or after `since` (unix ms).
     pub async fn recover(&self, tenant: &TenantId, endpoint_id: &str, since: i64) -> Result<u64> {
         let mut tx = self.begin(true).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let r = sqlx::query(
             "UPDATE jobs SET status = 'pending', run_at = $1, attempts = 0, manual_retries = manual_retries + 1,
                  lease_until = NULL, updated_at = $2
@@ -116,7 +116,7 @@ impl Store {
         endpoint_id: &str,
         fallback: NewDelivery,
     ) -> Result<Vec<i64>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.begin(true).await?;
         let previous = sqlx::query(
             "SELECT message_id, COALESCE(j.body, (SELECT b.body FROM bodies b WHERE b.id = j.body_id)) AS body, ordering_key

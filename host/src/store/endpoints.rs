@@ -19,7 +19,7 @@ impl Store {
         if at_cap(&mut tx, self.backend, "endpoints", &ep.tenant_id, max).await? {
             return Ok(Insert::Full);
         }
-        let now = now_ms();
+        let now = self.now_ms();
         sqlx::query(
             "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
                  timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at)
@@ -64,7 +64,7 @@ impl Store {
         .bind(ep.rate_limit_per_s)
         .bind(&ep.disabled_reason)
         .bind(ep.failing_since)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(ep.tenant_id.as_str())
         .bind(&ep.id)
         .execute(&mut *tx)
@@ -101,7 +101,7 @@ impl Store {
                  WHERE kind = $3 AND tenant_id = $4 AND {column} = $5 AND status IN ('pending', 'running')"
             )))
             .bind(reason)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(kind)
             .bind(tenant.as_str())
             .bind(id)
@@ -127,7 +127,7 @@ impl Store {
         )
         .bind(previous_until)
         .bind(self.keys.seal(tenant.as_str(), new_secret))
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(tenant.as_str())
         .bind(id)
         .execute(&mut *tx)

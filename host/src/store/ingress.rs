@@ -104,7 +104,7 @@ impl Store {
         events: &[CanonicalEvent],
     ) -> Result<Vec<String>> {
         let mut tx = self.begin(true).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut ids = Vec::new();
         for e in events {
             let key = format!("replay:{receipt_id}:{}", e.id);

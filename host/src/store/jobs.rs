@@ -111,7 +111,7 @@ impl Store {
     /// quota.
     pub async fn finish_plugin_job(&self, job: &Job, done: PluginJobDone) -> Result<usize> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.book(Bookkeeping::FinishPlugin { job: job.clone(), done, reply }, answer).await
+        self.book(Bookkeeping::FinishPlugin { job: job.clone(), done, now: self.now_ms(), reply }, answer).await
     }
 
     /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
@@ -177,21 +177,28 @@ impl Store {
         disable_after: Option<Duration>,
     ) -> Result<Option<String>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = Bookkeeping::Attempt { job: job.clone(), state, record: attempt.clone(), disable_after, reply };
+        let (job, record, now) = (job.clone(), attempt.clone(), self.now_ms());
+        let request = Bookkeeping::Attempt { job, state, record, disable_after, now, reply };
         self.book(request, answer).await
     }
 
-    /// The time leases are counted in (unix ms): on PostgreSQL the database's clock (measured
-    /// every 30 s), on SQLite this process's.
+    /// The time leases and every row are counted in (unix ms): the service's clock, on
+    /// PostgreSQL moved to the database's (measured every 30 s).
     pub fn now_ms(&self) -> i64 {
-        now_ms() + self.clock.offset_ms.load(Ordering::Relaxed)
+        self.clock.now_ms() + self.db_clock.offset_ms.load(Ordering::Relaxed)
     }
 
-    /// On PostgreSQL, read the database's clock again when the last reading is 30 s old.
+    /// The service's clock this store reads.
+    pub fn clock(&self) -> &crate::Clock {
+        &self.clock
+    }
+
+    /// On PostgreSQL, read the database's clock again when the last reading is 30 s old. The
+    /// offset is taken against the system clock, so a shifted [`Clock`](crate::Clock) stays shifted.
     pub(super) async fn sync_clock(&self) -> Result<()> {
-        let local = now_ms();
+        let local = crate::now_ms();
         if self.backend != Backend::Postgres
-            || local - self.clock.measured_at.load(Ordering::Relaxed) < CLOCK_REFRESH_MS
+            || local - self.db_clock.measured_at.load(Ordering::Relaxed) < CLOCK_REFRESH_MS
         {
             return Ok(());
         }
@@ -199,16 +206,10 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .get("now");
-        let after = now_ms();
-        self.clock.offset_ms.store(db - (local + after) / 2, Ordering::Relaxed);
-        self.clock.measured_at.store(after, Ordering::Relaxed);
+        let after = crate::now_ms();
+        self.db_clock.offset_ms.store(db - (local + after) / 2, Ordering::Relaxed);
+        self.db_clock.measured_at.store(after, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Move the lease clock by `ms` (tests: a lease running out without waiting for it).
-    pub fn advance_lease_clock(&self, ms: i64) {
-        self.clock.offset_ms.fetch_add(ms, Ordering::Relaxed);
-        self.clock.measured_at.store(i64::MAX / 2, Ordering::Relaxed);
     }
 
     /// Put a claimed job back, untried, to run at `run_at` (rate limiting, a full share):
@@ -220,7 +221,7 @@ impl Store {
              WHERE id = $3 AND status = 'running' AND lease_token = $4",
         )
         .bind(run_at)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(job.id)
         .bind(job.lease)
         .execute(&mut *tx)
@@ -319,7 +320,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(rows.into_iter().map(|r| (r.get("kind"), now - r.get::<i64, _>("oldest"))).collect())
     }
 

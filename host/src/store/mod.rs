@@ -28,11 +28,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
+use crate::TenantId;
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
 use crate::normalize::calls::{CallState, Emit};
 use crate::secrets::Keyring;
-use crate::{TenantId, now_ms};
 
 /// Errors of the store. Everything here is an internal fault from a caller's point of view.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,13 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A stored JSON column that no longer reads as its type.
+    #[error("corrupt row: {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The job's lease passed to another worker (it expired and was claimed again): this
     /// worker's result was discarded, nothing written.
     #[error("the lease of job {0} was taken over; the result was discarded")]
@@ -52,6 +59,11 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored JSON column named `what` that does not decode, keeping serde's error.
+fn decode(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |source| StoreError::Decode { what, source }
+}
 
 mod bookkeeping;
 mod calls;
@@ -170,9 +182,11 @@ pub struct Store {
     accepts: tokio::sync::mpsc::Sender<WriteRequest>,
     /// Workers' bookkeeping goes to the bookkeeper: many in one transaction.
     bookkeeping: tokio::sync::mpsc::Sender<Bookkeeping>,
-    /// The lease clock: this process's clock plus an offset — on PostgreSQL the database's
-    /// clock as last measured, so replicas' clock skew cannot shorten a lease.
-    clock: Arc<LeaseClock>,
+    /// The service's clock (shifted by hand in tests).
+    clock: crate::Clock,
+    /// On PostgreSQL, the database's clock as last measured, so replicas' clock skew cannot
+    /// shorten a lease.
+    db_clock: Arc<LeaseClock>,
     /// Seals and opens the secrets stored in rows (provider secrets, endpoint secrets, sink
     /// settings).
     keys: Arc<Keyring>,
@@ -190,11 +204,14 @@ struct LeaseClock {
 const CLOCK_REFRESH_MS: i64 = 30_000;
 
 impl Store {
-    /// Open the database at `url` (SQLite, created if missing, or PostgreSQL) and run its
-    /// migrations.
     /// Open (and migrate) the database at `url`; `keys` seal and open the secrets in its rows
     /// (rows still in the clear, or sealed with an older key, are sealed again now).
     pub async fn connect(url: &str, keys: Keyring) -> Result<Self> {
+        Self::connect_with_clock(url, keys, crate::Clock::system()).await
+    }
+
+    /// [`connect`](Self::connect), reading time from `clock`.
+    pub async fn connect_with_clock(url: &str, keys: Keyring, clock: crate::Clock) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url);
         let (pool, write) = match backend {
@@ -250,7 +267,8 @@ impl Store {
         let yield_to = (backend == Backend::Sqlite).then_some(accepts_waiting);
         let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to };
         tokio::spawn(write_batches(write.clone(), backend, rx, bookkeeping::BATCH_MAX, turns));
-        let store = Self { pool, write, backend, accepts, bookkeeping, clock: Arc::default(), keys: Arc::new(keys) };
+        let store =
+            Self { pool, write, backend, accepts, bookkeeping, clock, db_clock: Arc::default(), keys: Arc::new(keys) };
         let sealed = store.seal_stored_secrets().await?;
         if sealed > 0 {
             tracing::info!(sealed, key = store.keys.current_id(), "stored secrets sealed with the current key");

@@ -9,8 +9,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
-use super::{Result, Store, StoreError};
-use crate::{TenantId, now_ms};
+use super::{Result, Store, decode};
+use crate::TenantId;
 
 /// A stored plugin version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +200,7 @@ impl Store {
                 .bind(v)
                 .bind(digest)
                 .bind(component)
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .execute(&mut *tx)
                 .await?;
                 v
@@ -352,8 +352,7 @@ impl Store {
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| serde_json::from_str(r.get("rules")).map_err(|e| StoreError::Corrupt(format!("plugin chain: {e}"))))
-            .transpose()
+        row.map(|r| serde_json::from_str(r.get("rules")).map_err(decode("plugin chain"))).transpose()
     }
 
     /// Replace the tenant's chain; `None` removes it (back to the implicit chain).
@@ -367,7 +366,7 @@ impl Store {
                 )
                 .bind(tenant.as_str())
                 .bind(serde_json::to_string(rules).expect("rules serialize"))
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -389,14 +388,13 @@ impl Store {
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        let parse = |text: Option<String>, what: &str| -> Result<Option<Value>> {
-            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("tenant {what}: {e}"))))
-                .transpose()
+        let parse = |text: Option<String>, what: &'static str| -> Result<Option<Value>> {
+            text.map(|t| serde_json::from_str(&t).map_err(decode(what))).transpose()
         };
         let Some(row) = row else { return Ok(LimitSettings::default()) };
         Ok(LimitSettings {
-            overrides: parse(row.get("overrides"), "limits")?,
-            ceiling: parse(row.get("ceiling"), "ceiling")?,
+            overrides: parse(row.get("overrides"), "tenant limits")?,
+            ceiling: parse(row.get("ceiling"), "tenant ceiling")?,
         })
     }
 
@@ -427,7 +425,7 @@ impl Store {
             .bind(tenant.as_str())
             .bind(overrides)
             .bind(ceiling)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -448,7 +446,7 @@ impl Store {
     /// Set `key`, unless it is new and the tenant already holds `max_keys` keys.
     pub async fn kv_put(&self, tenant: &TenantId, key: &str, value: &str, max_keys: u64) -> Result<KvPut> {
         let mut tx = self.begin(true).await?;
-        let put = kv_write(&mut tx, tenant, key, Some(value), max_keys).await?;
+        let put = kv_write(&mut tx, tenant, key, Some(value), max_keys, self.now_ms()).await?;
         tx.commit().await?;
         Ok(put)
     }
@@ -498,6 +496,7 @@ pub(super) async fn kv_write(
     key: &str,
     value: Option<&str>,
     max_keys: u64,
+    now: i64,
 ) -> Result<KvPut> {
     let Some(value) = value else {
         sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND key = $2")
@@ -509,7 +508,7 @@ pub(super) async fn kv_write(
     };
     let r = sqlx::query("UPDATE kv SET value = $1, updated_at = $2 WHERE tenant_id = $3 AND key = $4")
         .bind(value)
-        .bind(now_ms())
+        .bind(now)
         .bind(tenant.as_str())
         .bind(key)
         .execute(&mut **tx)
@@ -529,7 +528,7 @@ pub(super) async fn kv_write(
         .bind(tenant.as_str())
         .bind(key)
         .bind(value)
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut **tx)
         .await?;
     Ok(KvPut::Stored)

@@ -246,8 +246,8 @@ pub(super) fn sink(r: &AnyRow, keys: &Keyring) -> Result<Sink> {
         name: r.get("name"),
         config: serde_json::from_str(&config)
             .and_then(|settings| crate::sink::SinkConfig::from_stored(&kind, settings))
-            .map_err(|e| StoreError::Corrupt(format!("sink config: {e}")))?,
-        event_types: serde_json::from_str(&types).map_err(|e| StoreError::Corrupt(format!("sink event_types: {e}")))?,
+            .map_err(decode("sink config"))?,
+        event_types: serde_json::from_str(&types).map_err(decode("sink event_types"))?,
         external_id_field: r.get("external_id_field"),
     })
 }
@@ -266,7 +266,7 @@ pub(super) fn stored_event(r: &AnyRow) -> Result<StoredEvent> {
             source: crate::normalize::source_name(&source)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown event source {source:?}")))?,
             is_test: r.get::<i64, _>("is_test") != 0,
-            payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+            payload: serde_json::from_str(&payload).map_err(decode("event payload"))?,
         },
         payload_json: payload,
         status: EventStatus::parse(&status)
@@ -285,9 +285,8 @@ pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
         id: r.get("id"),
         tenant_id: TenantId::from_stored(r.get("tenant_id")),
         url: r.get("url"),
-        event_types: serde_json::from_str(&types)
-            .map_err(|e| StoreError::Corrupt(format!("endpoint event_types: {e}")))?,
-        headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(format!("endpoint headers: {e}")))?,
+        event_types: serde_json::from_str(&types).map_err(decode("endpoint event_types"))?,
+        headers: serde_json::from_str(&headers).map_err(decode("endpoint headers"))?,
         secret: open("secret")?.unwrap_or_default(),
         enabled: r.get::<i64, _>("enabled") != 0,
         description: r.get("description"),

@@ -23,7 +23,7 @@ impl Store {
         .bind(self.keys.seal(sink.tenant_id.as_str(), &sink.config.settings().to_string()))
         .bind(serde_json::to_string(&sink.event_types).expect("strings serialize"))
         .bind(&sink.external_id_field)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -9,7 +9,7 @@ impl Store {
     /// Create a tenant with its first api key (`api_key_hash`, known by `prefix`).
     pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str, prefix: &str) -> Result<()> {
         let mut tx = self.begin(true).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id.as_str())
             .bind(name)
@@ -36,7 +36,7 @@ impl Store {
         .bind(tenant.as_str())
         .bind(provider)
         .bind(self.keys.seal(tenant.as_str(), secret))
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

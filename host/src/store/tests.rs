@@ -1,6 +1,7 @@
 //! The store's tests, on SQLite and on the PostgreSQL at `HOOKHOST_TEST_PG` when one answers.
 
 use super::*;
+use crate::now_ms;
 
 /// The same keys for every store of a test (two stores on one database are two replicas).
 fn test_keys() -> Keyring {
@@ -273,7 +274,7 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
         let lease = Duration::from_secs(60);
         let first = store.claim(JobKind::Plugin, 10, lease).await.unwrap().remove(0);
         assert!(store.claim(JobKind::Plugin, 10, lease).await.unwrap().is_empty(), "{url}: leased");
-        store.advance_lease_clock(61_000);
+        store.clock().advance(Duration::from_millis(61_000));
         let second = store.claim(JobKind::Plugin, 10, lease).await.unwrap().remove(0);
         assert_eq!(second.id, first.id);
         assert_ne!(second.lease, first.lease, "{url}: a fresh token");
@@ -303,9 +304,9 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
         assert!(counts.contains(&("plugin".into(), "succeeded".into(), 1)), "{url}: {counts:?}");
 
         // A delivery finished by its new holder is not reopened by the old one's attempt.
-        store.advance_lease_clock(1);
+        store.clock().advance(Duration::from_millis(1));
         let d1 = store.claim(JobKind::Delivery, 10, lease).await.unwrap().remove(0);
-        store.advance_lease_clock(61_000);
+        store.clock().advance(Duration::from_millis(61_000));
         let d2 = store.claim(JobKind::Delivery, 10, lease).await.unwrap().remove(0);
         let ok = AttemptRecord { status_code: Some(200), ..Default::default() };
         store.record_attempt(&d2, DeliveryState::Succeeded, &ok, None).await.unwrap();

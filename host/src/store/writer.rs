@@ -198,7 +198,7 @@ pub(super) async fn call_in(
     occurred_at: i64,
     step: &CallStep,
 ) -> Result<CallApplied> {
-    let now = now_ms();
+    let now = receipt.received_at;
     let tenant = &receipt.tenant_id;
     serialize_on(tx, backend, tenant.as_str(), call_sid).await?;
     let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
@@ -207,8 +207,7 @@ pub(super) async fn call_in(
         .fetch_optional(&mut **tx)
         .await?;
     let mut state: CallState = match row {
-        Some(r) => serde_json::from_str(&r.get::<String, _>("state"))
-            .map_err(|e| StoreError::Corrupt(format!("call state: {e}")))?,
+        Some(r) => serde_json::from_str(&r.get::<String, _>("state")).map_err(decode("call state"))?,
         None => CallState::default(),
     };
     let already = state.seen.iter().any(|k| k == receipt_key);
