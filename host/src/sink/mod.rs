@@ -286,34 +286,29 @@ impl SqlSinks {
     ) -> Result<bool, SinkError> {
         self.prepare(tenant, policy, url, table).await?;
         let now = crate::now_ms();
+        // One statement for both databases but for the placeholders (and PostgreSQL's jsonb).
+        macro_rules! upsert {
+            ($pool:expr, $values:literal) => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO {table} (external_id, version, record, updated_at) VALUES ({})
+                     ON CONFLICT (external_id) DO UPDATE SET version = excluded.version, record = excluded.record,
+                         updated_at = excluded.updated_at
+                     WHERE excluded.version > {table}.version",
+                    $values
+                )))
+                .bind(external_id)
+                .bind(version)
+                .bind(record)
+                .bind(now)
+                .execute($pool)
+                .await
+            };
+        }
         let applied = match &*self.target(tenant, policy, url).await? {
-            Target::Sqlite(p) => sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {table} (external_id, version, record, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (external_id) DO UPDATE SET version = excluded.version, record = excluded.record,
-                     updated_at = excluded.updated_at
-                 WHERE excluded.version > {table}.version"
-            )))
-            .bind(external_id)
-            .bind(version)
-            .bind(record)
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected(),
-            Target::Postgres(p) => sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {table} (external_id, version, record, updated_at) VALUES ($1, $2, $3::jsonb, $4)
-                 ON CONFLICT (external_id) DO UPDATE SET version = excluded.version, record = excluded.record,
-                     updated_at = excluded.updated_at
-                 WHERE excluded.version > {table}.version"
-            )))
-            .bind(external_id)
-            .bind(version)
-            .bind(record)
-            .bind(now)
-            .execute(p)
-            .await
-            .map_err(|e| postgres::tenant_error(&e))?
-            .rows_affected(),
+            Target::Sqlite(p) => upsert!(p, "?, ?, ?, ?")?.rows_affected(),
+            Target::Postgres(p) => {
+                upsert!(p, "$1, $2, $3::jsonb, $4").map_err(|e| postgres::tenant_error(&e))?.rows_affected()
+            }
         };
         Ok(applied == 1)
     }

@@ -163,15 +163,9 @@ impl Store {
 
     /// Delivery attempts for one event of a tenant, in order.
     pub async fn attempts(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<Attempt>> {
-        let rows = sqlx::query(
-            "SELECT job_id, event_id, endpoint_id, attempt, status_code, error, response_excerpt, duration_ms, outcome,
-                 attempted_at
-             FROM delivery_attempts WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
-        )
-        .bind(tenant.as_str())
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let columns = "job_id, event_id, endpoint_id, attempt, status_code, error, response_excerpt, duration_ms, \
+                       outcome, attempted_at";
+        let rows = self.event_rows("delivery_attempts", columns, tenant, event_id).await?;
         Ok(rows
             .into_iter()
             .map(|r| Attempt {

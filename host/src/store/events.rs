@@ -61,15 +61,22 @@ impl Store {
         row.as_ref().map(|r| Ok((stored_event(r)?, r.get("config_rev")))).transpose()
     }
 
+    /// The rows of `table` (a per-event record: plugin runs, delivery attempts) for one event of
+    /// a tenant, in the order written.
+    pub(super) async fn event_rows(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        tenant: &TenantId,
+        event_id: &str,
+    ) -> Result<Vec<AnyRow>> {
+        let sql = format!("SELECT {columns} FROM {table} WHERE tenant_id = $1 AND event_id = $2 ORDER BY id");
+        Ok(sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str()).bind(event_id).fetch_all(&self.pool).await?)
+    }
+
     pub async fn plugin_runs(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<PluginRun>> {
-        let rows = sqlx::query(
-            "SELECT plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at, peak_memory
-             FROM plugin_runs WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
-        )
-        .bind(tenant.as_str())
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let columns = "plugin_name, plugin_version, outcome, error, fuel_used, wall_us, logs, ran_at, peak_memory";
+        let rows = self.event_rows("plugin_runs", columns, tenant, event_id).await?;
         Ok(rows
             .into_iter()
             .map(|r| PluginRun {

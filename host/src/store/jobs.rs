@@ -5,32 +5,50 @@
 
 use super::*;
 
+/// Whether a job (columns prefixed `alias`) may be claimed at `$2`: pending and due, or
+/// running with its lease run out (its worker died).
+fn due(alias: &str) -> String {
+    let a = alias;
+    format!(
+        "{a}status IN ('pending', 'running')
+         AND (({a}status = 'pending' AND {a}run_at <= $2) OR ({a}status = 'running' AND {a}lease_until < $2))"
+    )
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
 impl Store {
-    /// Lease up to `limit` due jobs of `kind` for `lease`. A job whose lease expired (its worker
-    /// died) is due again.
-    pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+    /// Every claim: in a new transaction, lease the jobs `picked` selects — `$1` is the lease's
+    /// end, `$2` now, `$3` a fresh lease token, and `bind` adds the claim's own parameters from
+    /// `$4`. Returns the open transaction (the caller commits) and the leased rows.
+    async fn lease(
+        &self,
+        lease: Duration,
+        picked: String,
+        bind: impl FnOnce(AnyQuery<'_>) -> AnyQuery<'_>,
+    ) -> Result<(sqlx::Transaction<'static, Any>, Vec<AnyRow>)> {
         let mut tx = self.begin(false).await?;
         self.sync_clock().await?;
         let now = self.now_ms();
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $7
-             WHERE id IN (
-                 SELECT id FROM jobs
-                 WHERE kind = $3 AND status IN ('pending', 'running')
-                   AND ((status = 'pending' AND run_at <= $4) OR (status = 'running' AND lease_until < $5))
-                 ORDER BY run_at, id LIMIT $6 {lock})
-             RETURNING {JOB_COLUMNS}",
+        let statement = format!(
+            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $3
+             WHERE id IN ({picked}) RETURNING {JOB_COLUMNS}"
+        );
+        let query =
+            sqlx::query(AssertSqlSafe(statement)).bind(now + lease.as_millis() as i64).bind(now).bind(lease_token());
+        let rows = bind(query).fetch_all(&mut *tx).await?;
+        Ok((tx, rows))
+    }
+
+    /// Lease up to `limit` due jobs of `kind` for `lease`. A job whose lease expired (its worker
+    /// died) is due again.
+    pub async fn claim(&self, kind: JobKind, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+        let picked = format!(
+            "SELECT id FROM jobs WHERE kind = $4 AND {due} ORDER BY run_at, id LIMIT $5 {lock}",
+            due = due(""),
             lock = self.backend.skip_locked(),
-        )))
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(kind.as_str())
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .bind(lease_token())
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let (tx, rows) = self.lease(lease, picked, |q| q.bind(kind.as_str()).bind(limit)).await?;
         tx.commit().await?;
         Ok(rows.iter().map(job).collect())
     }
@@ -44,54 +62,43 @@ impl Store {
         busy: &std::collections::HashMap<String, usize>,
         per_tenant: usize,
     ) -> Result<Vec<Job>> {
-        let mut tx = self.begin(false).await?;
-        self.sync_clock().await?;
-        let now = self.now_ms();
         // Candidates: the oldest due jobs of tenants below their share, read in index order
         // (pending by run_at, then any whose lease ran out) and cut at `limit * per_tenant`,
         // so a claim costs the same whatever the backlog. Ranked per tenant, the first `limit`
         // within each tenant's share are taken. Window functions cannot lock rows, so
         // PostgreSQL locks the choice afterwards, skipping rows another replica holds and
         // re-checking that each is still due.
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $8
-             WHERE id IN (SELECT id FROM jobs WHERE id IN (
+        let picked = format!(
+            "SELECT id FROM jobs WHERE id IN (
                  SELECT d.id FROM (
                      SELECT id, run_at, tenant_id,
                             ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_at, id) AS rn
                      FROM (
                          SELECT * FROM (
                              SELECT id, run_at, tenant_id FROM jobs
-                             WHERE kind = 'plugin' AND status = 'pending' AND run_at <= $3 AND {open}
+                             WHERE kind = 'plugin' AND status = 'pending' AND run_at <= $2 AND {open}
                              ORDER BY run_at, id LIMIT $7) p
                          UNION ALL
                          SELECT * FROM (
                              SELECT id, run_at, tenant_id FROM jobs
-                             WHERE kind = 'plugin' AND status = 'running' AND lease_until < $3 AND {open}
+                             WHERE kind = 'plugin' AND status = 'running' AND lease_until < $2 AND {open}
                              LIMIT $7) r
                      ) c
                  ) d
                  WHERE d.rn + COALESCE((SELECT CAST(value AS BIGINT) FROM {busy} WHERE key = d.tenant_id), 0) <= $5
-                 ORDER BY d.run_at, d.id LIMIT $6) AND {due} {lock})
-             RETURNING {JOB_COLUMNS}",
+                 ORDER BY d.run_at, d.id LIMIT $6) AND {due} {lock}",
             open = format_args!(
                 "tenant_id NOT IN (SELECT key FROM {} WHERE CAST(value AS BIGINT) >= $5)",
                 self.backend.json_entries("$4")
             ),
-            due = DUE,
+            due = due(""),
             busy = self.backend.json_entries("$4"),
             lock = self.backend.skip_locked(),
-        )))
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(now)
-        .bind(serde_json::to_string(busy).expect("counts serialize"))
-        .bind(per_tenant as i64)
-        .bind(limit)
-        .bind(limit * per_tenant as i64)
-        .bind(lease_token())
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let busy = serde_json::to_string(busy).expect("counts serialize");
+        let (tx, rows) = self
+            .lease(lease, picked, |q| q.bind(busy).bind(per_tenant as i64).bind(limit).bind(limit * per_tenant as i64))
+            .await?;
         tx.commit().await?;
         Ok(rows.iter().map(job).collect())
     }
@@ -132,35 +139,23 @@ impl Store {
 
     /// Lease due sink writes; writes to the same record (sink, external id) run one at a time.
     pub async fn claim_sink_writes(&self, limit: i64, lease: Duration) -> Result<Vec<Job>> {
-        let mut tx = self.begin(false).await?;
-        self.sync_clock().await?;
-        let now = self.now_ms();
         // One write per record at a time: the oldest due write of each (sink, external id).
         // PostgreSQL then locks those it takes, skipping any another replica holds.
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $5
-             WHERE id IN (SELECT id FROM jobs WHERE id IN (
+        let picked = format!(
+            "SELECT id FROM jobs WHERE id IN (
                  SELECT MIN(j.id) FROM jobs j
-                 WHERE j.kind = 'sink'
-                   AND j.status IN ('pending', 'running')
-                   AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $3))
+                 WHERE j.kind = 'sink' AND {due_j}
                    AND NOT EXISTS (
                        SELECT 1 FROM jobs o WHERE o.kind = 'sink' AND o.sink_id = j.sink_id AND o.external_id = j.external_id
-                         AND o.id != j.id AND o.status = 'running' AND o.lease_until >= $3)
+                         AND o.id != j.id AND o.status = 'running' AND o.lease_until >= $2)
                  GROUP BY j.sink_id, j.external_id
                  ORDER BY MIN(j.run_at)
-                 LIMIT $4) AND {due} {lock})
-             RETURNING {JOB_COLUMNS}",
-            due = DUE,
+                 LIMIT $4) AND {due} {lock}",
+            due_j = due("j."),
+            due = due(""),
             lock = self.backend.skip_locked(),
-        )))
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .bind(lease_token())
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let (tx, rows) = self.lease(lease, picked, |q| q.bind(limit)).await?;
         tx.commit().await?;
         Ok(rows.iter().map(job).collect())
     }
@@ -215,21 +210,8 @@ impl Store {
     /// Put a claimed job back, untried, to run at `run_at` (rate limiting, a full share):
     /// only while this worker still holds its lease.
     pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
-        let mut tx = self.begin(false).await?;
-        let held = sqlx::query(
-            "UPDATE jobs SET status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2
-             WHERE id = $3 AND status = 'running' AND lease_token = $4",
-        )
-        .bind(run_at)
-        .bind(self.now_ms())
-        .bind(job.id)
-        .bind(job.lease)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        tx.commit().await?;
-        if held { Ok(()) } else { Err(StoreError::StaleLease(job.id)) }
+        let set = "status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2";
+        self.update_held(job, set, run_at).await
     }
 
     /// Extend this worker's lease on a running job to `lease` from now; when the lease now
@@ -237,58 +219,44 @@ impl Store {
     pub async fn renew(&self, job: &Job, lease: Duration) -> Result<i64> {
         self.sync_clock().await?;
         let until = self.now_ms() + lease.as_millis() as i64;
+        self.update_held(job, "lease_until = $1, updated_at = $2", until).await.map(|()| until)
+    }
+
+    /// Apply `set` (`$1` is `value`, `$2` now) to `job` only while this worker holds its lease;
+    /// `StaleLease` (nothing written) otherwise.
+    async fn update_held(&self, job: &Job, set: &str, value: i64) -> Result<()> {
         let mut tx = self.begin(false).await?;
-        let held =
-            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND status = 'running' AND lease_token = $3")
-                .bind(until)
-                .bind(job.id)
-                .bind(job.lease)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
+        let sql = format!("UPDATE jobs SET {set} WHERE id = $3 AND status = 'running' AND lease_token = $4");
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(value).bind(self.now_ms()).bind(job.id).bind(job.lease);
+        let held = query.execute(&mut *tx).await?.rows_affected() == 1;
         tx.commit().await?;
-        if held { Ok(until) } else { Err(StoreError::StaleLease(job.id)) }
+        if held { Ok(()) } else { Err(StoreError::StaleLease(job.id)) }
     }
 
     /// Lease due deliveries: only to enabled endpoints, none to the endpoints in `exclude`
     /// (saturated or rate-limited here), and for an ordering key only the unfinished one of the
     /// earliest event, once no earlier event of the tenant is still in the plugin stage.
     pub async fn claim_deliveries(&self, limit: i64, lease: Duration, exclude: &[String]) -> Result<Vec<Job>> {
-        let mut tx = self.begin(false).await?;
-        self.sync_clock().await?;
-        let now = self.now_ms();
         let excluded = serde_json::to_string(exclude).expect("strings serialize");
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = 'running', lease_until = $1, updated_at = $2, lease_token = $7
-             WHERE id IN (
-                 SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
-                 WHERE j.kind = 'delivery' AND e.enabled = 1 AND j.status IN ('pending', 'running')
-                   AND ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.lease_until < $4))
-                   AND j.endpoint_id NOT IN (SELECT value FROM {excluded})
-                   AND (j.ordering_key IS NULL OR (
-                       NOT EXISTS (
-                           SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
-                             AND o.ordering_key = j.ordering_key AND o.status IN ('pending', 'running')
-                             AND (o.event_seq < j.event_seq OR (o.event_seq = j.event_seq AND o.id < j.id)))
-                       -- an earlier event still in the plugin stage may yet produce a delivery for this key
-                       AND NOT EXISTS (
-                           SELECT 1 FROM jobs p WHERE p.tenant_id = j.tenant_id AND p.kind = 'plugin'
-                             AND p.status IN ('pending', 'running') AND p.event_seq < j.event_seq)))
-                 ORDER BY j.run_at, j.id LIMIT $6 {lock})
-             RETURNING {JOB_COLUMNS}",
-            excluded = self.backend.json_values("$5"),
+        let picked = format!(
+            "SELECT j.id FROM jobs j JOIN endpoints e ON e.id = j.endpoint_id AND e.tenant_id = j.tenant_id
+             WHERE j.kind = 'delivery' AND e.enabled = 1 AND {due}
+               AND j.endpoint_id NOT IN (SELECT value FROM {excluded})
+               AND (j.ordering_key IS NULL OR (
+                   NOT EXISTS (
+                       SELECT 1 FROM jobs o WHERE o.kind = 'delivery' AND o.endpoint_id = j.endpoint_id
+                         AND o.ordering_key = j.ordering_key AND o.status IN ('pending', 'running')
+                         AND (o.event_seq < j.event_seq OR (o.event_seq = j.event_seq AND o.id < j.id)))
+                   -- an earlier event still in the plugin stage may yet produce a delivery for this key
+                   AND NOT EXISTS (
+                       SELECT 1 FROM jobs p WHERE p.tenant_id = j.tenant_id AND p.kind = 'plugin'
+                         AND p.status IN ('pending', 'running') AND p.event_seq < j.event_seq)))
+             ORDER BY j.run_at, j.id LIMIT $5 {lock}",
+            due = due("j."),
+            excluded = self.backend.json_values("$4"),
             lock = self.backend.pick("", "FOR UPDATE OF j SKIP LOCKED"),
-        )))
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(excluded)
-        .bind(limit)
-        .bind(lease_token())
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let (mut tx, rows) = self.lease(lease, picked, |q| q.bind(excluded).bind(limit)).await?;
         let mut jobs: Vec<Job> = rows.iter().map(job).collect();
         // Bodies shared by several deliveries, read once for the whole claim.
         let body_ids: Vec<Option<i64>> = rows.iter().map(shared_body).collect();

@@ -99,11 +99,6 @@ pub use plugins::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");
 
-/// A job is due when pending and its time has come, or when running and its lease has run
-/// out (its worker died). `$3` is the time now.
-/// (The `IN` lets the `jobs_ready` index narrow to live jobs: finished ones are kept.)
-const DUE: &str = "status IN ('pending', 'running') AND ((status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3))";
-
 /// The columns a claimed job is read from (see [`job`]).
 const JOB_COLUMNS: &str =
     "id, kind, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id,
