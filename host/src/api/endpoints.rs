@@ -2,25 +2,6 @@
 
 use super::*;
 
-/// The endpoint as the API shows it.
-pub(super) fn endpoint_json(ep: &Endpoint, now: i64) -> Value {
-    json!({
-        "id": ep.id,
-        "url": ep.url,
-        "description": ep.description,
-        "event_types": ep.event_types,
-        "headers": ep.headers,
-        "enabled": ep.enabled,
-        "disabled_reason": ep.disabled_reason,
-        "signing": ep.signing,
-        "timeout_ms": ep.timeout_ms,
-        "ordered_by": ep.ordered_by,
-        "rate_limit_per_s": ep.rate_limit_per_s,
-        "secret": ep.secret,
-        "previous_secret_expires_at": ep.previous_secret_until.filter(|until| *until > now),
-    })
-}
-
 pub(super) fn unprocessable(msg: impl Into<String>) -> ApiError {
     ApiError::Unprocessable(msg.into())
 }
@@ -156,16 +137,16 @@ pub(super) async fn create_endpoint(
         });
     }
     tracing::info!(tenant = %ep.tenant_id, endpoint = %ep.id, "endpoint created");
-    Ok((StatusCode::CREATED, Json(endpoint_json(&ep, state.store.now_ms()))).into_response())
+    Ok((StatusCode::CREATED, Json(EndpointView::of(&ep, state.store.now_ms()))).into_response())
 }
 
 pub(super) async fn list_endpoints(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EndpointList>, ApiError> {
     let eps = state.store.endpoints(&tenant).await?;
     let now = state.store.now_ms();
-    Ok(Json(json!({ "data": eps.iter().map(|ep| endpoint_json(ep, now)).collect::<Vec<_>>() })))
+    Ok(Json(EndpointList { data: eps.iter().map(|ep| EndpointView::of(ep, now)).collect() }))
 }
 
 pub(super) async fn find_endpoint(state: &AppState, tenant: &TenantId, eid: &str) -> Result<Endpoint, ApiError> {
@@ -176,8 +157,8 @@ pub(super) async fn get_endpoint(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, eid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(endpoint_json(&find_endpoint(&state, &tenant, &eid).await?, state.store.now_ms())))
+) -> Result<Json<EndpointView>, ApiError> {
+    Ok(Json(EndpointView::of(&find_endpoint(&state, &tenant, &eid).await?, state.store.now_ms())))
 }
 
 pub(super) async fn patch_endpoint(
@@ -185,7 +166,7 @@ pub(super) async fn patch_endpoint(
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, eid)): Path<(String, String)>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EndpointView>, ApiError> {
     let body = object_body(body)?;
     let mut ep = find_endpoint(&state, &tenant, &eid).await?;
     let was_enabled = ep.enabled;
@@ -198,7 +179,7 @@ pub(super) async fn patch_endpoint(
         tracing::info!(%tenant, endpoint = %eid, "endpoint re-enabled; its pending deliveries resume");
         state.wake.delivery.notify_one();
     }
-    Ok(Json(endpoint_json(&ep, state.store.now_ms())))
+    Ok(Json(EndpointView::of(&ep, state.store.now_ms())))
 }
 
 pub(super) async fn delete_endpoint(
@@ -217,19 +198,14 @@ pub(super) async fn rotate_secret(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, eid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretRotated>, ApiError> {
     let secret = sign::new_secret();
     let until = state.store.now_ms() + state.config.secret_overlap.as_millis() as i64;
     if !state.store.rotate_secret(&tenant, &eid, &secret, until).await? {
         return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
     }
     tracing::info!(%tenant, endpoint = %eid, "endpoint secret rotated");
-    Ok(Json(json!({ "secret": secret, "previous_secret_expires_at": until })))
-}
-
-#[derive(Deserialize)]
-pub(super) struct TestRequest {
-    event_type: Option<String>,
+    Ok(Json(SecretRotated { secret, previous_secret_expires_at: until }))
 }
 
 pub(super) async fn test_endpoint(
@@ -237,7 +213,7 @@ pub(super) async fn test_endpoint(
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, eid)): Path<(String, String)>,
     body: Result<Json<TestRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TestResult>, ApiError> {
     let req = json_body(body)?;
     let event_type = req.event_type.unwrap_or_else(|| "call.missed".into());
     if event_type.trim().is_empty() {
@@ -255,15 +231,15 @@ pub(super) async fn test_endpoint(
     );
     let outbound = state.sender.policies().read(&state.store, &tenant).await?;
     let r = state.sender.send(&ep, &outbound, &id, &body.to_string()).await;
-    Ok(Json(json!({
-        "event_id": id,
-        "event_type": event_type,
-        "succeeded": r.status.is_some_and(|s| (200..300).contains(&s)),
-        "status_code": r.status,
-        "error": r.error,
-        "response_excerpt": r.excerpt,
-        "duration_ms": r.duration.as_millis() as u64,
-    })))
+    Ok(Json(TestResult {
+        event_id: id,
+        event_type,
+        succeeded: r.status.is_some_and(|s| (200..300).contains(&s)),
+        status_code: r.status,
+        error: r.error,
+        response_excerpt: r.excerpt,
+        duration_ms: r.duration.as_millis() as u64,
+    }))
 }
 
 /// A realistic sample payload for a test delivery.

@@ -13,7 +13,7 @@ pub(super) async fn list_events(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventPage>, ApiError> {
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid cursor {c:?}")))?,
@@ -24,17 +24,14 @@ pub(super) async fn list_events(
     }
     let page = state.store.events_page(&tenant, after, limit).await?;
     let next = page.last().map(|e| e.seq.to_string()).or(q.after.filter(|c| !c.is_empty()));
-    Ok(Json(json!({
-        "data": page.iter().map(|e| e.event.envelope()).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(EventPage { data: page.iter().map(|e| e.event.envelope()).collect(), next_cursor: next }))
 }
 
 pub(super) async fn get_event(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, event_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventDetail>, ApiError> {
     let stored = state
         .store
         .event(&tenant, &event_id)
@@ -42,13 +39,13 @@ pub(super) async fn get_event(
         .ok_or_else(|| ApiError::NotFound(format!("unknown event {event_id}")))?;
     let runs = state.store.plugin_runs(&tenant, &event_id).await?;
     let attempts = state.store.attempts(&tenant, &event_id).await?;
-    Ok(Json(json!({
-        "event": stored.event.envelope(),
-        "status": stored.status,
-        "error": stored.error,
-        "plugin_runs": runs,
-        "deliveries": attempts,
-    })))
+    Ok(Json(EventDetail {
+        event: stored.event.envelope(),
+        status: stored.status,
+        error: stored.error,
+        plugin_runs: runs,
+        deliveries: attempts,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -65,10 +62,10 @@ pub(super) async fn list_deliveries(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<DeliveriesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deliveries>, ApiError> {
     if let Some(event_id) = q.event_id.filter(|e| !e.is_empty()) {
         let attempts = state.store.attempts(&tenant, &event_id).await?;
-        return Ok(Json(json!({ "data": attempts })));
+        return Ok(Json(Deliveries::Attempts(AttemptList { data: attempts })));
     }
     let status =
         match q.status.filter(|s| !s.is_empty()) {
@@ -83,7 +80,7 @@ pub(super) async fn list_deliveries(
     }
     let endpoint = q.endpoint_id.filter(|e| !e.is_empty());
     let deliveries = state.store.deliveries(&tenant, status, endpoint.as_deref(), limit).await?;
-    Ok(Json(json!({ "data": deliveries })))
+    Ok(Json(Deliveries::Deliveries(DeliveryList { data: deliveries })))
 }
 
 pub(super) async fn retry_delivery(
@@ -100,14 +97,9 @@ pub(super) async fn retry_delivery(
         Some(true) => {
             tracing::info!(%tenant, delivery = did, "failed delivery queued again");
             state.wake.delivery.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": did, "status": "pending" }))).into_response())
+            Ok((StatusCode::ACCEPTED, Json(Requeued { id: did, status: DeliveryStatus::Pending })).into_response())
         }
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct RecoverRequest {
-    since: Value,
 }
 
 /// `since` as unix seconds, or an RFC 3339 UTC time such as `2026-11-24T10:00:00Z`.
@@ -131,12 +123,7 @@ pub(super) async fn recover_endpoint(
     let n = state.store.recover(&tenant, &eid, since).await?;
     tracing::info!(%tenant, endpoint = %eid, requeued = n, "failed deliveries recovered");
     state.wake.delivery.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "requeued": n }))).into_response())
-}
-
-#[derive(Deserialize)]
-pub(super) struct ReplayRequest {
-    endpoint_id: String,
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: n })).into_response())
 }
 
 pub(super) async fn replay_event(
@@ -161,7 +148,7 @@ pub(super) async fn replay_event(
     let ids = state.store.replay(&tenant, &event_id, &ep.id, fallback).await?;
     tracing::info!(%tenant, %event_id, endpoint = %ep.id, deliveries = ?ids, "event replayed");
     state.wake.delivery.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "delivery_ids": ids }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(ReplayedDeliveries { delivery_ids: ids })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -176,7 +163,7 @@ pub(super) async fn list_receipts(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<ReceiptsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReceiptPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
@@ -189,7 +176,7 @@ pub(super) async fn list_receipts(
     let filter = crate::store::ReceiptFilter { provider: q.provider, verdict: q.verdict, before: q.before };
     let receipts = state.store.receipts(&tenant, &filter, limit).await?;
     let next = (receipts.len() as i64 == limit).then(|| receipts.last().map(|r| r.id)).flatten();
-    Ok(Json(json!({ "data": receipts, "next_before": next })))
+    Ok(Json(ReceiptPage { data: receipts, next_before: next }))
 }
 
 /// Re-run a kept receipt: normalize again from its raw body where normalizing is stateless
@@ -227,5 +214,5 @@ pub(super) async fn replay_receipt(
     let ids = state.store.insert_replays(&tenant, rid_n, &fresh).await?;
     tracing::info!(%tenant, receipt = rid_n, events = ids.len(), "receipt replayed");
     state.wake.plugin.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "event_ids": ids }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(ReplayedEvents { event_ids: ids })).into_response())
 }

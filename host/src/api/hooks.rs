@@ -32,7 +32,7 @@ fn twiml(body: String) -> Response {
 }
 
 fn receipt(accepted: Accepted) -> Response {
-    Json(json!({ "received": true, "event_id": accepted.event_id, "duplicate": accepted.duplicate })).into_response()
+    Json(HookReceipt { received: true, event_id: accepted.event_id, duplicate: accepted.duplicate }).into_response()
 }
 
 /// `POST /hooks/{tenant}/twilio/voice/{inbound|status|dial-complete}` → TwiML.

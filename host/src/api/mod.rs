@@ -17,8 +17,10 @@ mod hooks;
 mod numbers;
 mod openapi;
 mod plugins;
+mod routes;
 mod sinks;
 mod tenants;
+mod views;
 
 use endpoints::*;
 use events::*;
@@ -26,6 +28,7 @@ use hooks::*;
 use numbers::*;
 use sinks::*;
 use tenants::*;
+use views::*;
 
 use std::sync::Arc;
 
@@ -36,7 +39,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -44,6 +46,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use error::ApiError;
+pub use routes::router;
 
 use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
 use crate::ingest::{HookRequest, Ingestor, VoiceLeg};
@@ -80,66 +83,6 @@ impl AppState {
         let sql_sinks = Arc::default();
         Self { store, ingest, plugins, config, sender, sql_sinks, wake, admin_digest }
     }
-}
-
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
-    let hooks = Router::new()
-        .route("/hooks/{tenant}/twilio/voice/{leg}", post(twilio_voice))
-        .route("/hooks/{tenant}/twilio/sms/inbound", post(twilio_sms_inbound))
-        .route("/hooks/{tenant}/stripe", post(stripe_hook))
-        .route("/hooks/{tenant}/telephony/{vendor}", post(vendor_hook))
-        .route("/hooks/{tenant}/telephony/{vendor}/sample", post(vendor_sample))
-        .route("/hooks/{tenant}/exotel/passthru", get(exotel_passthru).post(exotel_passthru))
-        .route("/hooks/{tenant}/exotel/status", post(exotel_status))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    let uploads = Router::new()
-        .route("/v1/tenants/{id}/plugins", post(plugins::upload_plugin).get(plugins::list_plugins))
-        .route(
-            "/v1/tenants/{id}/plugins/{name}",
-            post(plugins::upload_named).get(plugins::get_plugin).delete(plugins::delete_plugin),
-        )
-        .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { Json(openapi::DOCUMENT.clone()) }))
-        .route("/v1/tenants", post(create_tenant))
-        .route("/v1/tenants/{id}", get(get_tenant))
-        .route("/v1/tenants/{id}/api-keys", post(rotate_api_key).get(list_api_keys))
-        .route("/v1/tenants/{id}/api-keys/{prefix}", delete(revoke_api_key))
-        .route("/v1/tenants/{id}/providers/{provider}", put(put_provider))
-        .route("/v1/tenants/{id}/providers/vendor/{vendor}", put(put_vendor))
-        .route("/v1/tenants/{id}/endpoints", post(create_endpoint).get(list_endpoints))
-        .route("/v1/tenants/{id}/endpoints/{eid}", get(get_endpoint).patch(patch_endpoint).delete(delete_endpoint))
-        .route("/v1/tenants/{id}/endpoints/{eid}/rotate-secret", post(rotate_secret))
-        .route("/v1/tenants/{id}/endpoints/{eid}/test", post(test_endpoint))
-        .route("/v1/tenants/{id}/endpoints/{eid}/recover", post(recover_endpoint))
-        .route("/v1/tenants/{id}/deliveries/{did}/retry", post(retry_delivery))
-        .route("/v1/tenants/{id}/events/{event_id}/replay", post(replay_event))
-        .route("/v1/tenants/{id}/events", get(list_events))
-        .route("/v1/tenants/{id}/events/{event_id}", get(get_event))
-        .route("/v1/tenants/{id}/deliveries", get(list_deliveries))
-        .route("/v1/tenants/{id}/receipts", get(list_receipts))
-        .route("/v1/tenants/{id}/receipts/{rid}/replay", post(replay_receipt))
-        .route("/v1/tenants/{id}/sinks", post(create_sink).get(list_sinks))
-        .route("/v1/tenants/{id}/sinks/{sid}", delete(delete_sink))
-        .route("/v1/tenants/{id}/numbers/{e164}", put(put_number).get(get_number))
-        .route("/v1/tenants/{id}/calls/{call_sid}", get(get_call))
-        .route("/v1/tenants/{id}/contacts/{e164}", get(get_contact))
-        .route("/v1/tenants/{id}/billing", get(get_billing))
-        .route("/v1/tenants/{id}/plugins/usage", get(plugins::usage))
-        .route("/v1/tenants/{id}/plugins/{name}/versions/{v}", delete(plugins::delete_version))
-        .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/activate", post(plugins::activate))
-        .route("/v1/tenants/{id}/plugins/{name}/versions/{v}/dry-run", post(plugins::dry_run_version))
-        .route("/v1/tenants/{id}/chain", put(plugins::put_chain).get(plugins::get_chain).delete(plugins::delete_chain))
-        .route("/v1/tenants/{id}/limits", put(plugins::put_limits).get(plugins::get_limits))
-        .route("/v1/tenants/{id}/ceiling", put(plugins::put_ceiling).get(plugins::get_ceiling))
-        .route("/v1/tenants/{id}/kv/{key}", put(plugins::put_kv).get(plugins::get_kv).delete(plugins::delete_kv))
-        .merge(hooks)
-        .merge(uploads)
-        .with_state(state)
 }
 
 // ---- auth ----

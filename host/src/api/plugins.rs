@@ -11,10 +11,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::views::*;
 use super::{ApiError, AppState, TenantAuth, json_body, read_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
@@ -89,7 +89,7 @@ pub(super) async fn store_upload(
     };
     state.plugins.remember(&digest, compiled);
     tracing::info!(%tenant, plugin = name, version = v.version, %digest, activate, new = status == StatusCode::CREATED, "plugin uploaded");
-    Ok((status, Json(json!({ "name": v.name, "version": v.version, "digest": v.digest, "active": activate })))
+    Ok((status, Json(UploadedVersion { name: v.name, version: v.version, digest: v.digest, active: activate }))
         .into_response())
 }
 
@@ -129,19 +129,19 @@ pub(super) async fn upload_named(
 pub(super) async fn list_plugins(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginList>, ApiError> {
     let plugins = state.store.plugins(&tenant).await?;
-    Ok(Json(json!({ "data": plugins })))
+    Ok(Json(PluginList { data: plugins }))
 }
 
 pub(super) async fn get_plugin(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::store::PluginInfo>, ApiError> {
     let plugin = state.store.plugins(&tenant).await?.into_iter().find(|p| p.name == name);
     let plugin = plugin.ok_or_else(|| ApiError::NotFound(format!("no plugin {name:?}")))?;
-    Ok(Json(json!(plugin)))
+    Ok(Json(plugin))
 }
 
 pub(super) async fn delete_plugin(
@@ -188,19 +188,13 @@ pub(super) async fn activate(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, name, v)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Activated>, ApiError> {
     let version = parse_version(&v)?;
     if !state.store.activate_plugin(&tenant, &name, version).await? {
         return Err(ApiError::NotFound(format!("plugin {name:?} has no version {version}")));
     }
     tracing::info!(%tenant, plugin = name, version, "plugin version activated");
-    Ok(Json(json!({ "name": name, "version": version, "active": true })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DryRunRequest {
-    last: i64,
+    Ok(Json(Activated { name, version, active: true }))
 }
 
 pub(super) async fn dry_run_version(
@@ -208,7 +202,7 @@ pub(super) async fn dry_run_version(
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, name, v)): Path<(String, String, String)>,
     body: Result<Json<DryRunRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DryRunView>, ApiError> {
     let req = json_body(body)?;
     if !(1..=MAX_LAST).contains(&req.last) {
         return Err(ApiError::Unprocessable(format!("last must be between 1 and {MAX_LAST}")));
@@ -221,7 +215,7 @@ pub(super) async fn dry_run_version(
         .ok_or_else(|| ApiError::NotFound(format!("plugin {name:?} has no version {version}")))?;
     let candidate = stage(&state.store, &state.plugins, &tenant, candidate).await?;
     let ran = dry_run(&state.store, &state.plugins, &tenant, candidate, req.last, state.config.dry_run_timeout).await?;
-    Ok(Json(json!({ "name": name, "version": version, "results": ran.results, "skipped": ran.skipped })))
+    Ok(Json(DryRunView { name, version, results: ran.results, skipped: ran.skipped }))
 }
 
 // ---- chain ----
@@ -230,7 +224,7 @@ pub(super) async fn put_chain(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     body: Result<Json<Vec<ChainRule>>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChainView>, ApiError> {
     let rules = json_body(body)?;
     let known: Vec<String> = state.store.plugins(&tenant).await?.into_iter().map(|p| p.name).collect();
     for (i, rule) in rules.iter().enumerate() {
@@ -254,19 +248,19 @@ pub(super) async fn put_chain(
     }
     state.store.set_chain(&tenant, Some(&rules)).await?;
     tracing::info!(%tenant, rules = rules.len(), "plugin chain set");
-    Ok(Json(json!({ "chain": rules })))
+    Ok(Json(ChainView { chain: Some(rules), implicit: None }))
 }
 
 pub(super) async fn get_chain(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChainView>, ApiError> {
     let chain = state.store.chain(&tenant).await?;
     let implicit: Vec<String> = state.store.active_plugins(&tenant).await?.into_iter().map(|p| p.name).collect();
     Ok(Json(match chain {
-        Some(rules) => json!({ "chain": rules }),
+        Some(rules) => ChainView { chain: Some(rules), implicit: None },
         // No chain: every active plugin, in upload order, for every event.
-        None => json!({ "chain": null, "implicit": [{ "match": "*", "plugins": implicit }] }),
+        None => ChainView { chain: None, implicit: Some(vec![ChainRule { pattern: "*".into(), plugins: implicit }]) },
     }))
 }
 
@@ -293,13 +287,13 @@ fn kept(overrides: &Value) -> Value {
 }
 
 /// The limits view: effective limits, the tenant's own overrides and its ceiling.
-fn limits_view(state: &AppState, settings: &LimitSettings) -> Value {
+fn limits_view(state: &AppState, settings: &LimitSettings) -> LimitsView {
     let ceiling = state.plugins.ceiling(settings.ceiling.as_ref());
-    json!({
-        "limits": ceiling.effective(state.plugins.limits(), settings.overrides.as_ref()).to_json(),
-        "overrides": settings.overrides.clone().unwrap_or_else(|| json!({})),
-        "ceiling": ceiling.to_json(),
-    })
+    LimitsView {
+        limits: ceiling.effective(state.plugins.limits(), settings.overrides.as_ref()).to_json(),
+        overrides: settings.overrides.clone().unwrap_or_else(|| json!({})),
+        ceiling: ceiling.to_json(),
+    }
 }
 
 /// A tenant's (or the operator's) own limits: each at most the tenant's ceiling (422
@@ -308,7 +302,7 @@ pub(super) async fn put_limits(
     State(state): State<AppState>,
     TenantAuth { tenant, operator }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LimitsView>, ApiError> {
     let overrides = json_body(body)?;
     let mut settings = state.store.limit_settings(&tenant).await?;
     let ceiling = state.plugins.ceiling(settings.ceiling.as_ref());
@@ -326,7 +320,7 @@ pub(super) async fn put_limits(
 pub(super) async fn get_limits(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LimitsView>, ApiError> {
     Ok(Json(limits_view(&state, &state.store.limit_settings(&tenant).await?)))
 }
 
@@ -337,7 +331,7 @@ pub(super) async fn put_ceiling(
     State(state): State<AppState>,
     TenantAuth { tenant, operator }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LimitsView>, ApiError> {
     if !operator {
         tracing::warn!(%tenant, "a tenant key tried to set its own ceiling");
         return Err(ApiError::Forbidden);
@@ -353,11 +347,12 @@ pub(super) async fn put_ceiling(
 pub(super) async fn get_ceiling(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CeilingView>, ApiError> {
     let settings = state.store.limit_settings(&tenant).await?;
-    Ok(Json(
-        json!({ "ceiling": state.plugins.ceiling(settings.ceiling.as_ref()).to_json(), "overrides": settings.ceiling.unwrap_or_else(|| json!({})) }),
-    ))
+    Ok(Json(CeilingView {
+        ceiling: state.plugins.ceiling(settings.ceiling.as_ref()).to_json(),
+        overrides: settings.ceiling.unwrap_or_else(|| json!({})),
+    }))
 }
 
 // ---- key-value ----
@@ -417,14 +412,14 @@ pub(super) async fn delete_kv(
 pub(super) async fn usage(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UsageList>, ApiError> {
     let rows = state.store.usage_rows(&tenant).await?;
-    Ok(Json(json!({ "data": summarize(rows) })))
+    Ok(Json(UsageList { data: summarize(rows) }))
 }
 
 /// Per plugin version: invocations, failures by reason, fuel and wall-time percentiles, peak
 /// memory.
-fn summarize(rows: Vec<UsageRow>) -> Vec<Value> {
+fn summarize(rows: Vec<UsageRow>) -> Vec<UsageView> {
     let mut by_version: BTreeMap<(String, i64), Vec<UsageRow>> = BTreeMap::new();
     for r in rows {
         by_version.entry((r.name.clone(), r.version)).or_default().push(r);
@@ -432,27 +427,27 @@ fn summarize(rows: Vec<UsageRow>) -> Vec<Value> {
     by_version
         .into_iter()
         .map(|((name, version), runs)| {
-            let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut failures: BTreeMap<String, u64> = BTreeMap::new();
             for r in runs.iter().filter(|r| r.outcome != "ok") {
-                *failures.entry(r.outcome.as_str()).or_default() += 1;
+                *failures.entry(r.outcome.clone()).or_default() += 1;
             }
             let mut fuel: Vec<i64> = runs.iter().filter_map(|r| r.fuel_used).collect();
             let mut wall: Vec<i64> = runs.iter().map(|r| r.wall_us).collect();
-            json!({
-                "name": name,
-                "version": version,
-                "invocations": runs.len(),
-                "failures": failures,
-                "fuel": percentiles(&mut fuel),
-                "wall_us": percentiles(&mut wall),
-                "peak_memory_bytes": runs.iter().filter_map(|r| r.peak_memory).max(),
-            })
+            UsageView {
+                name,
+                version,
+                invocations: runs.len(),
+                failures,
+                fuel: percentiles(&mut fuel),
+                wall_us: percentiles(&mut wall),
+                peak_memory_bytes: runs.iter().filter_map(|r| r.peak_memory).max(),
+            }
         })
         .collect()
 }
 
 /// p50, p90, p99 and max of `values` (nearest rank); nulls when empty.
-fn percentiles(values: &mut [i64]) -> Value {
+fn percentiles(values: &mut [i64]) -> Percentiles {
     values.sort_unstable();
     let rank = |p: f64| -> Option<i64> {
         if values.is_empty() {
@@ -461,7 +456,7 @@ fn percentiles(values: &mut [i64]) -> Value {
         let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
         Some(values[i])
     };
-    json!({ "p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99), "max": values.last() })
+    Percentiles { p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: values.last().copied() }
 }
 
 #[cfg(test)]
@@ -471,8 +466,9 @@ mod tests {
     #[test]
     fn percentiles_use_nearest_rank() {
         let mut v: Vec<i64> = (1..=100).rev().collect();
-        assert_eq!(percentiles(&mut v), json!({ "p50": 50, "p90": 90, "p99": 99, "max": 100 }));
-        assert_eq!(percentiles(&mut []), json!({ "p50": null, "p90": null, "p99": null, "max": null }));
+        let all = |n| Some(n);
+        assert_eq!(percentiles(&mut v), Percentiles { p50: all(50), p90: all(90), p99: all(99), max: all(100) });
+        assert_eq!(percentiles(&mut []), Percentiles { p50: None, p90: None, p99: None, max: None });
     }
 
     #[test]

@@ -3,17 +3,6 @@
 
 use super::*;
 
-pub(super) fn sink_json(s: &crate::store::Sink) -> Value {
-    json!({
-        "id": s.id,
-        "name": s.name,
-        "kind": s.config.kind(),
-        "config": s.config.redacted(),
-        "event_types": s.event_types,
-        "external_id_field": s.external_id_field,
-    })
-}
-
 pub(super) async fn create_sink(
     State(state): State<AppState>,
     TenantAuth { tenant, operator }: TenantAuth,
@@ -69,15 +58,15 @@ pub(super) async fn create_sink(
         }
     }
     tracing::info!(%tenant, sink = %sink.name, kind, "sink created");
-    Ok((StatusCode::CREATED, Json(sink_json(&sink))).into_response())
+    Ok((StatusCode::CREATED, Json(SinkView::from(&sink))).into_response())
 }
 
 pub(super) async fn list_sinks(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SinkList>, ApiError> {
     let sinks = state.store.sinks(&tenant).await?;
-    Ok(Json(json!({ "data": sinks.iter().map(sink_json).collect::<Vec<_>>() })))
+    Ok(Json(SinkList { data: sinks.iter().map(SinkView::from).collect() }))
 }
 
 /// Delete a sink; its pending writes fail with "sink deleted".

@@ -3,11 +3,6 @@
 
 use super::*;
 
-#[derive(Deserialize)]
-pub(super) struct NewTenant {
-    name: String,
-}
-
 pub(super) async fn create_tenant(
     State(state): State<AppState>,
     _: Operator,
@@ -22,14 +17,7 @@ pub(super) async fn create_tenant(
     let (api_key, prefix) = new_api_key();
     state.store.create_tenant(&id, name, &sha256_hex(&api_key), &prefix).await?;
     tracing::info!(tenant = %id, "tenant created");
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name, "api_key": api_key }))).into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Rotation {
-    /// How long the previous keys stay valid: seconds, or a duration (`24h`, `30m`, `0s`).
-    overlap: Option<Value>,
+    Ok((StatusCode::CREATED, Json(CreatedTenant { id, name: name.to_string(), api_key })).into_response())
 }
 
 /// A new api key for the tenant; its previous keys stay valid for `overlap` (default 24 h).
@@ -55,15 +43,15 @@ pub(super) async fn rotate_api_key(
     let previous =
         state.store.rotate_api_key(&tenant, &sha256_hex(&api_key), &prefix, now, overlap.as_millis() as i64).await?;
     tracing::info!(%tenant, %prefix, overlap_s = overlap.as_secs(), "api key rotated");
-    let body = json!({ "api_key": api_key, "prefix": prefix, "previous_expires_at": previous });
+    let body = NewApiKey { api_key, prefix, previous_expires_at: previous };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "data": state.store.api_keys(&tenant, state.store.now_ms()).await? })))
+) -> Result<Json<ApiKeyList>, ApiError> {
+    Ok(Json(ApiKeyList { data: state.store.api_keys(&tenant, state.store.now_ms()).await? }))
 }
 
 /// Revoke a key at once (the key making the call too, if it is that one).
@@ -82,20 +70,19 @@ pub(super) async fn revoke_api_key(
 pub(super) async fn get_tenant(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantView>, ApiError> {
     let t = state
         .store
         .tenant(tenant.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown tenant {tenant}")))?;
     let active = state.store.active_plugins(&tenant).await?;
-    let show = |p: &crate::store::PluginVersion| json!({ "name": p.name, "version": p.version, "digest": p.digest });
-    Ok(Json(json!({
-        "id": t.id,
-        "name": t.name,
-        "active_plugin": active.iter().find(|p| p.name == plugins::DEFAULT_PLUGIN).or(active.first()).map(show),
-        "active_plugins": active.iter().map(show).collect::<Vec<_>>(),
-    })))
+    Ok(Json(TenantView {
+        id: t.id,
+        name: t.name,
+        active_plugin: active.iter().find(|p| p.name == plugins::DEFAULT_PLUGIN).or(active.first()).map(Into::into),
+        active_plugins: active.iter().map(Into::into).collect(),
+    }))
 }
 
 pub(super) async fn put_provider(
@@ -123,7 +110,7 @@ pub(super) async fn put_provider(
         };
         state.store.set_provider_secret(&tenant, &provider, &token).await?;
         tracing::info!(%tenant, provider, "provider secret set");
-        return Ok(Json(json!({ "callback_token": token })).into_response());
+        return Ok(Json(CallbackToken { callback_token: token }).into_response());
     }
     let secret = given.ok_or_else(|| ApiError::Unprocessable(format!("{field} is required (a non-empty string)")))?;
     state.store.set_provider_secret(&tenant, &provider, secret).await?;

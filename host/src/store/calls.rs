@@ -140,7 +140,7 @@ impl Store {
     }
 
     /// A contact's thread and opt-out state.
-    pub async fn contact(&self, tenant: &TenantId, e164: &str) -> Result<Option<Value>> {
+    pub async fn contact(&self, tenant: &TenantId, e164: &str) -> Result<Option<Contact>> {
         let row = sqlx::query(
             "SELECT e164, opted_out, opt_changed_at, last_keyword, messages, last_message_at FROM contacts WHERE tenant_id = $1 AND e164 = $2",
         )
@@ -148,15 +148,13 @@ impl Store {
         .bind(e164)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| {
-            serde_json::json!({
-                "e164": r.get::<String, _>("e164"),
-                "opted_out": r.get::<i64, _>("opted_out") != 0,
-                "opt_changed_at": r.get::<Option<i64>, _>("opt_changed_at"),
-                "last_keyword": r.get::<Option<String>, _>("last_keyword"),
-                "messages": r.get::<i64, _>("messages"),
-                "last_message_at": r.get::<Option<i64>, _>("last_message_at"),
-            })
+        Ok(row.map(|r| Contact {
+            e164: r.get("e164"),
+            opted_out: r.get::<i64, _>("opted_out") != 0,
+            opt_changed_at: r.get("opt_changed_at"),
+            last_keyword: r.get("last_keyword"),
+            messages: r.get("messages"),
+            last_message_at: r.get("last_message_at"),
         }))
     }
 

@@ -9,7 +9,7 @@ use super::{Result, Store};
 use crate::TenantId;
 
 /// A key as listed: never the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub prefix: String,
     pub created_at: i64,

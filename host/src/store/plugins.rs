@@ -21,7 +21,7 @@ pub struct PluginVersion {
 }
 
 /// One version as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     pub version: i64,
     pub digest: String,
@@ -31,7 +31,7 @@ pub struct VersionInfo {
 }
 
 /// A named plugin with its versions, oldest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginInfo {
     pub name: String,
     pub active_version: Option<i64>,
@@ -40,7 +40,7 @@ pub struct PluginInfo {
 
 /// One rule of a tenant's chain: events whose type matches `pattern` run through `plugins` in
 /// order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainRule {
     #[serde(rename = "match")]
     pub pattern: String,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-/// Generates `as_str`, `parse`, `Display` and `Serialize` for a state enum from one table of
+/// Generates `as_str`, `parse`, `Display`, `Serialize` and the OpenAPI schema for a state enum from one table of
 /// spellings, so SQL, JSON and logs cannot disagree.
 macro_rules! states {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -31,6 +31,17 @@ macro_rules! states {
                 f.write_str(self.as_str())
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

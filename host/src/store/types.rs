@@ -32,7 +32,7 @@ pub struct ReceiptFilter {
 }
 
 /// A kept receipt, as the audit API lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ReceiptSummary {
     pub id: i64,
     pub provider: String,
@@ -44,8 +44,21 @@ pub struct ReceiptSummary {
     pub body_bytes: i64,
 }
 
+/// A contact's opt-out state and message count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Contact {
+    pub e164: String,
+    pub opted_out: bool,
+    /// When the opt-out state last changed (unix seconds).
+    pub opt_changed_at: Option<i64>,
+    /// The keyword that changed it (`STOP`, `START`, …).
+    pub last_keyword: Option<String>,
+    pub messages: i64,
+    pub last_message_at: Option<i64>,
+}
+
 /// A tracked number's settings.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct NumberSettings {
     pub e164: String,
     pub forward_to: Option<String>,
@@ -206,7 +219,7 @@ pub struct StoredEvent {
 }
 
 /// One delivery attempt, as recorded.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub delivery_id: i64,
     pub event_id: String,
@@ -221,7 +234,7 @@ pub struct Attempt {
 }
 
 /// One plugin invocation, as recorded.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginRun {
     pub plugin_name: String,
     pub plugin_version: i64,
@@ -305,7 +318,7 @@ pub struct AttemptRecord {
 }
 
 /// A delivery (one envelope to one endpoint) and where it stands.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub event_id: String,
