@@ -76,6 +76,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::ingest::ReplayError> for ApiError {
+    fn from(e: crate::ingest::ReplayError) -> Self {
+        use crate::ingest::ReplayError;
+        match e {
+            ReplayError::Unknown(_) => ApiError::NotFound(e.to_string()),
+            ReplayError::Rejected(_) => ApiError::Conflict(e.to_string()),
+            ReplayError::NoLongerNormalizes(_) => ApiError::Unprocessable(e.to_string()),
+            ReplayError::Ingest(e) => ApiError::Ingest(e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

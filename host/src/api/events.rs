@@ -179,40 +179,14 @@ pub(super) async fn list_receipts(
     Ok(Json(ReceiptPage { data: receipts, next_before: next }))
 }
 
-/// Re-run a kept receipt: normalize again from its raw body where normalizing is stateless
-/// (Stripe), else replay the events it produced (Twilio calls and messages go through a state
-/// machine that has already applied it); then the tenant's current plugin and endpoints. Only
-/// accepted or duplicate receipts replay: a rejected one was never verified.
+/// Re-run a kept receipt through the tenant's current plugins and endpoints (see
+/// [`Ingestor::replay`](crate::ingest::Ingestor::replay)).
 pub(super) async fn replay_receipt(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, rid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let unknown = || ApiError::NotFound(format!("unknown receipt {rid}"));
-    let rid_n: i64 = rid.parse().map_err(|_| unknown())?;
-    let (provider, verdict, key, body) = state.store.receipt(&tenant, rid_n).await?.ok_or_else(unknown)?;
-    if verdict == "rejected" {
-        return Err(ApiError::Conflict(format!("receipt {rid} was rejected; only verified receipts replay")));
-    }
-    let key = key.unwrap_or_default();
-    let originals = state.store.events_of_receipt(&tenant, &key).await?;
-    let fresh: Vec<crate::normalize::CanonicalEvent> = if provider == "stripe" {
-        let n = crate::normalize::stripe::event(&body)
-            .map_err(|e| unprocessable(format!("receipt no longer normalizes: {e}")))?;
-        vec![crate::normalize::CanonicalEvent {
-            id: new_id("evt"),
-            tenant_id: tenant.clone(),
-            event_type: n.event_type,
-            occurred_at: n.occurred_at,
-            source: "stripe",
-            is_test: false,
-            payload: n.payload,
-        }]
-    } else {
-        originals.into_iter().map(|e| crate::normalize::CanonicalEvent { id: new_id("evt"), ..e }).collect()
-    };
-    let ids = state.store.insert_replays(&tenant, rid_n, &fresh).await?;
-    tracing::info!(%tenant, receipt = rid_n, events = ids.len(), "receipt replayed");
-    state.wake.plugin.notify_one();
+    let rid: i64 = rid.parse().map_err(|_| ApiError::NotFound(format!("unknown receipt {rid}")))?;
+    let ids = state.ingest.replay(&tenant, rid).await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayedEvents { event_ids: ids })).into_response())
 }

@@ -5,11 +5,14 @@
 //! holds its signature rules; a `Receipt<Verified>` can only be made by one of them. Must not
 //! run plugins or deliver anything: that happens after the provider has its answer.
 
+mod replay;
 pub mod standard;
 pub mod stripe;
 pub mod throttle;
 pub mod twilio;
 pub mod twiml;
+
+pub use replay::ReplayError;
 
 use std::marker::PhantomData;
 use std::net::IpAddr;

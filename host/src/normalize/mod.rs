@@ -33,6 +33,30 @@ pub struct CanonicalEvent {
 }
 
 impl CanonicalEvent {
+    /// hookhost's own `endpoint.disabled`: every attempt to `url` failed from `since_ms` until
+    /// `now_ms`; delivered to the tenant's other endpoints.
+    pub fn endpoint_disabled(tenant: &TenantId, endpoint_id: &str, url: &str, since_ms: i64, now_ms: i64) -> Self {
+        Self {
+            id: crate::new_id("evt"),
+            tenant_id: tenant.clone(),
+            event_type: "endpoint.disabled".into(),
+            occurred_at: now_ms / 1000,
+            source: "hookhost",
+            is_test: false,
+            payload: json!({
+                "endpoint_id": endpoint_id,
+                "url": url,
+                "reason": Self::disabled_reason(since_ms, now_ms),
+                "failing_since": since_ms / 1000,
+            }),
+        }
+    }
+
+    /// Why an endpoint failing since `since_ms` was disabled at `now_ms`.
+    pub fn disabled_reason(since_ms: i64, now_ms: i64) -> String {
+        format!("every delivery attempt failed for {} s", (now_ms - since_ms) / 1000)
+    }
+
     /// The envelope endpoints receive for this event unchanged.
     pub fn envelope(&self) -> Value {
         envelope(&self.id, &self.event_type, self.occurred_at, &self.tenant_id, &self.payload, self.is_test)

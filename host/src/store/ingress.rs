@@ -66,19 +66,20 @@ impl Store {
             .collect())
     }
 
-    /// A kept receipt with its body: (provider, verdict, dedupe key, body).
-    pub async fn receipt(
-        &self,
-        tenant: &TenantId,
-        id: i64,
-    ) -> Result<Option<(String, String, Option<String>, Vec<u8>)>> {
+    /// A kept receipt with its body.
+    pub async fn receipt(&self, tenant: &TenantId, id: i64) -> Result<Option<KeptReceipt>> {
         let row =
             sqlx::query("SELECT provider, verdict, dedupe_key, body FROM receipts WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|r| (r.get("provider"), r.get("verdict"), r.get("dedupe_key"), r.get("body"))))
+        Ok(row.map(|r| KeptReceipt {
+            provider: r.get("provider"),
+            verdict: r.get("verdict"),
+            dedupe_key: r.get("dedupe_key"),
+            body: r.get("body"),
+        }))
     }
 
     /// The events a receipt produced (their dedupe keys are the receipt's, or start with it + `#`).

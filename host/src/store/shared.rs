@@ -204,7 +204,7 @@ pub(super) async fn disable_endpoint(
     since: i64,
     now: i64,
 ) -> Result<Option<String>> {
-    let reason = format!("every delivery attempt failed for {} s", (now - since) / 1000);
+    let reason = CanonicalEvent::disabled_reason(since, now);
     let row = sqlx::query(
         "UPDATE endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND enabled = 1
          RETURNING url",
@@ -217,20 +217,7 @@ pub(super) async fn disable_endpoint(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let url: String = row.get("url");
-    let event = CanonicalEvent {
-        id: crate::new_id("evt"),
-        tenant_id: tenant.clone(),
-        event_type: "endpoint.disabled".into(),
-        occurred_at: now / 1000,
-        source: "hookhost",
-        is_test: false,
-        payload: serde_json::json!({
-            "endpoint_id": endpoint_id,
-            "url": url,
-            "reason": reason,
-            "failing_since": since / 1000,
-        }),
-    };
+    let event = CanonicalEvent::endpoint_disabled(tenant, endpoint_id, &url, since, now);
     insert_event_with_job(tx, &event, &format!("hookhost:endpoint.disabled:{endpoint_id}:{now}"), now).await?;
     Ok(Some(event.id))
 }

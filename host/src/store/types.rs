@@ -44,6 +44,16 @@ pub struct ReceiptSummary {
     pub body_bytes: i64,
 }
 
+/// A kept receipt with its body, for a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptReceipt {
+    pub provider: String,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub verdict: String,
+    pub dedupe_key: Option<String>,
+    pub body: Vec<u8>,
+}
+
 /// A contact's opt-out state and message count.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Contact {

@@ -1,0 +1,54 @@
+//! Receipt replays: re-run a kept provider request as fresh events. Where normalizing is
+//! stateless (Stripe) the raw body is normalized again; otherwise (Twilio calls and messages go
+//! through a state machine that has already applied it) the events it produced are copied with
+//! new ids. Only accepted or duplicate receipts replay: a rejected one was never verified.
+
+use super::{IngestError, Ingestor};
+use crate::TenantId;
+use crate::normalize::CanonicalEvent;
+
+/// Why a receipt cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("unknown receipt {0}")]
+    Unknown(i64),
+    #[error("receipt {0} was rejected; only verified receipts replay")]
+    Rejected(i64),
+    #[error("receipt no longer normalizes: {0}")]
+    NoLongerNormalizes(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+impl Ingestor {
+    /// Store the receipt's events again as fresh events (each with its plugin job); their ids.
+    pub async fn replay(&self, tenant: &TenantId, receipt_id: i64) -> Result<Vec<String>, ReplayError> {
+        let store_err = |e| ReplayError::Ingest(IngestError::Store(e));
+        let kept = self.store.receipt(tenant, receipt_id).await.map_err(store_err)?;
+        let kept = kept.ok_or(ReplayError::Unknown(receipt_id))?;
+        if kept.verdict == "rejected" {
+            return Err(ReplayError::Rejected(receipt_id));
+        }
+        let fresh: Vec<CanonicalEvent> = if kept.provider == "stripe" {
+            let n = crate::normalize::stripe::event(&kept.body)
+                .map_err(|e| ReplayError::NoLongerNormalizes(e.to_string()))?;
+            vec![CanonicalEvent {
+                id: crate::new_id("evt"),
+                tenant_id: tenant.clone(),
+                event_type: n.event_type,
+                occurred_at: n.occurred_at,
+                source: "stripe",
+                is_test: false,
+                payload: n.payload,
+            }]
+        } else {
+            let key = kept.dedupe_key.unwrap_or_default();
+            let originals = self.store.events_of_receipt(tenant, &key).await.map_err(store_err)?;
+            originals.into_iter().map(|e| CanonicalEvent { id: crate::new_id("evt"), ..e }).collect()
+        };
+        let ids = self.store.insert_replays(tenant, receipt_id, &fresh).await.map_err(store_err)?;
+        tracing::info!(%tenant, receipt = receipt_id, events = ids.len(), "receipt replayed");
+        self.wake.plugin.notify_one();
+        Ok(ids)
+    }
+}
