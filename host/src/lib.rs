@@ -35,6 +35,7 @@
 //! - [`secrets`]: the keyring that seals secrets at rest (the store seals and opens with it).
 //! - [`config`]: settings, parsed and validated ([`Config::validate`]) in the library.
 //! - [`clock`]: the time every stage reads, shifted by hand in tests.
+//! - [`ids`]: identifier types (tenants, endpoints, sinks, deliveries) and minting.
 //! - [`server`]: the listener (connection cap, header and body deadlines, peer addresses).
 //!
 //! [`run`] starts the HTTP server, the route, delivery and sink workers and the retention
@@ -46,6 +47,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod deliver;
+pub mod ids;
 pub mod ingest;
 mod jobs;
 pub mod metrics;
@@ -63,41 +65,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use clock::Clock;
 pub use config::Config;
+pub use ids::{DeliveryId, EndpointId, SinkId, TenantId, new_id};
 
 /// Current time, unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// A random identifier with a type prefix, e.g. `evt_5f1c…` (96 random bits, hex).
-pub fn new_id(prefix: &str) -> String {
-    let bytes: [u8; 12] = rand::random();
-    format!("{prefix}_{}", hex::encode(bytes))
-}
-
-/// A tenant's id, `ten_…`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// A fresh tenant id.
-    pub fn generate() -> Self {
-        Self(new_id("ten"))
-    }
-    /// An id read back from the store (trusted).
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TenantId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// Why the service could not start or stopped with an error.

@@ -150,7 +150,11 @@ pub(super) async fn list_endpoints(
 }
 
 pub(super) async fn find_endpoint(state: &AppState, tenant: &TenantId, eid: &str) -> Result<Endpoint, ApiError> {
-    state.store.endpoint(tenant, eid).await?.ok_or_else(|| ApiError::NotFound(format!("unknown endpoint {eid}")))
+    state
+        .store
+        .endpoint(tenant, &EndpointId::named(eid))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown endpoint {eid}")))
 }
 
 pub(super) async fn get_endpoint(
@@ -187,7 +191,7 @@ pub(super) async fn delete_endpoint(
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, eid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_endpoint(&tenant, &eid).await? {
+    if !state.store.delete_endpoint(&tenant, &EndpointId::named(&eid)).await? {
         return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
     }
     tracing::info!(%tenant, endpoint = %eid, "endpoint deleted");
@@ -201,7 +205,7 @@ pub(super) async fn rotate_secret(
 ) -> Result<Json<SecretRotated>, ApiError> {
     let secret = sign::new_secret();
     let until = state.store.now_ms() + state.config.secret_overlap.as_millis() as i64;
-    if !state.store.rotate_secret(&tenant, &eid, &secret, until).await? {
+    if !state.store.rotate_secret(&tenant, &EndpointId::named(&eid), &secret, until).await? {
         return Err(ApiError::NotFound(format!("unknown endpoint {eid}")));
     }
     tracing::info!(%tenant, endpoint = %eid, "endpoint secret rotated");

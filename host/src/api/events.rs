@@ -79,7 +79,8 @@ pub(super) async fn list_deliveries(
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
     let endpoint = q.endpoint_id.filter(|e| !e.is_empty());
-    let deliveries = state.store.deliveries(&tenant, status, endpoint.as_deref(), limit).await?;
+    let endpoint = endpoint.as_deref().map(EndpointId::named);
+    let deliveries = state.store.deliveries(&tenant, status, endpoint.as_ref(), limit).await?;
     Ok(Json(Deliveries::Deliveries(DeliveryList { data: deliveries })))
 }
 
@@ -89,7 +90,7 @@ pub(super) async fn retry_delivery(
     Path((_, did)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let did: i64 = did.parse().map_err(|_| ApiError::NotFound(format!("unknown delivery {did}")))?;
-    match state.store.retry_delivery(&tenant, did).await? {
+    match state.store.retry_delivery(&tenant, DeliveryId(did)).await? {
         None => Err(ApiError::NotFound(format!("unknown delivery {did}"))),
         Some(false) => {
             Err(ApiError::Conflict(format!("delivery {did} has not failed; only failed deliveries are retried")))
@@ -120,7 +121,7 @@ pub(super) async fn recover_endpoint(
 ) -> Result<Response, ApiError> {
     let since = parse_since(&json_body(body)?.since)?;
     find_endpoint(&state, &tenant, &eid).await?;
-    let n = state.store.recover(&tenant, &eid, since).await?;
+    let n = state.store.recover(&tenant, &EndpointId::named(&eid), since).await?;
     tracing::info!(%tenant, endpoint = %eid, requeued = n, "failed deliveries recovered");
     state.wake.delivery.notify_one();
     Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: n })).into_response())

@@ -52,7 +52,7 @@ use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
 use crate::ingest::{HookRequest, Ingestor, VoiceLeg};
 use crate::plugin::PluginEngine;
 use crate::store::{DeliveryStatus, Endpoint, Insert, NewDelivery, SigningStyle, Store};
-use crate::{Config, TenantId, Wakeups, new_id};
+use crate::{Config, DeliveryId, EndpointId, SinkId, TenantId, Wakeups, new_id};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]

@@ -32,7 +32,7 @@ pub(super) async fn create_sink(
         ));
     }
     let sink = crate::store::Sink {
-        id: new_id("snk"),
+        id: SinkId::generate(),
         tenant_id: tenant.clone(),
         name: name.to_string(),
         config,
@@ -75,7 +75,7 @@ pub(super) async fn delete_sink(
     TenantAuth { tenant, .. }: TenantAuth,
     Path((_, sid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_sink(&tenant, &sid).await? {
+    if !state.store.delete_sink(&tenant, &SinkId::named(&sid)).await? {
         return Err(ApiError::NotFound(format!("no sink {sid}")));
     }
     tracing::info!(%tenant, sink = %sid, "sink deleted");

@@ -150,7 +150,7 @@ pub struct EndpointSettings {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointView {
-    pub id: String,
+    pub id: crate::EndpointId,
     pub url: String,
     pub description: String,
     pub event_types: Vec<String>,
@@ -303,7 +303,7 @@ pub struct SinkRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SinkView {
-    pub id: String,
+    pub id: crate::SinkId,
     pub name: String,
     pub kind: &'static str,
     /// The settings with header values and database passwords hidden.

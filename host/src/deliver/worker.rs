@@ -156,7 +156,7 @@ async fn deliver(
         return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
     };
     if let Some(rate) = ep.rate_limit_per_s.filter(|r| *r > 0.0) {
-        let taken = gate.lock().expect("gate lock").take(&ep.id, rate, store.now_ms());
+        let taken = gate.lock().expect("gate lock").take(ep.id.as_str(), rate, store.now_ms());
         if let Err(when) = taken {
             store.defer(&job, when).await?;
             return Ok(None);

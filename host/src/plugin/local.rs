@@ -27,7 +27,8 @@ pub fn event_from_envelope(v: &Value) -> Result<CanonicalEvent, PluginError> {
         str_of("event_type").ok_or_else(|| PluginError::Invalid("the event needs an \"event_type\"".into()))?;
     Ok(CanonicalEvent {
         id: str_of("id").unwrap_or("evt_local").to_string(),
-        tenant_id: TenantId::from_stored(str_of("tenant_id").unwrap_or("ten_local").to_string()),
+        tenant_id: TenantId::parse(str_of("tenant_id").unwrap_or("ten_local"))
+            .ok_or_else(|| PluginError::Invalid("tenant_id must be 1 to 64 of A-Z, a-z, 0-9, '_' and '-'".into()))?,
         event_type: event_type.to_string(),
         occurred_at: v.get("timestamp_utc").and_then(Value::as_i64).unwrap_or_else(|| crate::now_ms() / 1000),
         source: source_name(str_of("source").unwrap_or("hookhost")).unwrap_or("hookhost"),

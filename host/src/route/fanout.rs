@@ -99,9 +99,9 @@ fn route(
     let body: Arc<str> = envelope(message_id, event_type, event.occurred_at, &event.tenant_id, payload, event.is_test)
         .to_string()
         .into();
-    let subscribers = endpoints
-        .iter()
-        .filter(|ep| subscribed(&ep.event_types, event_type) && (only.is_empty() || only.contains(&ep.id)));
+    let subscribers = endpoints.iter().filter(|ep| {
+        subscribed(&ep.event_types, event_type) && (only.is_empty() || only.iter().any(|o| ep.id == *o.as_str()))
+    });
     out.deliveries.extend(subscribers.map(|ep| NewDelivery {
         endpoint_id: ep.id.clone(),
         message_id: message_id.to_string(),

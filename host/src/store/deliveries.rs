@@ -12,7 +12,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         status: Option<DeliveryStatus>,
-        endpoint_id: Option<&str>,
+        endpoint_id: Option<&EndpointId>,
         limit: i64,
     ) -> Result<Vec<Delivery>> {
         let statuses: Vec<&str> =
@@ -41,7 +41,7 @@ impl Store {
                 Delivery {
                     id: r.get("id"),
                     event_id: r.get("event_id"),
-                    endpoint_id: r.get::<Option<String>, _>("endpoint_id").unwrap_or_default(),
+                    endpoint_id: EndpointId::from_stored(r.get::<Option<String>, _>("endpoint_id").unwrap_or_default()),
                     message_id: r.get::<Option<String>, _>("message_id").unwrap_or_default(),
                     status,
                     dead_letter: job_status == JobStatus::Dead,
@@ -59,7 +59,7 @@ impl Store {
 
     /// Queue a failed delivery again, now, with a fresh retry schedule. `None` when there is no
     /// such delivery, `Some(false)` when it has not failed.
-    pub async fn retry_delivery(&self, tenant: &TenantId, id: i64) -> Result<Option<bool>> {
+    pub async fn retry_delivery(&self, tenant: &TenantId, id: DeliveryId) -> Result<Option<bool>> {
         let mut tx = self.begin(true).await?;
         let now = self.now_ms();
         let r = sqlx::query(
@@ -88,7 +88,7 @@ impl Store {
     }
 
     /// Queue again every failed delivery of an endpoint created at or after `since` (unix ms).
-    pub async fn recover(&self, tenant: &TenantId, endpoint_id: &str, since: i64) -> Result<u64> {
+    pub async fn recover(&self, tenant: &TenantId, endpoint_id: &EndpointId, since: i64) -> Result<u64> {
         let mut tx = self.begin(true).await?;
         let now = self.now_ms();
         let r = sqlx::query(
@@ -113,7 +113,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         event_id: &str,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         fallback: NewDelivery,
     ) -> Result<Vec<i64>> {
         let now = self.now_ms();
@@ -132,7 +132,7 @@ impl Store {
         let mut deliveries: Vec<NewDelivery> = previous
             .into_iter()
             .map(|r| NewDelivery {
-                endpoint_id: endpoint_id.to_string(),
+                endpoint_id: endpoint_id.clone(),
                 message_id: r.get("message_id"),
                 body: r.get::<String, _>("body").into(),
                 ordering_key: r.get("ordering_key"),

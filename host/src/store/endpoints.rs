@@ -76,8 +76,8 @@ impl Store {
     }
 
     /// Delete an endpoint; its deliveries not yet made fail with the reason.
-    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &str) -> Result<bool> {
-        self.delete_target(tenant, id, ("endpoints", "delivery", "endpoint_id", "endpoint deleted")).await
+    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool> {
+        self.delete_target(tenant, id.as_str(), ("endpoints", "delivery", "endpoint_id", "endpoint deleted")).await
     }
 
     /// Delete a delivery target — `(table, job kind, the jobs' column naming it, reason)` —
@@ -118,7 +118,7 @@ impl Store {
     pub async fn rotate_secret(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &EndpointId,
         new_secret: &str,
         previous_until: i64,
     ) -> Result<bool> {
@@ -150,7 +150,7 @@ impl Store {
         rows.iter().map(|r| endpoint(r, &self.keys)).collect()
     }
 
-    pub async fn endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<Endpoint>> {
+    pub async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<Option<Endpoint>> {
         let row =
             sqlx::query(concat!("SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND id = $2"))
                 .bind(tenant.as_str())

@@ -28,11 +28,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
-use crate::TenantId;
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
 use crate::normalize::calls::{CallState, Emit};
 use crate::secrets::Keyring;
+use crate::{DeliveryId, EndpointId, SinkId, TenantId};
 
 /// Errors of the store. Everything here is an internal fault from a caller's point of view.
 #[derive(Debug, thiserror::Error)]

@@ -90,11 +90,13 @@ pub(super) fn job(r: &AnyRow) -> Job {
     let text = |column: &str| r.get::<Option<String>, _>(column).unwrap_or_default();
     let kind: String = r.get("kind");
     let work = match kind.as_str() {
-        "delivery" => {
-            JobWork::Delivery { endpoint_id: text("endpoint_id"), message_id: text("message_id"), body: text("body") }
-        }
+        "delivery" => JobWork::Delivery {
+            endpoint_id: EndpointId::from_stored(text("endpoint_id")),
+            message_id: text("message_id"),
+            body: text("body"),
+        },
         "sink" => JobWork::Sink {
-            sink_id: text("sink_id"),
+            sink_id: SinkId::from_stored(text("sink_id")),
             external_id: text("external_id"),
             version: r.get::<Option<i64>, _>("record_version").unwrap_or_default(),
             message_id: text("message_id"),

@@ -31,8 +31,8 @@ impl Store {
     }
 
     /// Delete a sink and fail its unfinished writes. False when there was none.
-    pub async fn delete_sink(&self, tenant: &TenantId, id: &str) -> Result<bool> {
-        self.delete_target(tenant, id, ("sinks", "sink", "sink_id", "sink deleted")).await
+    pub async fn delete_sink(&self, tenant: &TenantId, id: &SinkId) -> Result<bool> {
+        self.delete_target(tenant, id.as_str(), ("sinks", "sink", "sink_id", "sink deleted")).await
     }
 
     pub async fn sinks(&self, tenant: &TenantId) -> Result<Vec<Sink>> {
@@ -45,7 +45,7 @@ impl Store {
         rows.iter().map(|r| sink(r, &self.keys)).collect()
     }
 
-    pub async fn sink(&self, tenant: &TenantId, id: &str) -> Result<Option<Sink>> {
+    pub async fn sink(&self, tenant: &TenantId, id: &SinkId) -> Result<Option<Sink>> {
         let row = sqlx::query(
             "SELECT id, tenant_id, name, kind, config, event_types, external_id_field FROM sinks WHERE tenant_id = $1 AND id = $2",
         )
@@ -57,7 +57,7 @@ impl Store {
     }
 
     /// The newest version written to a sink for an external id.
-    pub async fn sink_version(&self, sink_id: &str, external_id: &str) -> Result<Option<i64>> {
+    pub async fn sink_version(&self, sink_id: &SinkId, external_id: &str) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT version FROM sink_versions WHERE sink_id = $1 AND external_id = $2")
             .bind(sink_id)
             .bind(external_id)

@@ -147,7 +147,7 @@ async fn routing_changes_bump_the_config_revision() {
         let mut ep = Endpoint::new(tenant.clone(), "https://example.com/hook".into(), "whsec_a".into());
         assert_eq!(store.create_endpoint(&ep, 1).await.unwrap(), Insert::Created);
         let mut second = ep.clone();
-        second.id = crate::new_id("ep");
+        second.id = EndpointId::generate();
         assert_eq!(store.create_endpoint(&second, 1).await.unwrap(), Insert::Full, "{url}: the cap");
         changed(&mut last, rev().await, "creating an endpoint");
         ep.enabled = false;
@@ -156,7 +156,7 @@ async fn routing_changes_bump_the_config_revision() {
         store.rotate_secret(&tenant, &ep.id, "whsec_b", now_ms()).await.unwrap();
         assert_eq!(rev().await, last, "{url}: rotating a secret is not routing");
         let sink = Sink {
-            id: crate::new_id("snk"),
+            id: SinkId::generate(),
             tenant_id: tenant.clone(),
             name: "crm".into(),
             config: crate::sink::SinkConfig::HttpUpsert {
@@ -238,7 +238,7 @@ async fn a_bad_request_in_a_bookkeeping_batch_fails_alone() {
             .iter()
             .map(|job| {
                 let delivery = NewDelivery {
-                    endpoint_id: "ep_x".into(),
+                    endpoint_id: EndpointId::named("ep_x"),
                     message_id: job.event_id.clone(),
                     body: "{}".into(),
                     ordering_key: None,
@@ -282,7 +282,7 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
         let outputs = |n: usize| Outputs {
             deliveries: (0..n)
                 .map(|i| NewDelivery {
-                    endpoint_id: format!("ep_{i}"),
+                    endpoint_id: EndpointId::named(&format!("ep_{i}")),
                     message_id: first.event_id.clone(),
                     body: "{}".into(),
                     ordering_key: None,
@@ -381,7 +381,7 @@ async fn retention_deletes_old_rows_and_keeps_pending_ones() {
         let body: Arc<str> = "{}".into();
         let deliveries = (0..2)
             .map(|i| NewDelivery {
-                endpoint_id: format!("ep_{i}"),
+                endpoint_id: EndpointId::named(&format!("ep_{i}")),
                 message_id: done.event_id.clone(),
                 body: body.clone(),
                 ordering_key: None,

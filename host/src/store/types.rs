@@ -96,7 +96,7 @@ pub struct Accepted {
 /// A delivery endpoint.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    pub id: String,
+    pub id: EndpointId,
     pub tenant_id: TenantId,
     pub url: String,
     pub event_types: Vec<String>,
@@ -122,7 +122,7 @@ impl Endpoint {
     /// the service's timeout, unordered, unlimited.
     pub fn new(tenant_id: TenantId, url: String, secret: String) -> Self {
         Endpoint {
-            id: crate::new_id("ep"),
+            id: EndpointId::generate(),
             tenant_id,
             url,
             event_types: vec!["*".into()],
@@ -192,10 +192,10 @@ pub enum JobWork {
     /// Run the tenant's plugins on the event and route the result.
     Plugin,
     /// Send `body` (read with the claim, a shared body too) to an endpoint.
-    Delivery { endpoint_id: String, message_id: String, body: String },
+    Delivery { endpoint_id: EndpointId, message_id: String, body: String },
     /// Write `record` at `version` under `external_id` to a sink; `message_id` is the
     /// idempotency key.
-    Sink { sink_id: String, external_id: String, version: i64, message_id: String, record: String },
+    Sink { sink_id: SinkId, external_id: String, version: i64, message_id: String, record: String },
 }
 
 impl JobWork {
@@ -211,8 +211,8 @@ impl JobWork {
     pub fn target(&self) -> &str {
         match self {
             JobWork::Plugin => "",
-            JobWork::Delivery { endpoint_id, .. } => endpoint_id,
-            JobWork::Sink { sink_id, .. } => sink_id,
+            JobWork::Delivery { endpoint_id, .. } => endpoint_id.as_str(),
+            JobWork::Sink { sink_id, .. } => sink_id.as_str(),
         }
     }
 }
@@ -275,7 +275,7 @@ pub struct PluginJobDone {
 /// A delivery to enqueue once the plugin has run.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     pub message_id: String,
     /// Shared by the deliveries of one body (one per endpoint): stored once.
     pub body: Arc<str>,
@@ -286,7 +286,7 @@ pub struct NewDelivery {
 /// A sink write to enqueue once the plugin has run.
 #[derive(Debug, Clone)]
 pub struct NewSinkWrite {
-    pub sink_id: String,
+    pub sink_id: SinkId,
     pub external_id: String,
     /// Stable across retries and duplicates of the same write: the sink's `Idempotency-Key`.
     pub idempotency_key: String,
@@ -305,7 +305,7 @@ pub struct Outputs {
 /// A CRM sink.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sink {
-    pub id: String,
+    pub id: SinkId,
     #[serde(skip)]
     pub tenant_id: TenantId,
     pub name: String,
@@ -330,9 +330,9 @@ pub struct AttemptRecord {
 /// A delivery (one envelope to one endpoint) and where it stands.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivery {
-    pub id: i64,
+    pub id: DeliveryId,
     pub event_id: String,
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     pub message_id: String,
     pub status: DeliveryStatus,
     /// For failed deliveries: true when retries ran out (dead letter), false when permanent.

@@ -1,0 +1,116 @@
+//! Identifier types, one per kind of row a caller names: tenants, endpoints, sinks (`ten_…`,
+//! `ep_…`, `snk_…` strings) and deliveries (numbers). A function that takes an endpoint id
+//! cannot be handed a sink's. Ids are minted here ([`new_id`]); an id read back from the store
+//! is trusted (`from_stored`), one from a request is only a name to look up (`named`), and
+//! [`TenantId::parse`] checks one typed by hand. Nothing else here.
+
+use std::fmt;
+
+/// A random identifier with a type prefix, e.g. `evt_5f1c…` (96 random bits, hex).
+pub fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 12] = rand::random();
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident = $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh id.
+            pub fn generate() -> Self {
+                Self(new_id($prefix))
+            }
+
+            /// An id read back from the store (trusted).
+            pub fn from_stored(s: String) -> Self {
+                Self(s)
+            }
+
+            /// An id a request names, to look up (it may name nothing).
+            pub fn named(s: &str) -> Self {
+                Self(s.to_string())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                <String as utoipa::PartialSchema>::schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+string_id! {
+    /// A tenant's id, `ten_…`.
+    TenantId = "ten"
+}
+
+string_id! {
+    /// A delivery endpoint's id, `ep_…`.
+    EndpointId = "ep"
+}
+
+string_id! {
+    /// A CRM sink's id, `snk_…`.
+    SinkId = "snk"
+}
+
+impl TenantId {
+    /// An id typed by hand (the CLI, a local event file): 1 to 64 of `A-Z a-z 0-9 _ -`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        ok.then(|| Self(s.to_string()))
+    }
+}
+
+/// A delivery's id (its job's row id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct DeliveryId(pub i64);
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_their_prefix_and_hand_typed_tenants_are_checked() {
+        assert!(EndpointId::generate().as_str().starts_with("ep_"));
+        assert!(SinkId::generate().as_str().starts_with("snk_"));
+        assert_eq!(TenantId::generate().as_str().len(), "ten_".len() + 24);
+        assert!(TenantId::parse("ten_local").is_some());
+        assert!(TenantId::parse("").is_none());
+        assert!(TenantId::parse("ten x").is_none());
+        assert!(TenantId::parse(&"a".repeat(65)).is_none());
+        assert_eq!(serde_json::to_value(DeliveryId(7)).unwrap(), 7);
+    }
+}
