@@ -1,4 +1,4 @@
-//! The job pump shared by the plugin, delivery and sink workers: claim due jobs with a lease,
+//! The job pump shared by the router stage and the delivery and sink workers: claim due jobs with a lease,
 //! run each under a concurrency limit while renewing its lease, sleep until woken or until the
 //! next job is due, stop on shutdown and let in-flight jobs finish. Owns no job semantics and
 //! no SQL of its own.

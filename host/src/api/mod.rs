@@ -1,14 +1,16 @@
 //! HTTP routes: provider hooks, the admin and polling API (bearer keys), health and metrics.
 //!
-//! Handlers parse and authorize, call the ingest service, the store or the plugin engine, and
-//! map results to HTTP through [`error::ApiError`]. No SQL and no wasmtime here.
+//! Handlers are authenticated by extractors ([`TenantAuth`], `Operator`, the provider `Hook`)
+//! before any body is read, call the ingest service, the store or the plugin engine, and map
+//! results to HTTP through [`error::ApiError`]. No SQL and no wasmtime here.
 //!
-//! This file holds the router, authentication (operator token or the tenant's key, compared
-//! in constant time), body helpers, health and metrics; the handlers live by resource:
-//! `hooks` (provider routes), `tenants` (tenants, api keys, provider secrets), `endpoints`,
-//! `events` (events, deliveries, receipts, replays), `sinks`, `numbers` (numbers, calls,
-//! contacts, billing), `plugins` (registry, dry runs, chain, limits and ceilings, key-value,
-//! usage), `openapi` (the document).
+//! This file holds the shared state, authentication (operator token or the tenant's key,
+//! compared in constant time), body helpers, health and metrics. `routes` is the one table the
+//! router and the OpenAPI document (`openapi`) are built from; `views` the typed bodies; the
+//! handlers live by resource: `hooks` (provider routes), `tenants` (tenants, api keys, provider
+//! secrets), `endpoints`, `events` (events, deliveries, receipts, replays), `sinks`, `numbers`
+//! (numbers, calls, contacts, billing), `plugins` (registry, dry runs, chain, limits and
+//! ceilings, key-value, usage).
 
 mod endpoints;
 pub mod error;

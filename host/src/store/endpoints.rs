@@ -12,24 +12,6 @@ macro_rules! endpoint_columns {
     };
 }
 
-/// Bind the settings a tenant changes, as `$1`…`$9` (url, event_types, headers, enabled,
-/// description, signing, timeout_ms, ordered_by, rate_limit_per_s).
-fn bind_settings<'q>(
-    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
-    ep: &'q Endpoint,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    query
-        .bind(&ep.url)
-        .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
-        .bind(Value::Object(ep.headers.clone()).to_string())
-        .bind(ep.enabled as i64)
-        .bind(&ep.description)
-        .bind(ep.signing.as_str())
-        .bind(ep.timeout_ms)
-        .bind(&ep.ordered_by)
-        .bind(ep.rate_limit_per_s)
-}
-
 impl Store {
     /// Create an endpoint unless the tenant already has `max`.
     pub async fn create_endpoint(&self, ep: &Endpoint, max: u64) -> Result<Insert> {
@@ -38,19 +20,29 @@ impl Store {
             return Ok(Insert::Full);
         }
         let now = self.now_ms();
-        let query = sqlx::query(
-            "INSERT INTO endpoints (url, event_types, headers, enabled, description, signing, timeout_ms, ordered_by,
-                 rate_limit_per_s, id, tenant_id, secret, created_at, updated_at)
+        // This column order, not the UPDATE's: with the settings first PostgreSQL once refused
+        // the float in $9 ("incorrect binary data format") on a reused connection.
+        sqlx::query(
+            "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
+                 timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        );
-        bind_settings(query, ep)
-            .bind(&ep.id)
-            .bind(ep.tenant_id.as_str())
-            .bind(self.keys.seal(ep.tenant_id.as_str(), &ep.secret))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        )
+        .bind(&ep.id)
+        .bind(ep.tenant_id.as_str())
+        .bind(&ep.url)
+        .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
+        .bind(Value::Object(ep.headers.clone()).to_string())
+        .bind(self.keys.seal(ep.tenant_id.as_str(), &ep.secret))
+        .bind(ep.enabled as i64)
+        .bind(&ep.description)
+        .bind(ep.signing.as_str())
+        .bind(ep.timeout_ms)
+        .bind(&ep.ordered_by)
+        .bind(ep.rate_limit_per_s)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Insert::Created)
     }
@@ -63,7 +55,16 @@ impl Store {
                  timeout_ms = $7, ordered_by = $8, rate_limit_per_s = $9, disabled_reason = $10, failing_since = $11, updated_at = $12
              WHERE tenant_id = $13 AND id = $14",
         );
-        let r = bind_settings(query, ep)
+        let r = query
+            .bind(&ep.url)
+            .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
+            .bind(Value::Object(ep.headers.clone()).to_string())
+            .bind(ep.enabled as i64)
+            .bind(&ep.description)
+            .bind(ep.signing.as_str())
+            .bind(ep.timeout_ms)
+            .bind(&ep.ordered_by)
+            .bind(ep.rate_limit_per_s)
             .bind(&ep.disabled_reason)
             .bind(ep.failing_since)
             .bind(self.now_ms())
