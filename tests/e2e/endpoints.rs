@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use hookhost_tests::{Receiver, TestServer, plugins, test_config, verify_hookhost_signature, verify_standard_webhook};
+use hookhost_tests::{
+    Receiver, TestServer, plugins, test_config, verify_hookhost_signature, verify_hookhost_signature_in,
+    verify_standard_webhook,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -76,6 +79,57 @@ async fn endpoint_settings_are_read_updated_and_deleted() {
     assert_eq!(status, 204);
     assert_eq!(send(&s, Method::GET, &format!("/endpoints/{id}"), None).await.0, 404);
     assert_eq!(send(&s, Method::DELETE, &format!("/endpoints/{id}"), None).await.0, 404);
+}
+
+/// A receiver's contract may name its own headers (CallFunnel: `X-CF-Signature: t=…,v1=…` and
+/// `X-CF-Event-Id`): the signature goes out under those names and only those, and a name that
+/// would clobber the request's own headers, repeat another or not be a header is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_names_its_signature_headers() {
+    let mut s = Setup::new(&["*"]).await;
+    let mut cf = Receiver::start().await;
+    let ep = add_endpoint(
+        &s,
+        json!({ "url": cf.url, "signing": "hookhost", "signature_header": "X-CF-Signature", "id_header": "X-CF-Event-Id",
+                "headers": { "x-cf-signature": "forged by the tenant's own headers" } }),
+    )
+    .await;
+    assert_eq!(ep["signature_header"], "x-cf-signature");
+    assert_eq!(ep["id_header"], "x-cf-event-id");
+    assert!(ep["timestamp_header"].is_null());
+    let secret = ep["secret"].as_str().unwrap().to_string();
+
+    s.call_status("CA1", "ringing").await;
+    let got = cf.next().await;
+    assert!(verify_hookhost_signature_in("x-cf-signature", &secret, &got.headers, &got.body), "{:?}", got.headers);
+    assert_eq!(got.header("x-cf-event-id"), got.json()["id"].as_str().unwrap());
+    assert!(got.header("x-hookhost-signature").is_empty() && got.header("x-hookhost-event-id").is_empty());
+    s.receiver.next().await;
+
+    let id = ep["id"].as_str().unwrap();
+    for bad in [
+        json!({ "signature_header": "Content-Length" }),
+        json!({ "id_header": "host" }),
+        json!({ "signature_header": "bad header" }),
+        json!({ "signature_header": 7 }),
+        json!({ "timestamp_header": "x-cf-event-id" }),
+    ] {
+        let (status, v) = send(&s, Method::PATCH, &format!("/endpoints/{id}"), Some(bad.clone())).await;
+        assert_eq!(status, 422, "{bad} → {v}");
+    }
+    // Back to the style's defaults.
+    let (status, v) = send(
+        &s,
+        Method::PATCH,
+        &format!("/endpoints/{id}"),
+        Some(json!({ "signature_header": null, "id_header": null })),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    s.call_status("CA2", "ringing").await;
+    let got = cf.next().await;
+    assert!(verify_hookhost_signature(&secret, &got.headers, &got.body));
+    assert!(got.header("x-cf-signature").starts_with("forged"), "the tenant's own header is just a header again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

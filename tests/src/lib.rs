@@ -556,7 +556,12 @@ pub fn verify_standard_webhook(secret: &str, headers: &HeaderMap, body: &[u8]) -
 /// Verify the hookhost style (`X-Hookhost-Signature: t=…,v1=…`) as a receiver would: hex
 /// HMAC-SHA256 with the decoded `whsec_` key over `{t}.{body}`; any `v1` may match.
 pub fn verify_hookhost_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
-    let header = headers.get("x-hookhost-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    verify_hookhost_signature_in("x-hookhost-signature", secret, headers, body)
+}
+
+/// [`verify_hookhost_signature`] with the signature in header `name` (an endpoint's own).
+pub fn verify_hookhost_signature_in(name: &str, secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let mut t = None;
     let mut sigs = Vec::new();
     for pair in header.split(',') {

@@ -96,11 +96,50 @@ pub(super) fn apply_endpoint_settings(
                     })?),
                 }
             }
+            "signature_header" => ep.header_names.signature = header_name(key, v)?,
+            "id_header" => ep.header_names.id = header_name(key, v)?,
+            "timestamp_header" => ep.header_names.timestamp = header_name(key, v)?,
             other => return Err(unprocessable(format!("unknown endpoint field {other:?}"))),
         }
     }
+    let n = &ep.header_names;
+    let chosen: Vec<&String> = [&n.signature, &n.id, &n.timestamp].into_iter().flatten().collect();
+    if chosen.iter().enumerate().any(|(i, a)| chosen[..i].contains(a)) {
+        return Err(unprocessable("signature_header, id_header and timestamp_header must differ"));
+    }
     validate_url(&ep.url, policy).map_err(|e| unprocessable(e.to_string()))?;
     Ok(())
+}
+
+/// Headers an endpoint may not give its signature, id or timestamp: the request's own.
+const NOT_SIGNATURE_HEADERS: [&str; 8] = [
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "transfer-encoding",
+    "connection",
+    "authorization",
+    "cookie",
+];
+
+/// A signature header name setting: a valid header name (kept lower case) that is not one of
+/// the request's own headers, or `null` for the signing style's default.
+fn header_name(key: &str, v: &Value) -> Result<Option<String>, ApiError> {
+    let Some(name) = v.as_str() else {
+        return match v {
+            Value::Null => Ok(None),
+            _ => Err(unprocessable(format!("{key} must be a header name or null"))),
+        };
+    };
+    let name = name.trim().to_ascii_lowercase();
+    if name.is_empty() || name.len() > 64 || axum::http::HeaderName::try_from(name.as_str()).is_err() {
+        return Err(unprocessable(format!("{key} {name:?} is not a valid header name")));
+    }
+    if NOT_SIGNATURE_HEADERS.contains(&name.as_str()) {
+        return Err(unprocessable(format!("{key} may not be {name:?}: the request sets it")));
+    }
+    Ok(Some(name))
 }
 
 /// An endpoint's rate limit, deliveries per second: from one a day to far beyond what one

@@ -146,6 +146,13 @@ pub struct EndpointSettings {
     /// A payload field whose value orders deliveries sharing it.
     pub ordered_by: Option<String>,
     pub rate_limit_per_s: Option<f64>,
+    /// The signature's header instead of the style's default (e.g. `X-CF-Signature`); null:
+    /// the default.
+    pub signature_header: Option<String>,
+    /// The message id's header (e.g. `X-CF-Event-Id`).
+    pub id_header: Option<String>,
+    /// The standard style's timestamp header.
+    pub timestamp_header: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,6 +172,9 @@ pub struct EndpointView {
     pub rate_limit_per_s: Option<f64>,
     pub secret: String,
     pub previous_secret_expires_at: Option<i64>,
+    pub signature_header: Option<String>,
+    pub id_header: Option<String>,
+    pub timestamp_header: Option<String>,
 }
 
 impl EndpointView {
@@ -183,6 +193,9 @@ impl EndpointView {
             rate_limit_per_s: ep.rate_limit_per_s,
             secret: ep.secret.clone(),
             previous_secret_expires_at: ep.previous_secret_until.filter(|until| *until > now),
+            signature_header: ep.header_names.signature.clone(),
+            id_header: ep.header_names.id.clone(),
+            timestamp_header: ep.header_names.timestamp.clone(),
         }
     }
 }

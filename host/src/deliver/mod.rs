@@ -179,8 +179,14 @@ impl Sender {
             Err(e) => return fail(e),
         };
         let now = crate::now_ms();
-        let signed =
-            sign::signature_headers(ep.signing, &ep.signing_secrets(now), message_id, now / 1000, body.as_bytes());
+        let signed = sign::signature_headers(
+            ep.signing,
+            &ep.header_names,
+            &ep.signing_secrets(now),
+            message_id,
+            now / 1000,
+            body.as_bytes(),
+        );
         let signed = match signed {
             Ok(h) => h,
             Err(e) => return fail(e.to_string()),
@@ -198,10 +204,10 @@ impl Sender {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(concat!("hookhost/", env!("CARGO_PKG_VERSION"))));
         for (name, value) in signed {
-            headers.insert(
-                name,
-                HeaderValue::from_str(&value).expect("ids, digits, hex and base64 are valid header values"),
-            );
+            // Names are checked when an endpoint is saved; one that is not valid is not sent.
+            let Ok(name) = HeaderName::try_from(name) else { continue };
+            let value = HeaderValue::from_str(&value).expect("ids, digits, hex and base64 are valid header values");
+            headers.insert(name, value);
         }
         let mut request = client.post(url).headers(headers).body(body.to_string());
         if let Some(ms) = ep.timeout_ms.filter(|ms| *ms > 0) {

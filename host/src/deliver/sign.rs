@@ -2,7 +2,7 @@
 //! v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` where `key` is the base64-decoded
 //! part of the endpoint's `whsec_…` secret. Pure functions.
 
-use crate::store::SigningStyle;
+use crate::store::{SignatureHeaderNames, SigningStyle};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{KeyInit, Mac};
@@ -49,27 +49,33 @@ pub fn hookhost_v1(secret: &str, timestamp: i64, body: &[u8]) -> Result<String, 
 
 /// Signature headers for `body`, signed with every secret in `secrets` (rotation overlap):
 /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, space-separated `webhook-signature`)
-/// or the hookhost style (`X-Hookhost-Event-Id`, `X-Hookhost-Signature: t=…,v1=…[,v1=…]`).
+/// or the hookhost style (`X-Hookhost-Event-Id`, `X-Hookhost-Signature: t=…,v1=…[,v1=…]`),
+/// under the endpoint's own header `names` where it has them.
 pub fn signature_headers(
     style: SigningStyle,
+    names: &SignatureHeaderNames,
     secrets: &[&str],
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
-) -> Result<Vec<(&'static str, String)>, BadSecret> {
+) -> Result<Vec<(String, String)>, BadSecret> {
+    let name = |own: &Option<String>, default: &str| own.clone().unwrap_or_else(|| default.to_string());
     if style == SigningStyle::Hookhost {
         let mut sig = format!("t={timestamp}");
         for s in secrets {
             sig.push_str(",v1=");
             sig.push_str(&hookhost_v1(s, timestamp, body)?);
         }
-        return Ok(vec![("x-hookhost-event-id", msg_id.to_string()), ("x-hookhost-signature", sig)]);
+        return Ok(vec![
+            (name(&names.id, "x-hookhost-event-id"), msg_id.to_string()),
+            (name(&names.signature, "x-hookhost-signature"), sig),
+        ]);
     }
     let sigs = secrets.iter().map(|s| standard_signature(s, msg_id, timestamp, body)).collect::<Result<Vec<_>, _>>()?;
     Ok(vec![
-        ("webhook-id", msg_id.to_string()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", sigs.join(" ")),
+        (name(&names.id, "webhook-id"), msg_id.to_string()),
+        (name(&names.timestamp, "webhook-timestamp"), timestamp.to_string()),
+        (name(&names.signature, "webhook-signature"), sigs.join(" ")),
     ])
 }
 
@@ -103,10 +109,40 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_may_name_its_own_headers() {
+        let secret = new_secret();
+        let names = SignatureHeaderNames {
+            signature: Some("x-cf-signature".into()),
+            id: Some("x-cf-event-id".into()),
+            timestamp: None,
+        };
+        let cf = signature_headers(SigningStyle::Hookhost, &names, &[&secret], "evt_1", 1700000000, b"{}").unwrap();
+        let v1 = hookhost_v1(&secret, 1700000000, b"{}").unwrap();
+        assert_eq!(
+            cf,
+            [
+                ("x-cf-event-id".to_string(), "evt_1".to_string()),
+                ("x-cf-signature".to_string(), format!("t=1700000000,v1={v1}"))
+            ]
+        );
+        let std = signature_headers(SigningStyle::Standard, &names, &[&secret], "evt_1", 1700000000, b"{}").unwrap();
+        let got: Vec<&str> = std.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(got, ["x-cf-event-id", "webhook-timestamp", "x-cf-signature"], "unnamed ones keep the default");
+    }
+
+    #[test]
     fn both_styles_sign_with_every_overlapping_secret() {
         let (a, b) = (new_secret(), new_secret());
-        let std = signature_headers(SigningStyle::Standard, &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
-        assert_eq!(std[0], ("webhook-id", "evt_1".to_string()));
+        let std = signature_headers(
+            SigningStyle::Standard,
+            &SignatureHeaderNames::default(),
+            &[&a, &b],
+            "evt_1",
+            1700000000,
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(std[0], ("webhook-id".to_string(), "evt_1".to_string()));
         let sigs: Vec<&str> = std[2].1.split(' ').collect();
         assert_eq!(
             sigs,
@@ -115,8 +151,16 @@ mod tests {
                 standard_signature(&b, "evt_1", 1700000000, b"{}").unwrap()
             ]
         );
-        let hh = signature_headers(SigningStyle::Hookhost, &[&a, &b], "evt_1", 1700000000, b"{}").unwrap();
-        assert_eq!(hh[0], ("x-hookhost-event-id", "evt_1".to_string()));
+        let hh = signature_headers(
+            SigningStyle::Hookhost,
+            &SignatureHeaderNames::default(),
+            &[&a, &b],
+            "evt_1",
+            1700000000,
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(hh[0], ("x-hookhost-event-id".to_string(), "evt_1".to_string()));
         assert_eq!(
             hh[1].1,
             format!(

@@ -8,8 +8,13 @@ use super::*;
 macro_rules! endpoint_columns {
     () => {
         "id, tenant_id, url, event_types, headers, secret, enabled, description, signing, timeout_ms, ordered_by, \
-         rate_limit_per_s, previous_secret, previous_secret_until, disabled_reason, failing_since"
+         rate_limit_per_s, previous_secret, previous_secret_until, disabled_reason, failing_since, signature_headers"
     };
+}
+
+/// The endpoint's signature header names as stored: NULL for the defaults.
+fn header_names(ep: &Endpoint) -> Option<String> {
+    (!ep.header_names.is_default()).then(|| serde_json::to_string(&ep.header_names).expect("names serialize"))
 }
 
 impl Store {
@@ -24,8 +29,8 @@ impl Store {
         // the float in $9 ("incorrect binary data format") on a reused connection.
         sqlx::query(
             "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
-                 timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at, signature_headers)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&ep.id)
         .bind(ep.tenant_id.as_str())
@@ -41,6 +46,7 @@ impl Store {
         .bind(ep.rate_limit_per_s)
         .bind(now)
         .bind(now)
+        .bind(header_names(ep))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -52,7 +58,8 @@ impl Store {
         let mut tx = self.begin(true).await?;
         let query = sqlx::query(
             "UPDATE endpoints SET url = $1, event_types = $2, headers = $3, enabled = $4, description = $5, signing = $6,
-                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = $9, disabled_reason = $10, failing_since = $11, updated_at = $12
+                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = $9, disabled_reason = $10, failing_since = $11, updated_at = $12,
+                 signature_headers = $15
              WHERE tenant_id = $13 AND id = $14",
         );
         let r = query
@@ -70,6 +77,7 @@ impl Store {
             .bind(self.now_ms())
             .bind(ep.tenant_id.as_str())
             .bind(&ep.id)
+            .bind(header_names(ep))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

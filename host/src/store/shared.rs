@@ -268,6 +268,7 @@ pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
     let tenant: String = r.get("tenant_id");
     let open = |column: &str| r.get::<Option<String>, _>(column).map(|s| keys.open(&tenant, &s)).transpose();
     let signing: String = r.get("signing");
+    let names: Option<String> = r.get("signature_headers");
     let types: String = r.get("event_types");
     let headers: String = r.get("headers");
     Ok(Endpoint {
@@ -288,5 +289,10 @@ pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
         previous_secret_until: r.get("previous_secret_until"),
         disabled_reason: r.get("disabled_reason"),
         failing_since: r.get("failing_since"),
+        header_names: names
+            .map(|n| serde_json::from_str(&n))
+            .transpose()
+            .map_err(decode("endpoint signature_headers"))?
+            .unwrap_or_default(),
     })
 }

@@ -115,6 +115,29 @@ pub struct Endpoint {
     pub previous_secret_until: Option<i64>,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<i64>,
+    /// Header names the receiver's contract gives the signature, message id and timestamp.
+    pub header_names: SignatureHeaderNames,
+}
+
+/// The header names an endpoint's signature goes out in; `None`: the signing style's default
+/// (`webhook-signature`, `webhook-id`, `webhook-timestamp`, or `x-hookhost-signature`,
+/// `x-hookhost-event-id`). Lower case, valid, distinct and never a reserved header: checked by
+/// the API before they are stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SignatureHeaderNames {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The standard style's timestamp header (the hookhost style carries `t=` in the signature).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+impl SignatureHeaderNames {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl Endpoint {
@@ -138,6 +161,7 @@ impl Endpoint {
             previous_secret_until: None,
             disabled_reason: None,
             failing_since: None,
+            header_names: SignatureHeaderNames::default(),
         }
     }
 
