@@ -133,15 +133,10 @@ mod tests {
     #[test]
     fn both_styles_sign_with_every_overlapping_secret() {
         let (a, b) = (new_secret(), new_secret());
-        let std = signature_headers(
-            SigningStyle::Standard,
-            &SignatureHeaderNames::default(),
-            &[&a, &b],
-            "evt_1",
-            1700000000,
-            b"{}",
-        )
-        .unwrap();
+        let sign = |style| {
+            signature_headers(style, &SignatureHeaderNames::default(), &[&a, &b], "evt_1", 1700000000, b"{}").unwrap()
+        };
+        let std = sign(SigningStyle::Standard);
         assert_eq!(std[0], ("webhook-id".to_string(), "evt_1".to_string()));
         let sigs: Vec<&str> = std[2].1.split(' ').collect();
         assert_eq!(
@@ -151,15 +146,7 @@ mod tests {
                 standard_signature(&b, "evt_1", 1700000000, b"{}").unwrap()
             ]
         );
-        let hh = signature_headers(
-            SigningStyle::Hookhost,
-            &SignatureHeaderNames::default(),
-            &[&a, &b],
-            "evt_1",
-            1700000000,
-            b"{}",
-        )
-        .unwrap();
+        let hh = sign(SigningStyle::Hookhost);
         assert_eq!(hh[0], ("x-hookhost-event-id".to_string(), "evt_1".to_string()));
         assert_eq!(
             hh[1].1,
