@@ -12,6 +12,14 @@ macro_rules! endpoint_columns {
     };
 }
 
+/// The rate limit as text, cast back in SQL. Through the Any driver sqlx 0.9.0 declares a NULL
+/// `f64` as `float4` (`any/arguments.rs` swaps Real and Double): a PostgreSQL connection that
+/// prepared the statement with no limit then refused a limit's 8 bytes ("incorrect binary data
+/// format in bind parameter"). A text parameter is text whether or not it is NULL.
+fn rate(ep: &Endpoint) -> Option<String> {
+    ep.rate_limit_per_s.map(|r| r.to_string())
+}
+
 /// The endpoint's signature header names as stored: NULL for the defaults.
 fn header_names(ep: &Endpoint) -> Option<String> {
     (!ep.header_names.is_default()).then(|| serde_json::to_string(&ep.header_names).expect("names serialize"))
@@ -25,12 +33,10 @@ impl Store {
             return Ok(Insert::Full);
         }
         let now = self.now_ms();
-        // This column order, not the UPDATE's: with the settings first PostgreSQL once refused
-        // the float in $9 ("incorrect binary data format") on a reused connection.
         sqlx::query(
             "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
                  timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at, signature_headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CAST($12 AS DOUBLE PRECISION), $13, $14, $15)",
         )
         .bind(&ep.id)
         .bind(ep.tenant_id.as_str())
@@ -43,7 +49,7 @@ impl Store {
         .bind(ep.signing.as_str())
         .bind(ep.timeout_ms)
         .bind(&ep.ordered_by)
-        .bind(ep.rate_limit_per_s)
+        .bind(rate(ep))
         .bind(now)
         .bind(now)
         .bind(header_names(ep))
@@ -58,7 +64,7 @@ impl Store {
         let mut tx = self.begin(true).await?;
         let query = sqlx::query(
             "UPDATE endpoints SET url = $1, event_types = $2, headers = $3, enabled = $4, description = $5, signing = $6,
-                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = $9, disabled_reason = $10, failing_since = $11, updated_at = $12,
+                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = CAST($9 AS DOUBLE PRECISION), disabled_reason = $10, failing_since = $11, updated_at = $12,
                  signature_headers = $15
              WHERE tenant_id = $13 AND id = $14",
         );
@@ -71,7 +77,7 @@ impl Store {
             .bind(ep.signing.as_str())
             .bind(ep.timeout_ms)
             .bind(&ep.ordered_by)
-            .bind(ep.rate_limit_per_s)
+            .bind(rate(ep))
             .bind(&ep.disabled_reason)
             .bind(ep.failing_since)
             .bind(self.now_ms())
