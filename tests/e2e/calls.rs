@@ -187,6 +187,81 @@ async fn inbound_sms_keywords_drive_the_contacts_opt_out_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_status_callbacks_make_one_event_per_message_and_status() {
+    let s = Setup::new(&["sms.*"]).await;
+    let status = |sid: &'static str, status: &'static str, error: Option<&'static str>| {
+        let server = &s.server;
+        let tenant = s.tenant.clone();
+        async move {
+            let mut params = vec![
+                ("MessageSid", sid),
+                ("SmsSid", sid),
+                ("AccountSid", "AC0123"),
+                ("From", "+18005551212"),
+                ("To", "+14158675309"),
+                ("MessageStatus", status),
+                ("SmsStatus", status),
+            ];
+            if let Some(code) = error {
+                params.push(("ErrorCode", code));
+            }
+            let path = format!("/hooks/{tenant}/twilio/sms/status");
+            let sig = hookhost_tests::twilio_signature(TWILIO_TOKEN, &format!("{}{path}", server.public_url), &params);
+            let r = server.post_twilio(&path, &sig, &params).await;
+            assert_eq!(r.status(), 200, "{sid} {status}");
+            assert!(r.text().await.unwrap().contains("<Response/>"));
+        }
+    };
+    status("SM10", "queued", None).await;
+    status("SM10", "sending", None).await;
+    status("SM10", "sent", None).await;
+    status("SM10", "sent", None).await; // provider retry
+    status("SM10", "delivered", None).await;
+    status("SM11", "queued", None).await;
+    status("SM11", "undelivered", Some("30003")).await;
+    status("SM12", "failed", Some("30008")).await;
+
+    let events = s.events().await;
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["event_type"].as_str().unwrap(), e["payload"]["message_sid"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [("sms.sent", "SM10"), ("sms.delivered", "SM10"), ("sms.undelivered", "SM11"), ("sms.failed", "SM12")]
+    );
+    let undelivered = &events[2]["payload"];
+    assert_eq!(undelivered["status"], "undelivered");
+    assert_eq!(undelivered["error_code"], "30003");
+    assert_eq!(undelivered["contact"], "+14158675309", "the contact is the recipient");
+    assert_eq!(undelivered["from"], "+18005551212");
+
+    let verdicts = |v: &'static str| {
+        let (server, key, path) = (&s.server, &s.key, format!("/v1/tenants/{}/receipts?verdict={v}", s.tenant));
+        async move { server.get_json(&path, key).await["data"].as_array().unwrap().len() }
+    };
+    assert_eq!(verdicts("ignored").await, 3, "queued, sending, queued: kept, no event");
+    assert_eq!(verdicts("duplicate").await, 1);
+    assert_eq!(verdicts("accepted").await, 4);
+    let r = s
+        .server
+        .authed(Method::GET, &format!("/v1/tenants/{}/receipts?verdict=maybe", s.tenant), &s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Unsigned, or without a status: refused and kept as rejected.
+    let path = format!("/hooks/{}/twilio/sms/status", s.tenant);
+    let params = [("MessageSid", "SM13"), ("MessageStatus", "delivered")];
+    assert_eq!(s.server.post_twilio(&path, "bm90IGl0", &params).await.status(), 401);
+    let params = [("MessageSid", "SM13")];
+    let sig = hookhost_tests::twilio_signature(TWILIO_TOKEN, &format!("{}{path}", s.server.public_url), &params);
+    assert_eq!(s.server.post_twilio(&path, &sig, &params).await.status(), 400);
+    assert_eq!(verdicts("rejected").await, 2);
+    assert_eq!(s.events().await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exotel_callbacks_are_authenticated_by_token_and_mapped_to_the_call_model() {
     let s = Setup::new(&["*"]).await;
     let r = s

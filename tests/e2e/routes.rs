@@ -38,7 +38,11 @@ async fn send(s: &Setup, exotel_token: &str, route: &str, case: Case) -> Option<
         p
     };
     Some(match route {
-        "twilio/voice/inbound" | "twilio/voice/status" | "twilio/voice/dial-complete" | "twilio/sms/inbound"
+        "twilio/voice/inbound"
+        | "twilio/voice/status"
+        | "twilio/voice/dial-complete"
+        | "twilio/sms/inbound"
+        | "twilio/sms/status"
             if case == Case::Stale =>
         {
             return None;
@@ -54,6 +58,18 @@ async fn send(s: &Setup, exotel_token: &str, route: &str, case: Case) -> Option<
             twilio(
                 "sms/inbound",
                 vec![("MessageSid", "SMroute1"), ("From", "+14158675309"), ("To", "+18005551212"), ("Body", "STOP")],
+            )
+            .await
+        }
+        "twilio/sms/status" => {
+            twilio(
+                "sms/status",
+                vec![
+                    ("MessageSid", "SMroute2"),
+                    ("MessageStatus", "delivered"),
+                    ("From", "+18005551212"),
+                    ("To", "+14158675309"),
+                ],
             )
             .await
         }
@@ -130,6 +146,7 @@ async fn every_provider_route_answers_each_case_with_its_exact_status() {
         "twilio/voice/status",
         "twilio/voice/dial-complete",
         "twilio/sms/inbound",
+        "twilio/sms/status",
         "stripe",
         "exotel/passthru",
         "exotel/status",

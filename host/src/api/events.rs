@@ -169,12 +169,14 @@ pub(super) async fn list_receipts(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
-    if let Some(v) = q.verdict.as_deref()
-        && !matches!(v, "accepted" | "duplicate" | "rejected")
-    {
-        return Err(ApiError::BadRequest("verdict must be accepted, duplicate or rejected".into()));
-    }
-    let filter = crate::store::ReceiptFilter { provider: q.provider, verdict: q.verdict, before: q.before };
+    let verdict =
+        match q.verdict.as_deref() {
+            None => None,
+            Some(v) => Some(Verdict::parse(v).ok_or_else(|| {
+                ApiError::BadRequest("verdict must be accepted, duplicate, rejected or ignored".into())
+            })?),
+        };
+    let filter = crate::store::ReceiptFilter { provider: q.provider, verdict, before: q.before };
     let receipts = state.store.receipts(&tenant, &filter, limit).await?;
     let next = (receipts.len() as i64 == limit).then(|| receipts.last().map(|r| r.id)).flatten();
     Ok(Json(ReceiptPage { data: receipts, next_before: next }))

@@ -59,6 +59,11 @@ pub(super) async fn twilio_sms_inbound(State(state): State<AppState>, Hook(req):
     Ok(twiml(crate::ingest::twiml::empty()))
 }
 
+pub(super) async fn twilio_sms_status(State(state): State<AppState>, Hook(req): Hook) -> Result<Response, ApiError> {
+    state.ingest.twilio_sms_status(req).await?;
+    Ok(twiml(crate::ingest::twiml::empty()))
+}
+
 async fn exotel(state: &AppState, kind: ExotelKind, req: HookRequest) -> Result<Response, ApiError> {
     let content_type = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let json = content_type.is_some_and(|ct| ct.contains("json"));

@@ -53,7 +53,7 @@ pub use routes::router;
 use crate::deliver::{OutboundPolicy, Sender, sign, validate_url};
 use crate::ingest::{HookRequest, Ingestor, VoiceLeg};
 use crate::plugin::PluginEngine;
-use crate::store::{DeliveryStatus, Endpoint, Insert, NewDelivery, SigningStyle, Store};
+use crate::store::{DeliveryStatus, Endpoint, Insert, NewDelivery, SigningStyle, Store, Verdict};
 use crate::{Config, DeliveryId, EndpointId, SinkId, TenantId, Wakeups, new_id};
 
 /// What every handler can reach.

@@ -114,6 +114,7 @@ pub(super) fn routes() -> Vec<Route> {
         at(M::GET, "/openapi.json", || async { Json(super::openapi::DOCUMENT.clone()) }, doc("service", "This document").open()),
         at(M::POST, "/hooks/{tenant}/twilio/voice/{leg}", twilio_voice, doc("hooks", "Twilio voice webhook (leg: inbound, status, dial-complete); answers TwiML").hook().takes(Body::Form).gives(Body::Xml)),
         at(M::POST, "/hooks/{tenant}/twilio/sms/inbound", twilio_sms_inbound, doc("hooks", "Twilio inbound SMS/MMS; answers empty TwiML").hook().takes(Body::Form).gives(Body::Xml)),
+        at(M::POST, "/hooks/{tenant}/twilio/sms/status", twilio_sms_status, doc("hooks", "Twilio outbound message status callback (sms.sent, .delivered, .undelivered, .failed, .read); answers empty TwiML").hook().takes(Body::Form).gives(Body::Xml)),
         at(M::POST, "/hooks/{tenant}/stripe", stripe_hook, doc("hooks", "Stripe event (Stripe-Signature)").hook().takes(Body::Text).gives(json::<HookReceipt>())),
         at(M::POST, "/hooks/{tenant}/telephony/{vendor}", vendor_hook, doc("hooks", "Any vendor signing with Standard Webhooks").hook().takes(Body::Text).gives(json::<HookReceipt>())),
         at(M::POST, "/hooks/{tenant}/telephony/{vendor}/sample", vendor_sample, doc("hooks", "The same, with is_test forced true").hook().takes(Body::Text).gives(json::<HookReceipt>())),

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::normalize::calls::{self, Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::normalize::{exotel, sms};
-use crate::store::{Accepted, ReceiptRecord, Store, StoreError};
+use crate::store::{Accepted, ReceiptRecord, Store, StoreError, Verdict};
 use crate::{Config, TenantId, Wakeups, new_id};
 
 /// A request whose signature has not been checked.
@@ -195,7 +195,7 @@ impl Ingestor {
     /// return the TwiML to answer with.
     pub async fn twilio_voice(&self, req: HookRequest, leg: VoiceLeg) -> Result<String, IngestError> {
         let (verified, params) = self.open_twilio(req).await?;
-        let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+        let p = |name| crate::normalize::twilio::param(&params, name).map(str::to_string);
         let Some(call_sid) = p("CallSid") else {
             return Err(self.reject(&verified, NormalizeError::Missing("CallSid").into()).await);
         };
@@ -272,7 +272,7 @@ impl Ingestor {
     /// with `sms.opt_out`/`sms.opt_in`/`sms.help` beside it when the body is a keyword.
     pub async fn twilio_sms_inbound(&self, req: HookRequest) -> Result<(), IngestError> {
         let (verified, params) = self.open_twilio(req).await?;
-        let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+        let p = |name| crate::normalize::twilio::param(&params, name);
         let Some(message_sid) = p("MessageSid").or_else(|| p("SmsMessageSid")).or_else(|| p("SmsSid")) else {
             return Err(self.reject(&verified, NormalizeError::Missing("MessageSid").into()).await);
         };
@@ -303,6 +303,35 @@ impl Ingestor {
             self.wake.plugin.notify_one();
         }
         Ok(())
+    }
+
+    /// `POST /hooks/{tenant}/twilio/sms/status`: an outbound message's status callback →
+    /// `sms.sent`, `sms.delivered`, `sms.undelivered`, `sms.failed` or `sms.read`, once per
+    /// message and status. The intermediate states (`queued`, `sending`, …) are kept as
+    /// `ignored` receipts and make no event.
+    pub async fn twilio_sms_status(&self, req: HookRequest) -> Result<(), IngestError> {
+        let (verified, params) = self.open_twilio(req).await?;
+        let p = |name| crate::normalize::twilio::param(&params, name);
+        let Some(message_sid) = p("MessageSid").or_else(|| p("SmsSid")) else {
+            return Err(self.reject(&verified, NormalizeError::Missing("MessageSid").into()).await);
+        };
+        let Some(status) = p("MessageStatus").or_else(|| p("SmsStatus")) else {
+            return Err(self.reject(&verified, NormalizeError::Missing("MessageStatus").into()).await);
+        };
+        let Some(event_type) = sms::status_event(status) else {
+            let reason = format!("message status {status:?} makes no event");
+            self.store.keep_receipt(&verified.record(), Verdict::Ignored, &reason).await?;
+            ingress(verified.provider, Verdict::Ignored.as_str());
+            tracing::debug!(tenant = %verified.tenant, %message_sid, %status, "message status acknowledged without an event");
+            return Ok(());
+        };
+        let normalized = Normalized {
+            event_type: event_type.to_string(),
+            occurred_at: verified.received_at / 1000,
+            payload: Value::Object(sms::status_payload(&params, message_sid, status)),
+            dedupe_key: format!("twilio:sms-status:{message_sid}:{status}"),
+        };
+        self.accept(verified, Ok(normalized)).await.map(drop)
     }
 
     /// `GET|POST /hooks/{tenant}/exotel/passthru` and `POST /hooks/{tenant}/exotel/status`.
@@ -440,7 +469,7 @@ impl Ingestor {
         }
         tracing::warn!(tenant = %receipt.tenant, provider = receipt.provider, route = %receipt.redacted_route(), source = ?receipt.source, error = %e, "provider request rejected");
         ingress(receipt.provider, "rejected");
-        match self.store.record_rejected(&receipt.record(), &e.to_string()).await {
+        match self.store.keep_receipt(&receipt.record(), Verdict::Rejected, &e.to_string()).await {
             Ok(()) => e,
             Err(store) => store.into(),
         }

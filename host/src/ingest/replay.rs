@@ -26,7 +26,7 @@ impl Ingestor {
         let store_err = |e| ReplayError::Ingest(IngestError::Store(e));
         let kept = self.store.receipt(tenant, receipt_id).await.map_err(store_err)?;
         let kept = kept.ok_or(ReplayError::Unknown(receipt_id))?;
-        if kept.verdict == "rejected" {
+        if kept.verdict == crate::store::Verdict::Rejected {
             return Err(ReplayError::Rejected(receipt_id));
         }
         let fresh: Vec<CanonicalEvent> = if kept.provider == "stripe" {

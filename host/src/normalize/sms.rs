@@ -1,8 +1,12 @@
-//! Inbound SMS → canonical message events, with opt-out/opt-in/help keywords (providers.md §4):
-//! matched case-insensitively on the trimmed whole body, whether or not Twilio sent
-//! `OptOutType` (Advanced Opt-Out); when it did, its verdict wins. Pure.
+//! Twilio messages → canonical message events. Inbound: `sms.received`, with
+//! opt-out/opt-in/help keywords (providers.md §4) matched case-insensitively on the trimmed
+//! whole body, whether or not Twilio sent `OptOutType` (Advanced Opt-Out); when it did, its
+//! verdict wins. Outbound status callbacks: `sms.sent`, `sms.delivered`, `sms.undelivered`,
+//! `sms.failed`, `sms.read`. Pure.
 
 use serde_json::{Map, Value};
+
+use super::twilio::param;
 
 pub const OPT_OUT: [&str; 8] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"];
 pub const OPT_IN: [&str; 3] = ["START", "YES", "UNSTOP"];
@@ -48,9 +52,46 @@ pub fn classify(body: &str, opt_out_type: Option<&str>) -> Option<Keyword> {
     }
 }
 
+/// The canonical event of a Twilio `MessageStatus`, if it has one: the intermediate states
+/// (`accepted`, `scheduled`, `queued`, `sending`, `canceled`, `receiving`, `received`) have none.
+pub fn status_event(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "sent" => "sms.sent",
+        "delivered" => "sms.delivered",
+        "undelivered" => "sms.undelivered",
+        "failed" => "sms.failed",
+        "read" => "sms.read",
+        _ => return None,
+    })
+}
+
+/// The payload of a message status event, from Twilio's status callback parameters: the
+/// message, its parties (`contact` is the recipient), `status`, and the carrier's error when
+/// it failed.
+pub fn status_payload(params: &[(String, String)], message_sid: &str, status: &str) -> Map<String, Value> {
+    let p = |name| param(params, name);
+    let mut out = Map::new();
+    out.insert("message_sid".into(), message_sid.into());
+    out.insert("status".into(), status.into());
+    for (src, dst) in [
+        ("AccountSid", "account_sid"),
+        ("MessagingServiceSid", "messaging_service_sid"),
+        ("From", "from"),
+        ("To", "to"),
+        ("To", "contact"),
+        ("ErrorCode", "error_code"),
+        ("ErrorMessage", "error_message"),
+    ] {
+        if let Some(v) = p(src) {
+            out.insert(dst.into(), v.into());
+        }
+    }
+    out
+}
+
 /// The `sms.received` payload from Twilio's inbound message parameters.
 pub fn received_payload(params: &[(String, String)]) -> Map<String, Value> {
-    let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let p = |name: &str| param(params, name);
     let mut out = Map::new();
     for (src, dst) in [
         ("MessageSid", "message_sid"),
@@ -102,6 +143,24 @@ mod tests {
         assert_eq!(classify("quit", Some("STOP")), Some(Keyword::OptOut("QUIT")));
         assert_eq!(classify("yes", Some("START")), Some(Keyword::OptIn("YES")));
         assert_eq!(classify("hello", Some("HELP")), Some(Keyword::Help("HELP")));
+    }
+
+    #[test]
+    fn only_final_and_read_statuses_are_events() {
+        assert_eq!(status_event("delivered"), Some("sms.delivered"));
+        assert_eq!(status_event("undelivered"), Some("sms.undelivered"));
+        for quiet in ["queued", "sending", "accepted", "scheduled", "canceled", "Delivered", ""] {
+            assert_eq!(status_event(quiet), None, "{quiet}");
+        }
+        let params: Vec<(String, String)> =
+            [("To", "+14158675309"), ("From", "+18005551212"), ("ErrorCode", "30003"), ("Body", "not kept")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let p = status_payload(&params, "SM1", "undelivered");
+        assert_eq!(p["contact"], "+14158675309");
+        assert_eq!(p["error_code"], "30003");
+        assert!(!p.contains_key("body"));
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Twilio wire details: the RFC 2822 `Timestamp` of status callbacks. (Call events come from
-//! the state machine in [`super::calls`].)
+//! Twilio wire details: form parameters and the RFC 2822 `Timestamp` of status callbacks.
+//! (Call events come from the state machine in [`super::calls`].)
+
+/// The first value of form parameter `name`, unless empty.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
 
 /// Parse an RFC 2822 date as Twilio sends it (`Thu, 01 Jan 2026 12:01:00 +0000`) to unix seconds.
 pub fn parse_rfc2822(s: &str) -> Option<i64> {

@@ -131,9 +131,15 @@ impl Store {
                 .await?;
             }
         }
-        let verdict = if duplicate { "duplicate" } else { "accepted" };
-        insert_receipt(&mut *tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str))
-            .await?;
+        insert_receipt(
+            &mut *tx,
+            receipt,
+            Verdict::of(duplicate),
+            None,
+            Some(receipt_key),
+            event_ids.first().map(String::as_str),
+        )
+        .await?;
         tx.commit().await?;
         let event_id = event_ids.into_iter().next().unwrap_or_default();
         Ok(Accepted { event_id, duplicate })

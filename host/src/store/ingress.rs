@@ -6,12 +6,12 @@
 use super::*;
 
 impl Store {
-    /// Keep a rejected request as evidence (bad signature, stale timestamp, malformed body).
-    /// Keep a rejected request's evidence, committed with the group commit's next batch (no
-    /// transaction or fsync of its own).
-    pub async fn record_rejected(&self, receipt: &ReceiptRecord, reason: &str) -> Result<()> {
+    /// Keep a request as evidence only — `Rejected` (bad signature, stale timestamp, malformed
+    /// body) or `Ignored` (verified, but no event) — with the reason, committed with the group
+    /// commit's next batch (no transaction or fsync of its own).
+    pub async fn keep_receipt(&self, receipt: &ReceiptRecord, verdict: Verdict, reason: &str) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = WriteRequest::Reject { receipt: receipt.clone(), reason: reason.to_string(), reply };
+        let request = WriteRequest::Keep { receipt: receipt.clone(), verdict, reason: reason.to_string(), reply };
         let closed = || StoreError::Db(sqlx::Error::PoolClosed);
         self.accepts.send(request).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
@@ -44,26 +44,27 @@ impl Store {
         .bind(tenant.as_str())
         .bind(&filter.provider)
         .bind(&filter.provider)
-        .bind(&filter.verdict)
-        .bind(&filter.verdict)
+        .bind(filter.verdict.map(Verdict::as_str))
+        .bind(filter.verdict.map(Verdict::as_str))
         .bind(filter.before)
         .bind(filter.before)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ReceiptSummary {
-                id: r.get("id"),
-                provider: r.get("provider"),
-                route: r.get("route"),
-                received_at: r.get("received_at"),
-                verdict: r.get("verdict"),
-                reason: r.get("reason"),
-                event_id: r.get("event_id"),
-                body_bytes: r.get("body_bytes"),
+        rows.iter()
+            .map(|r| {
+                Ok(ReceiptSummary {
+                    id: r.get("id"),
+                    provider: r.get("provider"),
+                    route: r.get("route"),
+                    received_at: r.get("received_at"),
+                    verdict: verdict(r)?,
+                    reason: r.get("reason"),
+                    event_id: r.get("event_id"),
+                    body_bytes: r.get("body_bytes"),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// A kept receipt with its body.
@@ -74,12 +75,15 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|r| KeptReceipt {
-            provider: r.get("provider"),
-            verdict: r.get("verdict"),
-            dedupe_key: r.get("dedupe_key"),
-            body: r.get("body"),
-        }))
+        row.map(|r| {
+            Ok(KeptReceipt {
+                provider: r.get("provider"),
+                verdict: verdict(&r)?,
+                dedupe_key: r.get("dedupe_key"),
+                body: r.get("body"),
+            })
+        })
+        .transpose()
     }
 
     /// The events a receipt produced (their dedupe keys are the receipt's, or start with it + `#`).

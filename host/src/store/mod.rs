@@ -83,7 +83,7 @@ mod types;
 mod writer;
 
 use shared::*;
-pub use states::{DeliveryStatus, EventStatus, JobStatus, SigningStyle};
+pub use states::{DeliveryStatus, EventStatus, JobStatus, SigningStyle, Verdict};
 pub use types::*;
 use writer::*;
 

@@ -49,13 +49,13 @@ pub(super) const REJECTED_BODY_KEPT: usize = 1024;
 pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
     r: &ReceiptRecord,
-    verdict: &str,
+    verdict: Verdict,
     reason: Option<&str>,
     dedupe_key: Option<&str>,
     event_id: Option<&str>,
 ) -> Result<()> {
     // A rejected request keeps the first KiB of its body, its length and digest.
-    let (body, len, digest) = if verdict == "rejected" {
+    let (body, len, digest) = if verdict == Verdict::Rejected {
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body));
         (&r.body[..r.body.len().min(REJECTED_BODY_KEPT)], Some(r.body.len() as i64), Some(digest))
     } else {
@@ -72,7 +72,7 @@ pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     .bind(r.headers.to_string())
     .bind(body)
     .bind(r.received_at)
-    .bind(verdict)
+    .bind(verdict.as_str())
     .bind(reason)
     .bind(dedupe_key)
     .bind(event_id)
@@ -81,6 +81,12 @@ pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     .execute(exec)
     .await?;
     Ok(())
+}
+
+/// A stored verdict, read back.
+pub(super) fn verdict(r: &AnyRow) -> Result<Verdict> {
+    let v: String = r.get("verdict");
+    Verdict::parse(&v).ok_or_else(|| StoreError::Corrupt(format!("unknown receipt verdict {v:?}")))
 }
 
 /// A claimed job's row. A delivery whose body is shared has an empty `body` here: the claim

@@ -1,5 +1,5 @@
 //! The states rows move through, as types: an event's processing status, a job's status, a
-//! delivery's status as the API shows it, and an endpoint's signing style. Each has one spelling, used in SQL and JSON alike.
+//! delivery's status as the API shows it, an endpoint's signing style and a receipt's verdict. Each has one spelling, used in SQL and JSON alike.
 //! No SQL here.
 
 use std::fmt;
@@ -128,6 +128,27 @@ states! {
     }
 }
 
+states! {
+    /// What became of a provider request, as its receipt keeps it.
+    Verdict {
+        /// Verified and new: its events were stored.
+        Accepted = "accepted",
+        /// Verified, already applied: nothing new was stored.
+        Duplicate = "duplicate",
+        /// Not verified or not understood: kept as evidence only.
+        Rejected = "rejected",
+        /// Verified, but it says nothing hookhost turns into an event (a message `queued`, …).
+        Ignored = "ignored",
+    }
+}
+
+impl Verdict {
+    /// `Duplicate` when the request had already been applied, else `Accepted`.
+    pub fn of(duplicate: bool) -> Self {
+        if duplicate { Verdict::Duplicate } else { Verdict::Accepted }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +157,9 @@ mod tests {
     fn every_state_reads_back_as_itself_and_nothing_else_parses() {
         for s in EventStatus::ALL {
             assert_eq!(EventStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in Verdict::ALL {
+            assert_eq!(Verdict::parse(s.as_str()), Some(*s));
         }
         for s in JobStatus::ALL {
             assert_eq!(JobStatus::parse(s.as_str()), Some(*s));

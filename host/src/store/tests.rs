@@ -93,7 +93,7 @@ async fn accepts_dedupe_on(url: &str) {
     assert_eq!(duplicates, 150);
     assert_eq!(store.events_page(&tenant, 0, 1000).await.unwrap().len(), 50);
     assert_eq!(store.receipts(&tenant, &ReceiptFilter::default(), 1000).await.unwrap().len(), 200);
-    let dup = ReceiptFilter { verdict: Some("duplicate".into()), ..Default::default() };
+    let dup = ReceiptFilter { verdict: Some(Verdict::Duplicate), ..Default::default() };
     assert_eq!(store.receipts(&tenant, &dup, 1000).await.unwrap().len(), 150);
     let counts = store.job_counts().await.unwrap();
     assert_eq!(counts, vec![("plugin".to_string(), "pending".to_string(), 50)]);
@@ -408,7 +408,7 @@ async fn retention_deletes_old_rows_and_keeps_pending_ones() {
         }
         // Event 2: still waiting for its plugin. A rejected request.
         let waiting = store.accept(&receipt(&tenant), &event(&tenant, 2), "stripe:evt_waiting").await.unwrap();
-        store.record_rejected(&receipt(&tenant), "bad signature").await.unwrap();
+        store.keep_receipt(&receipt(&tenant), Verdict::Rejected, "bad signature").await.unwrap();
 
         let retention =
             Retention { keep: Duration::from_secs(30 * 86_400), keep_rejected: Duration::from_secs(7 * 86_400) };

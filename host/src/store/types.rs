@@ -25,8 +25,7 @@ pub struct ReceiptRecord {
 #[derive(Debug, Clone, Default)]
 pub struct ReceiptFilter {
     pub provider: Option<String>,
-    /// accepted | duplicate | rejected
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// Only receipts with a smaller id (paging backwards).
     pub before: Option<i64>,
 }
@@ -38,7 +37,7 @@ pub struct ReceiptSummary {
     pub provider: String,
     pub route: String,
     pub received_at: i64,
-    pub verdict: String,
+    pub verdict: Verdict,
     pub reason: Option<String>,
     pub event_id: Option<String>,
     pub body_bytes: i64,
@@ -48,8 +47,7 @@ pub struct ReceiptSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptReceipt {
     pub provider: String,
-    /// `accepted`, `duplicate` or `rejected`.
-    pub verdict: String,
+    pub verdict: Verdict,
     pub dedupe_key: Option<String>,
     pub body: Vec<u8>,
 }

@@ -12,8 +12,8 @@ pub(super) enum WriteRequest {
         dedupe_key: String,
         reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
     },
-    /// A rejected request's evidence.
-    Reject { receipt: ReceiptRecord, reason: String, reply: tokio::sync::oneshot::Sender<Result<()>> },
+    /// A request kept as evidence only (`Rejected` or `Ignored`), with the reason.
+    Keep { receipt: ReceiptRecord, verdict: Verdict, reason: String, reply: tokio::sync::oneshot::Sender<Result<()>> },
     Call {
         receipt: ReceiptRecord,
         call_sid: String,
@@ -27,7 +27,7 @@ pub(super) enum WriteRequest {
 /// What a write returns once committed.
 pub(super) enum Written {
     Accept(Accepted),
-    Reject,
+    Keep,
     Call(Box<CallApplied>),
 }
 
@@ -39,8 +39,8 @@ impl Batched for WriteRequest {
             WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
                 accept_one(tx, receipt, event, dedupe_key).await.map(Written::Accept)
             }
-            WriteRequest::Reject { receipt, reason, .. } => {
-                insert_receipt(&mut **tx, receipt, "rejected", Some(reason), None, None).await.map(|()| Written::Reject)
+            WriteRequest::Keep { receipt, verdict, reason, .. } => {
+                insert_receipt(&mut **tx, receipt, *verdict, Some(reason), None, None).await.map(|()| Written::Keep)
             }
             WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, .. } => {
                 call_in(tx, backend, receipt, call_sid, receipt_key, *occurred_at, step)
@@ -58,8 +58,8 @@ impl Batched for WriteRequest {
                 Written::Accept(a) => Ok(a),
                 _ => Err(mismatch()),
             }))),
-            WriteRequest::Reject { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
-                Written::Reject => Ok(()),
+            WriteRequest::Keep { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
+                Written::Keep => Ok(()),
                 _ => Err(mismatch()),
             }))),
             WriteRequest::Call { reply, .. } => drop(reply.send(outcome.and_then(|w| match w {
@@ -241,8 +241,15 @@ pub(super) async fn call_in(
             event_ids.push(event.id);
         }
     }
-    let verdict = if already { "duplicate" } else { "accepted" };
-    insert_receipt(&mut **tx, receipt, verdict, None, Some(receipt_key), event_ids.first().map(String::as_str)).await?;
+    insert_receipt(
+        &mut **tx,
+        receipt,
+        Verdict::of(already),
+        None,
+        Some(receipt_key),
+        event_ids.first().map(String::as_str),
+    )
+    .await?;
     Ok(CallApplied { event_ids, duplicate: already, state })
 }
 
@@ -266,7 +273,14 @@ pub(super) async fn accept_one(
             .get("id");
         Accepted { event_id: existing, duplicate: true }
     };
-    let verdict = if accepted.duplicate { "duplicate" } else { "accepted" };
-    insert_receipt(&mut **tx, receipt, verdict, None, Some(dedupe_key), Some(&accepted.event_id)).await?;
+    insert_receipt(
+        &mut **tx,
+        receipt,
+        Verdict::of(accepted.duplicate),
+        None,
+        Some(dedupe_key),
+        Some(&accepted.event_id),
+    )
+    .await?;
     Ok(accepted)
 }
