@@ -52,6 +52,7 @@ pub mod ingest;
 mod jobs;
 pub mod metrics;
 pub mod normalize;
+pub mod phone;
 pub mod plugin;
 pub mod route;
 pub mod secrets;
@@ -262,7 +263,9 @@ mod hostile_input {
             }
             let _ = exotel::signal(exotel::Kind::Passthru, &params);
             let _ = sms::classify(&text, Some(&text));
-            let _ = sms::received_payload(&params);
+            let india = Some("IN".parse().expect("a country"));
+            let _ = sms::received_payload(&params, india);
+            let _ = crate::phone::e164(&text, india);
             let _ = crate::normalize::twilio::parse_rfc2822(&text);
             let _ = crate::normalize::parse_rfc3339(&text);
         }

@@ -13,7 +13,10 @@ use serde_json::{Map, Value};
 pub struct Call {
     /// The provider's call id (Twilio's `CallSid`).
     pub call_id: String,
+    /// E.164 when the host could read it as a number (national numbers in the tenant's default
+    /// country); the provider's own spelling, when different, is `extra["from_raw"]`.
     pub from: Option<String>,
+    /// As `from` (`extra["to_raw"]`).
     pub to: Option<String>,
     /// `inbound`, `outbound-api`, `outbound-dial`, …
     pub direction: Option<String>,
@@ -29,7 +32,9 @@ pub struct Call {
     pub extra: Map<String, Value>,
 }
 
-/// A message event: `sms.received`, `sms.sent`, `sms.opt_out`, `sms.opt_in`.
+/// A message event: `sms.received`, `sms.opt_out`, `sms.opt_in`, `sms.help`, and the outbound
+/// statuses `sms.sent`, `sms.delivered`, `sms.undelivered`, `sms.failed`, `sms.read` (with
+/// `status`, `contact` and `error_code` in `extra`). `from`/`to` as in [`Call`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sms {
     pub message_sid: Option<String>,

@@ -1,4 +1,23 @@
-//! Phone numbers: E.164 normalisation.
+//! Phone numbers: E.164 checks and normalisation.
+//!
+//! The host reads the numbers of canonical payloads (`from`, `to`, `contact`) in the tenant's
+//! default country (`PUT /v1/tenants/{id}/settings`) with libphonenumber's metadata, keeping
+//! the provider's spelling as `from_raw`/`to_raw` when it differs: a plugin normally needs only
+//! [`is_e164`]. [`e164`] is for numbers a plugin finds elsewhere (a CRM field, a transcript),
+//! with the calling code the plugin knows applies.
+
+/// Whether `s` is written as E.164: `+`, then 8 to 15 digits, the first not zero.
+///
+/// ```
+/// use hookhost_sdk::phone::is_e164;
+/// assert!(is_e164("+919876543210"));
+/// assert!(!is_e164("09876543210"));
+/// assert!(!is_e164("anonymous"));
+/// ```
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else { return false };
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
 
 /// `raw` as E.164 (`+` and 8 to 15 digits), reading a number without `+` or international
 /// prefix (`00`, `011`) as national in `default_country` (its calling code, e.g. `"1"` or

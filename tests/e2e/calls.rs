@@ -286,6 +286,25 @@ async fn exotel_callbacks_are_authenticated_by_token_and_mapped_to_the_call_mode
     assert_eq!(r.status(), 200);
     assert_eq!(passthru(format!("{q}&token={token}")).await.unwrap().status(), 200, "a retry is acknowledged");
 
+    // National numbers are read in the tenant's default country once it sets one.
+    let settings = format!("/v1/tenants/{}/settings", s.tenant);
+    let put = |body: Value| s.server.authed(Method::PUT, &settings, &s.key).json(&body).send();
+    for bad in [
+        json!({ "default_country": "in" }),
+        json!({ "default_country": "XX" }),
+        json!({ "default_country": "IND" }),
+        json!({ "default_country": 91 }),
+        json!({ "country": "IN" }),
+    ] {
+        let r = put(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+    assert_eq!(s.server.get_json(&settings, &s.key).await["default_country"], Value::Null, "refusals change nothing");
+    let r = put(json!({ "default_country": "IN" })).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["default_country"], "IN");
+    assert_eq!(s.server.get_json(&settings, &s.key).await["default_country"], "IN");
+
     // The StatusCallback, as JSON, for another call; then repeated and contradicted.
     let status = |body: Value| {
         s.server.http.post(s.server.url(&format!("/hooks/{}/exotel/status?token={token}", s.tenant))).json(&body).send()
@@ -306,7 +325,11 @@ async fn exotel_callbacks_are_authenticated_by_token_and_mapped_to_the_call_mode
     assert_eq!(summary, want.map(|(a, b)| (a.to_string(), b.to_string())));
     assert_eq!(events[0]["payload"]["reason"], "incomplete");
     assert_eq!(events[0]["payload"]["direction"], "inbound");
-    assert_eq!(events[0]["payload"]["from"], "09876543210");
+    assert_eq!(events[0]["payload"]["from"], "09876543210", "no default country yet: kept as sent");
+    assert!(events[0]["payload"].get("from_raw").is_none());
+    assert_eq!(events[2]["payload"]["from"], "+919876543210", "read in India, never as +1");
+    assert_eq!(events[2]["payload"]["from_raw"], "09876543210");
+    assert_eq!(events[2]["payload"]["to"], "+918041234567");
     let call = s.server.get_json(&format!("/v1/tenants/{}/calls/ex2", s.tenant), &s.key).await;
     assert_eq!(call["outcome"], "missed", "a later contradicting status does not flip it");
 }

@@ -2,11 +2,7 @@
 
 use super::*;
 
-/// Whether `s` is an E.164 number: `+` then 8 to 15 digits, no leading zero.
-pub(super) fn is_e164(s: &str) -> bool {
-    s.strip_prefix('+')
-        .is_some_and(|d| (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) && !d.starts_with('0'))
-}
+use crate::phone::is_e164;
 
 pub(super) async fn put_number(
     State(state): State<AppState>,

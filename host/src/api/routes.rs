@@ -126,6 +126,8 @@ pub(super) fn routes() -> Vec<Route> {
         at(M::POST, "/v1/tenants/{id}/api-keys", rotate_api_key, doc("tenants", "A new api key; the previous ones valid for the overlap").ok(201).takes(json::<Rotation>()).gives(json::<NewApiKey>())),
         at(M::GET, "/v1/tenants/{id}/api-keys", list_api_keys, doc("tenants", "The tenant's valid api keys by prefix").gives(json::<ApiKeyList>())),
         at(M::DELETE, "/v1/tenants/{id}/api-keys/{prefix}", revoke_api_key, doc("tenants", "Revoke an api key at once").ok(204)),
+        at(M::GET, "/v1/tenants/{id}/settings", get_settings, doc("tenants", "The tenant's settings (default_country)").gives(json::<SettingsBody>())),
+        at(M::PUT, "/v1/tenants/{id}/settings", put_settings, doc("tenants", "Replace the tenant's settings; default_country: the ISO 3166-1 alpha-2 code national numbers are read in").takes(json::<SettingsBody>()).gives(json::<SettingsBody>())),
         at(M::PUT, "/v1/tenants/{id}/providers/{provider}", put_provider, doc("tenants", "Set a provider's secret (twilio, stripe: 204; exotel: 200 with the callback token)").ok(204).takes(json::<ProviderSecret>()).gives(json::<CallbackToken>())),
         at(M::PUT, "/v1/tenants/{id}/providers/vendor/{vendor}", put_vendor, doc("tenants", "Set a Standard Webhooks vendor's secret").ok(204).takes(json::<VendorSecret>())),
         at(M::POST, "/v1/tenants/{id}/endpoints", create_endpoint, doc("endpoints", "Create a delivery endpoint").ok(201).takes(json::<EndpointSettings>()).gives(json::<EndpointView>())),

@@ -85,6 +85,34 @@ pub(super) async fn get_tenant(
     }))
 }
 
+/// The tenant's settings.
+pub(super) async fn get_settings(
+    State(state): State<AppState>,
+    TenantAuth { tenant, .. }: TenantAuth,
+) -> Result<Json<SettingsBody>, ApiError> {
+    Ok(Json(settings_view(&state.store.settings(&tenant).await?)))
+}
+
+/// Replace the tenant's settings (every field; an omitted one is cleared).
+pub(super) async fn put_settings(
+    State(state): State<AppState>,
+    TenantAuth { tenant, .. }: TenantAuth,
+    body: Result<Json<SettingsBody>, JsonRejection>,
+) -> Result<Json<SettingsBody>, ApiError> {
+    let SettingsBody { default_country } = json_body(body)?;
+    let default_country = default_country
+        .map(|c| c.parse::<crate::phone::Country>().map_err(|e| unprocessable(format!("default_country: {e}"))))
+        .transpose()?;
+    let settings = crate::store::TenantSettings { default_country };
+    state.store.put_settings(&tenant, &settings).await?;
+    tracing::info!(%tenant, default_country = ?settings.default_country, "tenant settings changed");
+    Ok(Json(settings_view(&settings)))
+}
+
+fn settings_view(s: &crate::store::TenantSettings) -> SettingsBody {
+    SettingsBody { default_country: s.default_country.map(|c| c.to_string()) }
+}
+
 pub(super) async fn put_provider(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,

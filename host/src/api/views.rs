@@ -125,6 +125,15 @@ pub struct CallbackToken {
     pub callback_token: String,
 }
 
+/// A tenant's settings. `default_country`: the ISO 3166-1 alpha-2 code (`IN`, `US`, …) national
+/// phone numbers from providers are read in; `null`: none (such numbers are kept as sent).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    #[serde(default)]
+    pub default_country: Option<String>,
+}
+
 // ---- endpoints ----
 
 /// An endpoint's settings; on create `url` is required, on PATCH every field is optional.

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::normalize::calls::{self, Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::normalize::{exotel, sms};
-use crate::store::{Accepted, ReceiptRecord, Store, StoreError, Verdict};
+use crate::store::{Accepted, HookTenant, ReceiptRecord, Store, StoreError, TenantSettings, Verdict};
 use crate::{Config, TenantId, Wakeups, new_id};
 
 /// A request whose signature has not been checked.
@@ -194,16 +194,24 @@ impl Ingestor {
     /// signal to the call's state machine (events, state and evidence in one transaction) and
     /// return the TwiML to answer with.
     pub async fn twilio_voice(&self, req: HookRequest, leg: VoiceLeg) -> Result<String, IngestError> {
-        let (verified, params) = self.open_twilio(req).await?;
+        let (verified, params, settings) = self.open_twilio(req).await?;
         let p = |name| crate::normalize::twilio::param(&params, name).map(str::to_string);
         let Some(call_sid) = p("CallSid") else {
             return Err(self.reject(&verified, NormalizeError::Missing("CallSid").into()).await);
         };
+        let party = Party {
+            account_sid: p("AccountSid"),
+            from: p("From"),
+            to: p("To"),
+            from_raw: None,
+            to_raw: None,
+            direction: p("Direction"),
+        }
+        .in_e164(settings.default_country);
         let received_s = verified.received_at / 1000;
         let (signal, key, occurred_at) = match leg {
             VoiceLeg::Inbound => {
-                let to = p("To");
-                let number = match &to {
+                let number = match &party.to {
                     Some(to) => self.store.number(&verified.tenant, to).await?,
                     None => None,
                 };
@@ -249,7 +257,6 @@ impl Ingestor {
                 (signal, key, received_s)
             }
         };
-        let party = Party { account_sid: p("AccountSid"), from: p("From"), to: p("To"), direction: p("Direction") };
         let applied = self
             .store
             .apply_call(&verified.record(), &call_sid, &key, occurred_at, {
@@ -271,7 +278,7 @@ impl Ingestor {
     /// `POST /hooks/{tenant}/twilio/sms/inbound`: `sms.received` on the sender's contact thread,
     /// with `sms.opt_out`/`sms.opt_in`/`sms.help` beside it when the body is a keyword.
     pub async fn twilio_sms_inbound(&self, req: HookRequest) -> Result<(), IngestError> {
-        let (verified, params) = self.open_twilio(req).await?;
+        let (verified, params, settings) = self.open_twilio(req).await?;
         let p = |name| crate::normalize::twilio::param(&params, name);
         let Some(message_sid) = p("MessageSid").or_else(|| p("SmsMessageSid")).or_else(|| p("SmsSid")) else {
             return Err(self.reject(&verified, NormalizeError::Missing("MessageSid").into()).await);
@@ -279,9 +286,10 @@ impl Ingestor {
         let Some(from) = p("From") else {
             return Err(self.reject(&verified, NormalizeError::Missing("From").into()).await);
         };
-        let mut payload = sms::received_payload(&params);
+        let mut payload = sms::received_payload(&params, settings.default_country);
+        let from = payload["from"].as_str().unwrap_or(from).to_string();
         payload.insert("message_sid".into(), message_sid.into());
-        payload.insert("contact".into(), from.into());
+        payload.insert("contact".into(), from.as_str().into());
         let keyword = sms::classify(p("Body").unwrap_or_default(), p("OptOutType"));
         let mut events = vec![("sms.received".to_string(), Value::Object(payload.clone()))];
         if let Some(k) = keyword {
@@ -294,7 +302,7 @@ impl Ingestor {
             _ => None,
         };
         let key = format!("twilio:sms:{message_sid}");
-        let applied = self.store.apply_sms(&verified.record(), &key, from, &events, opt).await?;
+        let applied = self.store.apply_sms(&verified.record(), &key, &from, &events, opt).await?;
         ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
         if applied.duplicate {
             tracing::info!(tenant = %verified.tenant, %message_sid, "duplicate Twilio message acknowledged");
@@ -310,7 +318,7 @@ impl Ingestor {
     /// message and status. The intermediate states (`queued`, `sending`, …) are kept as
     /// `ignored` receipts and make no event.
     pub async fn twilio_sms_status(&self, req: HookRequest) -> Result<(), IngestError> {
-        let (verified, params) = self.open_twilio(req).await?;
+        let (verified, params, settings) = self.open_twilio(req).await?;
         let p = |name| crate::normalize::twilio::param(&params, name);
         let Some(message_sid) = p("MessageSid").or_else(|| p("SmsSid")) else {
             return Err(self.reject(&verified, NormalizeError::Missing("MessageSid").into()).await);
@@ -328,7 +336,7 @@ impl Ingestor {
         let normalized = Normalized {
             event_type: event_type.to_string(),
             occurred_at: verified.received_at / 1000,
-            payload: Value::Object(sms::status_payload(&params, message_sid, status)),
+            payload: Value::Object(sms::status_payload(&params, message_sid, status, settings.default_country)),
             dedupe_key: format!("twilio:sms-status:{message_sid}:{status}"),
         };
         self.accept(verified, Ok(normalized)).await.map(drop)
@@ -337,7 +345,7 @@ impl Ingestor {
     /// `GET|POST /hooks/{tenant}/exotel/passthru` and `POST /hooks/{tenant}/exotel/status`.
     /// Exotel signs nothing: the URL carries the tenant's callback token as `?token=…`.
     pub async fn exotel(&self, req: HookRequest, kind: exotel::Kind, json_body: bool) -> Result<(), IngestError> {
-        let (receipt, token) = self.open(req, "exotel", "exotel").await?;
+        let (receipt, token, settings) = self.open(req, "exotel", "exotel").await?;
         let query = receipt.route.split_once('?').map_or("", |(_, q)| q).to_string();
         let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let given = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -358,6 +366,7 @@ impl Ingestor {
             Ok(x) => x,
             Err(e) => return Err(self.reject(&verified, e.into()).await),
         };
+        let party = party.in_e164(settings.default_country);
         let at = verified.received_at / 1000;
         let applied = self
             .store
@@ -380,7 +389,7 @@ impl Ingestor {
         if !crate::normalize::vendor::valid_vendor(vendor) {
             return Err(IngestError::NotConfigured("vendor"));
         }
-        let (receipt, secret) = self.open(req, "vendor", &format!("vendor:{vendor}")).await?;
+        let (receipt, secret, _) = self.open(req, "vendor", &format!("vendor:{vendor}")).await?;
         let (verified, message_id, signed_at) =
             match standard::verify(receipt, &secret, self.store.now_ms() / 1000, 300) {
                 Ok(v) => v,
@@ -401,7 +410,7 @@ impl Ingestor {
 
     /// `POST /hooks/{tenant}/stripe`.
     pub async fn stripe(&self, req: HookRequest) -> Result<Accepted, IngestError> {
-        let (receipt, secret) = self.open(req, "stripe", "stripe").await?;
+        let (receipt, secret, _) = self.open(req, "stripe", "stripe").await?;
         let verified = match stripe::verify(
             receipt,
             &secret,
@@ -416,26 +425,30 @@ impl Ingestor {
     }
 
     /// Resolve the tenant and verify `X-Twilio-Signature` over the public URL and the form
-    /// parameters; returns the verified receipt and its parameters.
-    async fn open_twilio(&self, req: HookRequest) -> Result<(Receipt<Verified>, Vec<(String, String)>), IngestError> {
-        let (receipt, token) = self.open(req, "twilio", "twilio").await?;
+    /// parameters; returns the verified receipt, its parameters and the tenant's settings.
+    async fn open_twilio(
+        &self,
+        req: HookRequest,
+    ) -> Result<(Receipt<Verified>, Vec<(String, String)>, TenantSettings), IngestError> {
+        let (receipt, token, settings) = self.open(req, "twilio", "twilio").await?;
         let url = format!("{}{}", self.config.public_url, receipt.route);
         let params = twilio::form_params(&receipt.body);
         match twilio::verify(receipt, &url, &params, &token) {
-            Ok(v) => Ok((v, params)),
+            Ok(v) => Ok((v, params, settings)),
             Err((receipt, e)) => Err(self.reject(&receipt, e.into()).await),
         }
     }
 
-    /// Resolve the tenant and its secret for `secret_of` (one read); a tenant without one has
-    /// the request rejected (and kept) as not configured for `provider`.
+    /// Resolve the tenant, its secret for `secret_of` and its settings (one read); a tenant
+    /// without that secret has the request rejected (and kept) as not configured for `provider`.
     async fn open(
         &self,
         req: HookRequest,
         provider: &'static str,
         secret_of: &str,
-    ) -> Result<(Receipt<Unverified>, String), IngestError> {
-        let Some((tenant, secret)) = self.store.tenant_with_secret(&req.tenant, secret_of).await? else {
+    ) -> Result<(Receipt<Unverified>, String, TenantSettings), IngestError> {
+        let Some(HookTenant { tenant, secret, settings }) = self.store.hook_tenant(&req.tenant, secret_of).await?
+        else {
             // Not stored (there is no tenant to keep it for), but throttled like any rejection.
             self.throttled(req.source, None)?;
             return Err(IngestError::UnknownTenant(req.tenant.clone()));
@@ -444,7 +457,7 @@ impl Ingestor {
             Receipt::new(tenant, provider, req.path_and_query, req.headers, req.body, self.store.now_ms());
         receipt.source = req.source;
         match secret {
-            Some(secret) => Ok((receipt, secret)),
+            Some(secret) => Ok((receipt, secret, settings)),
             None => {
                 let e = IngestError::NotConfigured(provider);
                 Err(self.reject(&receipt, e).await)

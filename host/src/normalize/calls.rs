@@ -16,6 +16,11 @@ pub struct CallState {
     pub account_sid: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// The provider's spelling of `from`/`to` when it was not E.164.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_raw: Option<String>,
     pub direction: Option<String>,
     /// Where the tracked number forwards to, if it does.
     pub forward_to: Option<String>,
@@ -46,7 +51,26 @@ pub struct Party {
     pub account_sid: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    pub from_raw: Option<String>,
+    pub to_raw: Option<String>,
     pub direction: Option<String>,
+}
+
+impl Party {
+    /// The parties with `from`/`to` in E.164 where they read as numbers (national ones in
+    /// `country`), the provider's spelling kept beside when it differs.
+    pub fn in_e164(self, country: Option<crate::phone::Country>) -> Party {
+        let split = |n: Option<String>| match n {
+            Some(n) => {
+                let p = crate::phone::normalize(&n, country);
+                (Some(p.number), p.raw)
+            }
+            None => (None, None),
+        };
+        let (from, from_raw) = split(self.from);
+        let (to, to_raw) = split(self.to);
+        Party { from, to, from_raw, to_raw, ..self }
+    }
 }
 
 /// One provider signal about a call.
@@ -82,9 +106,14 @@ impl CallState {
         let mut p = Map::new();
         p.insert("call_id".into(), call_sid.into());
         p.insert("call_sid".into(), call_sid.into());
-        for (k, v) in
-            [("account_sid", &self.account_sid), ("from", &self.from), ("to", &self.to), ("direction", &self.direction)]
-        {
+        for (k, v) in [
+            ("account_sid", &self.account_sid),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("from_raw", &self.from_raw),
+            ("to_raw", &self.to_raw),
+            ("direction", &self.direction),
+        ] {
             if let Some(v) = v {
                 p.insert(k.into(), v.clone().into());
             }
@@ -195,8 +224,12 @@ pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Par
     }
     state.seen.push(receipt_key.to_string());
     state.account_sid = state.account_sid.take().or(party.account_sid);
-    state.from = state.from.take().or(party.from);
-    state.to = state.to.take().or(party.to);
+    if state.from.is_none() {
+        (state.from, state.from_raw) = (party.from, party.from_raw);
+    }
+    if state.to.is_none() {
+        (state.to, state.to_raw) = (party.to, party.to_raw);
+    }
     state.direction = state.direction.take().or(party.direction);
     let closed = state.outcome.is_some();
     let mut out = Vec::new();

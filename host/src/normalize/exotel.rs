@@ -21,6 +21,8 @@ fn get<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
 pub fn signal(kind: Kind, params: &[(String, String)]) -> Result<(String, Party, Signal, String), NormalizeError> {
     let call_sid = get(params, &["CallSid"]).ok_or(NormalizeError::Missing("CallSid"))?.to_string();
     let party = Party {
+        from_raw: None,
+        to_raw: None,
         account_sid: None,
         from: get(params, &["CallFrom", "From"]).map(String::from),
         to: get(params, &["CallTo", "To"]).map(String::from),

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::twilio::param;
+use crate::phone::Country;
 
 pub const OPT_OUT: [&str; 8] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"];
 pub const OPT_IN: [&str; 3] = ["START", "YES", "UNSTOP"];
@@ -68,7 +69,12 @@ pub fn status_event(status: &str) -> Option<&'static str> {
 /// The payload of a message status event, from Twilio's status callback parameters: the
 /// message, its parties (`contact` is the recipient), `status`, and the carrier's error when
 /// it failed.
-pub fn status_payload(params: &[(String, String)], message_sid: &str, status: &str) -> Map<String, Value> {
+pub fn status_payload(
+    params: &[(String, String)],
+    message_sid: &str,
+    status: &str,
+    country: Option<Country>,
+) -> Map<String, Value> {
     let p = |name| param(params, name);
     let mut out = Map::new();
     out.insert("message_sid".into(), message_sid.into());
@@ -76,9 +82,6 @@ pub fn status_payload(params: &[(String, String)], message_sid: &str, status: &s
     for (src, dst) in [
         ("AccountSid", "account_sid"),
         ("MessagingServiceSid", "messaging_service_sid"),
-        ("From", "from"),
-        ("To", "to"),
-        ("To", "contact"),
         ("ErrorCode", "error_code"),
         ("ErrorMessage", "error_message"),
     ] {
@@ -86,19 +89,35 @@ pub fn status_payload(params: &[(String, String)], message_sid: &str, status: &s
             out.insert(dst.into(), v.into());
         }
     }
+    numbers(&mut out, params, country);
+    if let Some(to) = out.get("to").cloned() {
+        out.insert("contact".into(), to);
+    }
     out
 }
 
+/// `from` and `to` in E.164 where they read as numbers, with `from_raw`/`to_raw` when the
+/// provider spelled them otherwise.
+fn numbers(out: &mut Map<String, Value>, params: &[(String, String)], country: Option<Country>) {
+    for (src, dst) in [("From", "from"), ("To", "to")] {
+        if let Some(v) = param(params, src) {
+            let n = crate::phone::normalize(v, country);
+            out.insert(dst.into(), n.number.into());
+            if let Some(raw) = n.raw {
+                out.insert(format!("{dst}_raw"), raw.into());
+            }
+        }
+    }
+}
+
 /// The `sms.received` payload from Twilio's inbound message parameters.
-pub fn received_payload(params: &[(String, String)]) -> Map<String, Value> {
+pub fn received_payload(params: &[(String, String)], country: Option<Country>) -> Map<String, Value> {
     let p = |name: &str| param(params, name);
     let mut out = Map::new();
     for (src, dst) in [
         ("MessageSid", "message_sid"),
         ("AccountSid", "account_sid"),
         ("MessagingServiceSid", "messaging_service_sid"),
-        ("From", "from"),
-        ("To", "to"),
         ("Body", "body"),
         ("OptOutType", "opt_out_type"),
     ] {
@@ -106,6 +125,7 @@ pub fn received_payload(params: &[(String, String)]) -> Map<String, Value> {
             out.insert(dst.into(), v.into());
         }
     }
+    numbers(&mut out, params, country);
     let media: Vec<Value> = (0..p("NumMedia").and_then(|n| n.parse::<usize>().ok()).unwrap_or(0).min(10))
         .filter_map(|i| {
             let url = p(&format!("MediaUrl{i}"))?;
@@ -157,7 +177,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-        let p = status_payload(&params, "SM1", "undelivered");
+        let p = status_payload(&params, "SM1", "undelivered", None);
         assert_eq!(p["contact"], "+14158675309");
         assert_eq!(p["error_code"], "30003");
         assert!(!p.contains_key("body"));
@@ -176,7 +196,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let p = received_payload(&params);
+        let p = received_payload(&params, None);
         assert_eq!(p["message_sid"], "SM1");
         assert_eq!(p["media"][0]["content_type"], "image/jpeg");
     }

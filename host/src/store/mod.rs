@@ -31,6 +31,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
 use crate::normalize::calls::{CallState, Emit};
+use crate::phone::Country;
 use crate::secrets::Keyring;
 use crate::{DeliveryId, EndpointId, SinkId, TenantId};
 

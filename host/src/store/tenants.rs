@@ -5,6 +5,15 @@
 
 use super::*;
 
+/// A tenant row's settings columns.
+fn settings(r: &AnyRow) -> Result<TenantSettings> {
+    let country = r.get::<Option<String>, _>("default_country");
+    let default_country = country
+        .map(|c| c.parse::<Country>().map_err(|e| StoreError::Corrupt(format!("tenant default country: {e}"))))
+        .transpose()?;
+    Ok(TenantSettings { default_country })
+}
+
 impl Store {
     /// Create a tenant with its first api key (`api_key_hash`, known by `prefix`).
     pub async fn create_tenant(&self, id: &TenantId, name: &str, api_key_hash: &str, prefix: &str) -> Result<()> {
@@ -43,11 +52,11 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant `id` (if it exists) with its secret for `provider` (if it set one), in one
-    /// read: what every provider request needs first.
-    pub async fn tenant_with_secret(&self, id: &str, provider: &str) -> Result<Option<(TenantId, Option<String>)>> {
+    /// The tenant `id` (if it exists) with its secret for `provider` (if it set one) and its
+    /// settings, in one read: what every provider request needs first.
+    pub async fn hook_tenant(&self, id: &str, provider: &str) -> Result<Option<HookTenant>> {
         let row = sqlx::query(
-            "SELECT t.id, p.secret FROM tenants t
+            "SELECT t.id, t.default_country, p.secret FROM tenants t
              LEFT JOIN provider_configs p ON p.tenant_id = t.id AND p.provider = $1 WHERE t.id = $2",
         )
         .bind(provider)
@@ -57,7 +66,28 @@ impl Store {
         let Some(r) = row else { return Ok(None) };
         let tenant: String = r.get("id");
         let secret = r.get::<Option<String>, _>("secret").map(|s| self.keys.open(&tenant, &s)).transpose()?;
-        Ok(Some((TenantId::from_stored(tenant), secret)))
+        Ok(Some(HookTenant { settings: settings(&r)?, tenant: TenantId::from_stored(tenant), secret }))
+    }
+
+    /// The tenant's settings.
+    pub async fn settings(&self, tenant: &TenantId) -> Result<TenantSettings> {
+        let row = sqlx::query("SELECT default_country FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        settings(&row)
+    }
+
+    /// Replace the tenant's settings.
+    pub async fn put_settings(&self, tenant: &TenantId, s: &TenantSettings) -> Result<()> {
+        let mut tx = self.begin(true).await?;
+        sqlx::query("UPDATE tenants SET default_country = $1 WHERE id = $2")
+            .bind(s.default_country.as_ref().map(Country::to_string))
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Seal every stored secret that is in the clear or sealed with another key than the

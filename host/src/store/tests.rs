@@ -343,7 +343,7 @@ async fn stored_secrets_are_sealed_at_start_and_again_under_a_new_key() {
         assert!(raw.starts_with(&format!("enc1:{}:", test_keys().current_id())), "{url}: {raw}");
         let secret = |s: &Store| {
             let (s, t) = (s.clone(), tenant.clone());
-            async move { s.tenant_with_secret(t.as_str(), "twilio").await.unwrap().unwrap().1.unwrap() }
+            async move { s.hook_tenant(t.as_str(), "twilio").await.unwrap().unwrap().secret.unwrap() }
         };
         assert_eq!(secret(&store).await, "plain-token");
         store.close().await;

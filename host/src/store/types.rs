@@ -9,6 +9,22 @@ pub struct Tenant {
     pub name: String,
 }
 
+/// What a tenant sets for itself (`PUT /v1/tenants/{id}/settings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantSettings {
+    /// The country national phone numbers are read in; none: they are kept as sent.
+    pub default_country: Option<Country>,
+}
+
+/// A tenant as a provider request needs it: its id, its secret for the provider (if set) and
+/// its settings — one read.
+#[derive(Debug, Clone)]
+pub struct HookTenant {
+    pub tenant: TenantId,
+    pub secret: Option<String>,
+    pub settings: TenantSettings,
+}
+
 /// A raw request kept as evidence.
 #[derive(Debug, Clone)]
 pub struct ReceiptRecord {
