@@ -1,7 +1,7 @@
 //! The call state machine under arbitrary signal sequences: call.completed at most once, and
 //! a closed call never changes its outcome.
 #![no_main]
-use hookhost::normalize::calls::{CallState, Party, Signal, step};
+use hookhost::normalize::calls::{CallState, Party, Signal, Sweep, step};
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [&str; 9] = ["queued", "ringing", "in-progress", "completed", "no-answer", "busy", "canceled", "failed", "x"];
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     for (i, chunk) in data.chunks(3).enumerate() {
         let (a, b, c) = (chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0));
         let status = STATUSES[(b as usize) % STATUSES.len()].to_string();
-        let signal = match a % 4 {
+        let signal = match a % 6 {
             0 => Signal::Inbound { forward_to: (c & 1 == 1).then(|| "+14155550100".into()), voicemail: c & 2 == 2 },
             1 => Signal::Status { status, sequence: Some((c % 8) as i64), duration_s: None, recording_url: None },
             2 => Signal::DialComplete {
@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
                 dial_call_sid: None,
                 recording_url: (c & 4 == 4).then(|| "https://r".into()),
             },
+            3 => Signal::Sweep(Sweep::Settle),
+            4 => Signal::Sweep(Sweep::Abandon),
             _ => Signal::Resolved { outcome: "missed".into(), reason: "x".into(), duration_s: None, recording_url: None },
         };
         let key = format!("k{}", (i as u8).wrapping_mul(c) % 16);

@@ -72,6 +72,11 @@ pub struct Config {
     pub rejected_retention: Duration,
     /// How often the retention sweeper runs.
     pub sweep_interval: Duration,
+    /// How long after its parent ended a call still waiting on its dial result is closed from
+    /// what is known.
+    pub call_settle: Duration,
+    /// How long an open call may go without any signal before it is closed as failed.
+    pub call_abandon: Duration,
     /// Connections open at once on the listener.
     pub max_connections: usize,
     /// Time a client has to send a request's headers.
@@ -136,6 +141,8 @@ impl Config {
             retention: Duration::from_secs(30 * 86_400),
             rejected_retention: Duration::from_secs(7 * 86_400),
             sweep_interval: Duration::from_secs(60),
+            call_settle: Duration::from_secs(60),
+            call_abandon: Duration::from_secs(4 * 3600),
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -176,6 +183,8 @@ impl Config {
             ("header_timeout", self.header_timeout),
             ("body_timeout", self.body_timeout),
             ("sweep_interval", self.sweep_interval),
+            ("call_settle", self.call_settle),
+            ("call_abandon", self.call_abandon),
             ("dry_run_timeout", self.dry_run_timeout),
         ];
         if let Some((name, _)) = not_zero.iter().find(|(_, d)| d.is_zero()) {
@@ -189,6 +198,9 @@ impl Config {
                 "plugin memory limit above the pool's {} bytes",
                 crate::plugin::POOL_MAX_MEMORY
             )));
+        }
+        if self.call_abandon < self.call_settle {
+            return Err(ConfigError::Invalid("calls cannot be abandoned before they are settled".into()));
         }
         if self.rejected_retention > self.retention {
             return Err(ConfigError::Invalid("rejected receipts cannot be kept longer than the rest".into()));

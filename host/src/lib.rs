@@ -151,6 +151,7 @@ pub async fn run_with_clock(
         tokio::spawn(sink::worker::run(store.clone(), sender.clone(), wake.clone(), config.clone(), stop_rx.clone()));
 
     let sweeper = tokio::spawn(sweep(store.clone(), config.clone(), stop_rx.clone()));
+    let call_sweeper = tokio::spawn(sweep_calls(store.clone(), config.clone(), stop_rx.clone()));
     let state = api::AppState::new(store.clone(), engine, sender, wake, config.clone());
     let app = api::router(state);
     tracing::info!(addr = %listener.local_addr()?, "hookhost listening");
@@ -169,6 +170,7 @@ pub async fn run_with_clock(
         let _ = delivery_worker.await;
         let _ = sink_worker.await;
         let _ = sweeper.await;
+        let _ = call_sweeper.await;
     })
     .await;
     store.close().await;
@@ -187,6 +189,29 @@ async fn sweep(store: store::Store, config: Arc<Config>, mut stop: tokio::sync::
         }
         tokio::select! {
             _ = tokio::time::sleep(config.sweep_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Close the calls no provider will close (see [`store::Store::sweep_calls`]), every quarter
+/// of `call_settle` (at most every `sweep_interval`), until `stop`.
+async fn sweep_calls(store: store::Store, config: Arc<Config>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const BATCH: i64 = 200;
+    let every = (config.call_settle / 4).min(config.sweep_interval);
+    while !*stop.borrow() {
+        let full = match store.sweep_calls(config.call_settle, config.call_abandon, BATCH).await {
+            Ok(swept) => swept.settled + swept.abandoned == BATCH as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "call sweep failed; trying again at the next");
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => {}
         }
     }

@@ -160,6 +160,12 @@ struct ServeArgs {
     /// How long rejected receipts are kept.
     #[arg(long, env = "HOOKHOST_REJECTED_RETENTION", default_value = "7d")]
     rejected_retention: String,
+    /// How long after a call ended its missing dial result is waited for.
+    #[arg(long, env = "HOOKHOST_CALL_SETTLE", default_value = "60s")]
+    call_settle: String,
+    /// How long an open call may go without a signal before it closes as failed.
+    #[arg(long, env = "HOOKHOST_CALL_ABANDON", default_value = "4h")]
+    call_abandon: String,
     /// Connections open at once on the listener.
     #[arg(long, env = "HOOKHOST_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -390,6 +396,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Rate::parse(&args.rejected_per_tenant).map_err(anyhow::Error::msg).context("HOOKHOST_REJECTED_PER_TENANT")?;
     config.retention = parse_duration(&args.retention).context("HOOKHOST_RETENTION")?;
     config.rejected_retention = parse_duration(&args.rejected_retention).context("HOOKHOST_REJECTED_RETENTION")?;
+    config.call_settle = parse_duration(&args.call_settle).context("HOOKHOST_CALL_SETTLE")?;
+    config.call_abandon = parse_duration(&args.call_abandon).context("HOOKHOST_CALL_ABANDON")?;
     config.max_connections = args.max_connections.max(1);
     config.header_timeout = parse_duration(&args.header_timeout).context("HOOKHOST_HEADER_TIMEOUT")?;
     config.body_timeout = parse_duration(&args.body_timeout).context("HOOKHOST_BODY_TIMEOUT")?;

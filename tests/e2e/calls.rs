@@ -333,3 +333,63 @@ async fn exotel_callbacks_are_authenticated_by_token_and_mapped_to_the_call_mode
     let call = s.server.get_json(&format!("/v1/tenants/{}/calls/ex2", s.tenant), &s.key).await;
     assert_eq!(call["outcome"], "missed", "a later contradicting status does not flip it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_whose_dial_result_never_comes_closes_once_after_the_settle_time() {
+    let clock = hookhost::Clock::system();
+    let mut config = hookhost_tests::test_config(&hookhost_tests::fresh_database("settle").await);
+    config.sweep_interval = std::time::Duration::from_millis(20);
+    let mut s = Setup::on(hookhost_tests::TestServer::start_with_clock(config, clock.clone()).await, &["call.*"]).await;
+    let number = json!({ "forward_to": "+14155550100", "voicemail": false });
+    let r = s
+        .server
+        .authed(Method::PUT, &format!("/v1/tenants/{}/numbers/+18005551212", s.tenant), &s.key)
+        .json(&number)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let post = |route: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let (server, tenant) = (&s.server, s.tenant.clone());
+        async move {
+            let mut params = vec![
+                ("CallSid", "CAsettle"),
+                ("From", "+14158675309"),
+                ("To", "+18005551212"),
+                ("Direction", "inbound"),
+            ];
+            params.extend_from_slice(extra);
+            let path = format!("/hooks/{tenant}/twilio/voice/{route}");
+            let sig = hookhost_tests::twilio_signature(TWILIO_TOKEN, &format!("{}{path}", server.public_url), &params);
+            assert_eq!(server.post_twilio(&path, &sig, &params).await.status(), 200);
+        }
+    };
+    post("inbound", &[("CallStatus", "ringing")]).await;
+    // Twilio's request to the <Dial action> failed: only the parent's end arrives.
+    post("status", &[("CallStatus", "completed"), ("SequenceNumber", "2"), ("CallDuration", "35")]).await;
+    let call_path = format!("/v1/tenants/{}/calls/CAsettle", s.tenant);
+    assert_eq!(s.server.get_json(&call_path, &s.key).await["outcome"], Value::Null, "waits for the dial result");
+
+    clock.advance(std::time::Duration::from_secs(61));
+    let closed = s
+        .server
+        .eventually("the sweeper to settle the call", || async {
+            let call = s.server.get_json(&call_path, &s.key).await;
+            (!call["outcome"].is_null()).then_some(call)
+        })
+        .await;
+    assert_eq!(closed["outcome"], "missed");
+    // The late dial result, should it come after all, changes nothing.
+    post("dial-complete", &[("DialCallStatus", "completed"), ("DialBridged", "true")]).await;
+    let types: Vec<String> = s.events().await.iter().map(|e| e["event_type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types, ["call.initiated", "call.completed", "call.missed"]);
+    let got = loop {
+        let r = s.receiver.next().await;
+        if r.json()["event_type"] == "call.completed" {
+            break r.json();
+        }
+    };
+    assert_eq!(got["payload"]["outcome"], "missed");
+    assert_eq!(got["payload"]["reason"], "dial-result-missing");
+    assert_eq!(got["payload"]["call_id"], "CAsettle");
+}

@@ -154,6 +154,11 @@ impl TestServer {
         Self::start_inner(config, false).await
     }
 
+    /// Start with a config, every stage reading time from `clock` (the test advances it).
+    pub async fn start_with_clock(config: Config, clock: hookhost::Clock) -> Self {
+        Self::start_on(config, true, clock).await
+    }
+
     /// A client of a server running elsewhere (another process), with the same helpers.
     pub fn external(base: &str, public_url: &str, database_url: &str) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
@@ -167,7 +172,11 @@ impl TestServer {
         }
     }
 
-    async fn start_inner(mut config: Config, own_public_url: bool) -> Self {
+    async fn start_inner(config: Config, own_public_url: bool) -> Self {
+        Self::start_on(config, own_public_url, hookhost::Clock::system()).await
+    }
+
+    async fn start_on(mut config: Config, own_public_url: bool, clock: hookhost::Clock) -> Self {
         // The server's logs, when asked for (`RUST_LOG=hookhost=debug cargo test … -- --nocapture`).
         if std::env::var_os("RUST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::from_default_env();
@@ -182,7 +191,7 @@ impl TestServer {
         let public_url = config.public_url.clone();
         let database_url = config.database_url.clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(hookhost::run(config, listener, async {
+        let handle = tokio::spawn(hookhost::run_with_clock(config, clock, listener, async {
             let _ = rx.await;
         }));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();

@@ -26,6 +26,10 @@ pub struct CallState {
     pub forward_to: Option<String>,
     /// Whether an unanswered forward goes to voicemail.
     pub voicemail: bool,
+    /// hookhost's own TwiML answered the call (its Voice URL was hit): no person picked it
+    /// up unless a forward connected.
+    #[serde(default)]
+    pub answered_by_twiml: bool,
     /// The parent call reached `in-progress`.
     pub answered: bool,
     /// Highest `SequenceNumber` applied.
@@ -82,6 +86,8 @@ pub enum Signal {
     Status { status: String, sequence: Option<i64>, duration_s: Option<i64>, recording_url: Option<String> },
     /// A provider that states the outcome itself (Exotel's `CallType`/`Status`).
     Resolved { outcome: String, reason: String, duration_s: Option<i64>, recording_url: Option<String> },
+    /// hookhost's sweeper: the call stayed open too long (see [`Sweep`]).
+    Sweep(Sweep),
     /// The `<Dial action>` callback (also carries the voicemail recording when one was made).
     DialComplete {
         status: Option<String>,
@@ -90,6 +96,27 @@ pub enum Signal {
         dial_call_sid: Option<String>,
         recording_url: Option<String>,
     },
+}
+
+/// Why the sweeper closes a call nobody else will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// The parent call ended but its dial result never came (`HOOKHOST_CALL_SETTLE` passed):
+    /// closed from what is known.
+    Settle,
+    /// No signal at all for `HOOKHOST_CALL_ABANDON`: closed as `failed`.
+    Abandon,
+}
+
+impl Sweep {
+    /// The key the sweep of `call_sid` is applied under (once per call; its events' dedupe keys
+    /// start with it).
+    pub fn key(self, call_sid: &str) -> String {
+        match self {
+            Sweep::Settle => format!("hookhost:settle:{call_sid}"),
+            Sweep::Abandon => format!("hookhost:abandon:{call_sid}"),
+        }
+    }
 }
 
 /// An event to emit: canonical type and payload.
@@ -209,10 +236,37 @@ impl CallState {
         match status.as_str() {
             "no-answer" | "busy" | "canceled" => self.close(call_sid, "missed", &status),
             "failed" => self.close(call_sid, "failed", &status),
-            // completed with a forward configured but no dial result yet: wait for dial-complete.
+            // completed with a forward configured but no dial result yet: wait for dial-complete
+            // (or the sweeper, see `Sweep::Settle`).
             _ if self.forward_to.is_some() => Vec::new(),
             _ if self.recording_url.is_some() && self.voicemail => self.close(call_sid, "voicemail", &status),
+            // Only hookhost's TwiML answered (a greeting, a <Record> nobody spoke into): nobody
+            // picked up.
+            _ if self.answered_by_twiml && self.voicemail => self.close(call_sid, "missed", "no-recording"),
+            _ if self.answered_by_twiml => self.close(call_sid, "missed", "no-forward-or-voicemail"),
             _ => self.close(call_sid, "answered", &status),
+        }
+    }
+
+    /// The parent call has ended and the outcome still waits on something (a dial result).
+    pub fn awaiting_result(&self) -> bool {
+        self.outcome.is_none() && self.parent_status.as_deref().is_some_and(|s| TERMINAL.contains(&s))
+    }
+
+    /// Close a call the sweeper found open: settled from what is known, or abandoned.
+    fn sweep(&mut self, call_sid: &str, sweep: Sweep) -> Vec<Emit> {
+        if self.outcome.is_some() {
+            return Vec::new();
+        }
+        match sweep {
+            Sweep::Settle if !self.awaiting_result() => Vec::new(),
+            // A missing dial result may hide a forward that connected; reported missed so the
+            // caller is followed up rather than lost, with the reason saying so.
+            Sweep::Settle if self.voicemail && self.recording_url.is_some() => {
+                self.close(call_sid, "voicemail", "dial-result-missing")
+            }
+            Sweep::Settle => self.close(call_sid, "missed", "dial-result-missing"),
+            Sweep::Abandon => self.close(call_sid, "failed", "abandoned"),
         }
     }
 }
@@ -237,6 +291,7 @@ pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Par
         Signal::Inbound { forward_to, voicemail } => {
             state.forward_to = forward_to;
             state.voicemail = voicemail;
+            state.answered_by_twiml = true;
             if !closed {
                 out.push(state.lifecycle(call_sid, "call.initiated", "ringing", None));
             }
@@ -277,6 +332,7 @@ pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Par
                 out.extend(state.close(call_sid, &outcome, &reason));
             }
         }
+        Signal::Sweep(sweep) => out.extend(state.sweep(call_sid, sweep)),
         Signal::DialComplete { status, bridged, duration_s, dial_call_sid, recording_url } => {
             if status.is_some() {
                 state.dial_status = status;
@@ -325,9 +381,9 @@ mod tests {
 
     #[test]
     fn answered_directly() {
-        let (st, t) =
-            run(vec![("i", inbound(false, false)), ("s1", status("in-progress", 1)), ("s2", status("completed", 2))]);
-        assert_eq!(t, ["call.initiated", "call.answered", "call.completed"]);
+        // The tenant's own TwiML answered (hookhost gets status callbacks only).
+        let (st, t) = run(vec![("s1", status("in-progress", 1)), ("s2", status("completed", 2))]);
+        assert_eq!(t, ["call.answered", "call.completed"]);
         assert_eq!(st.outcome.as_deref(), Some("answered"));
         assert_eq!(st.from.as_deref(), Some("+14158675309"));
     }
@@ -383,16 +439,58 @@ mod tests {
     }
 
     #[test]
+    fn only_hookhosts_twiml_answering_is_a_missed_call() {
+        for (voicemail, reason) in [(true, "no-recording"), (false, "no-forward-or-voicemail")] {
+            let mut st = CallState::default();
+            let p = Party::default();
+            step(&mut st, "CA1", "i", p.clone(), inbound(false, voicemail));
+            step(&mut st, "CA1", "s1", p.clone(), status("in-progress", 1));
+            let out = step(&mut st, "CA1", "s2", p, status("completed", 2));
+            let types: Vec<&str> = out.iter().map(|e| e.event_type.as_str()).collect();
+            assert_eq!(types, ["call.completed", "call.missed"], "voicemail {voicemail}");
+            assert_eq!(out[0].payload["reason"], reason);
+        }
+    }
+
+    #[test]
+    fn a_missing_dial_result_settles_once_and_only_after_the_call_ended() {
+        let (mut st, _) = run(vec![("i", inbound(true, false)), ("s1", status("in-progress", 1))]);
+        let key = Sweep::Settle.key("CA1");
+        let settle = |st: &mut CallState| step(st, "CA1", &key, Party::default(), Signal::Sweep(Sweep::Settle));
+        assert!(!st.awaiting_result());
+        assert!(settle(&mut st).is_empty(), "still in progress: nothing to settle");
+        st.seen.retain(|k| *k != key);
+        step(&mut st, "CA1", "s2", Party::default(), status("completed", 2));
+        assert!(st.awaiting_result(), "forwarded, ended, no dial result");
+        let out = settle(&mut st);
+        let types: Vec<&str> = out.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["call.completed", "call.missed"]);
+        assert_eq!(out[0].payload["reason"], "dial-result-missing");
+        assert!(settle(&mut st).is_empty(), "once");
+        let late = step(&mut st, "CA1", "d", Party::default(), dial("completed", true));
+        assert!(late.is_empty(), "a late dial result never reopens it");
+    }
+
+    #[test]
+    fn a_call_without_signals_is_abandoned_as_failed() {
+        let (mut st, _) = run(vec![("i", inbound(true, false))]);
+        let key = Sweep::Abandon.key("CA1");
+        let out = step(&mut st, "CA1", &key, Party::default(), Signal::Sweep(Sweep::Abandon));
+        assert_eq!(out[0].payload["outcome"], "failed");
+        assert_eq!(out[0].payload["reason"], "abandoned");
+        assert_eq!(out[1].event_type, "call.failed");
+    }
+
+    #[test]
     fn out_of_order_late_and_repeated_callbacks_never_flip_or_repeat() {
         let (st, t) = run(vec![
-            ("i", inbound(false, false)),
             ("s2", status("completed", 2)),
             ("s1", status("in-progress", 1)), // late
             ("s2", status("completed", 2)),   // provider retry
             ("s3", status("failed", 3)),      // nonsense after close
             ("s0", status("ringing", 0)),
         ]);
-        assert_eq!(t, ["call.initiated", "call.completed"]);
+        assert_eq!(t, ["call.completed"]);
         assert_eq!(st.outcome.as_deref(), Some("answered"));
     }
 

@@ -1,5 +1,5 @@
-//! Tracked numbers, the per-call outcome state, contacts and their message threads, and each
-//! tenant's billing record.
+//! Tracked numbers, the per-call outcome state and the sweep that closes calls no provider
+//! will close, contacts and their message threads, and each tenant's billing record.
 //!
 //! Part of [`Store`](super::Store); the SQL lives here, the row types in the parent module.
 
@@ -73,6 +73,62 @@ impl Store {
         let closed = || StoreError::Db(sqlx::Error::PoolClosed);
         self.accepts.send(request).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Close the calls no provider signal will close (oldest first, at most `limit`): those
+    /// whose parent ended at least `settle` ago still waiting on a dial result, and those
+    /// silent for `abandon`. Each in its own transaction under the call's lock, re-checked
+    /// there, so replicas sweeping together close each call once.
+    pub async fn sweep_calls(&self, settle: Duration, abandon: Duration, limit: i64) -> Result<CallsSwept> {
+        let now = self.now_ms();
+        let settle_before = now - settle.as_millis() as i64;
+        let abandon_before = now - abandon.as_millis() as i64;
+        let rows = sqlx::query(
+            "SELECT tenant_id, call_sid FROM calls WHERE outcome IS NULL AND (ended_at <= $1 OR updated_at <= $2)
+             ORDER BY updated_at LIMIT $3",
+        )
+        .bind(settle_before)
+        .bind(abandon_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut swept = CallsSwept::default();
+        for r in rows {
+            let tenant = TenantId::from_stored(r.get("tenant_id"));
+            let call_sid: String = r.get("call_sid");
+            let mut tx = self.begin(true).await?;
+            let stored = load_call(&mut tx, self.backend, &tenant, &call_sid).await?;
+            let sweep = if stored.state.awaiting_result() && stored.ended_at.is_some_and(|t| t <= settle_before) {
+                Sweep::Settle
+            } else if stored.state.outcome.is_none() && stored.updated_at.is_some_and(|t| t <= abandon_before) {
+                Sweep::Abandon
+            } else {
+                continue; // a signal came since the listing
+            };
+            let key = sweep.key(&call_sid);
+            let write = CallWrite {
+                tenant: &tenant,
+                call_sid: &call_sid,
+                source: "hookhost",
+                receipt_key: &key,
+                occurred_at: now / 1000,
+                now,
+            };
+            let step: CallStep = {
+                let (sid, key) = (call_sid.clone(), key.clone());
+                Box::new(move |state| {
+                    crate::normalize::calls::step(state, &sid, &key, Party::default(), Signal::Sweep(sweep))
+                })
+            };
+            let applied = save_call(&mut tx, &write, stored, &step).await?;
+            tx.commit().await?;
+            tracing::info!(%tenant, %call_sid, ?sweep, outcome = ?applied.state.outcome, "open call closed by the sweeper");
+            match sweep {
+                Sweep::Settle => swept.settled += 1,
+                Sweep::Abandon => swept.abandoned += 1,
+            }
+        }
+        Ok(swept)
     }
 
     /// In one durable transaction: store `sms.received` (and the keyword's event), attach the
@@ -202,6 +258,94 @@ impl Store {
         match row {
             Some(r) => serde_json::from_str(&r.get::<String, _>("record")).map_err(decode("billing")),
             None => Ok(Billing::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{databases, test_keys};
+    use super::*;
+    use crate::normalize::calls::step;
+
+    fn twilio_receipt(tenant: &TenantId, at: i64) -> ReceiptRecord {
+        ReceiptRecord {
+            tenant_id: tenant.clone(),
+            provider: "twilio",
+            route: "/hooks/t/twilio/voice/status".into(),
+            headers: serde_json::json!({}),
+            body: Vec::new(),
+            received_at: at,
+        }
+    }
+
+    async fn signal(store: &Store, tenant: &TenantId, sid: &str, key: &str, signal: Signal) {
+        let (sid2, key2) = (sid.to_string(), key.to_string());
+        let run: CallStep = Box::new(move |st| step(st, &sid2, &key2, Party::default(), signal.clone()));
+        store.apply_call(&twilio_receipt(tenant, store.now_ms()), sid, key, 0, run).await.unwrap();
+    }
+
+    async fn events_of(store: &Store, tenant: &TenantId) -> Vec<(String, String)> {
+        let rows = sqlx::query("SELECT event_type, payload FROM events WHERE tenant_id = $1 ORDER BY seq")
+            .bind(tenant.as_str())
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                let payload: Value = serde_json::from_str(&r.get::<String, _>("payload")).unwrap();
+                (r.get("event_type"), payload["call_id"].as_str().unwrap_or_default().to_string())
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_sweeping_together_close_each_open_call_once() {
+        for url in databases().await {
+            let clock = crate::Clock::system();
+            let a = Store::connect_with_clock(&url, test_keys(), clock.clone()).await.unwrap();
+            let b = Store::connect_with_clock(&url, test_keys(), clock.clone()).await.unwrap();
+            let tenant = TenantId::generate();
+            a.create_tenant(&tenant, "t", "hash", "hk_test").await.unwrap();
+            let forward = || Signal::Inbound { forward_to: Some("+14155550100".into()), voicemail: false };
+            let completed = Signal::Status {
+                status: "completed".into(),
+                sequence: Some(2),
+                duration_s: Some(40),
+                recording_url: None,
+            };
+            // CAended: forwarded, ended, its dial result lost. CAopen: still ringing.
+            signal(&a, &tenant, "CAended", "i1", forward()).await;
+            signal(&a, &tenant, "CAended", "s1", completed).await;
+            signal(&a, &tenant, "CAopen", "i2", forward()).await;
+            let (settle, abandon) = (Duration::from_secs(60), Duration::from_secs(4 * 3600));
+            assert_eq!(a.sweep_calls(settle, abandon, 100).await.unwrap(), CallsSwept::default(), "{url}: too early");
+
+            clock.advance(Duration::from_secs(61));
+            let (x, y) = tokio::join!(a.sweep_calls(settle, abandon, 100), b.sweep_calls(settle, abandon, 100));
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert_eq!(x.settled + y.settled, 1, "{url}: settled once across replicas");
+            assert_eq!(x.abandoned + y.abandoned, 0, "{url}: a ringing call is not abandoned after a minute");
+            let ended = a.call(&tenant, "CAended").await.unwrap().unwrap();
+            assert_eq!(ended.outcome.as_deref(), Some("missed"));
+
+            clock.advance(abandon);
+            let (x, y) = tokio::join!(a.sweep_calls(settle, abandon, 100), b.sweep_calls(settle, abandon, 100));
+            assert_eq!(x.unwrap().abandoned + y.unwrap().abandoned, 1, "{url}: abandoned once");
+            let closing: Vec<(String, String)> =
+                events_of(&a, &tenant).await.into_iter().filter(|(t, _)| t != "call.initiated").collect();
+            let want = [
+                ("call.completed", "CAended"),
+                ("call.missed", "CAended"),
+                ("call.completed", "CAopen"),
+                ("call.failed", "CAopen"),
+            ];
+            assert_eq!(closing, want.map(|(t, c)| (t.to_string(), c.to_string())), "{url}");
+            assert_eq!(
+                a.sweep_calls(settle, abandon, 100).await.unwrap(),
+                CallsSwept::default(),
+                "{url}: nothing left"
+            );
         }
     }
 }

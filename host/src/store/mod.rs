@@ -30,7 +30,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
-use crate::normalize::calls::{CallState, Emit};
+use crate::normalize::calls::{CallState, Emit, Party, Signal, Sweep};
 use crate::phone::Country;
 use crate::secrets::Keyring;
 use crate::{DeliveryId, EndpointId, SinkId, TenantId};

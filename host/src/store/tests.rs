@@ -4,7 +4,7 @@ use super::*;
 use crate::now_ms;
 
 /// The same keys for every store of a test (two stores on one database are two replicas).
-fn test_keys() -> Keyring {
+pub(super) fn test_keys() -> Keyring {
     Keyring::parse("dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMzJieXQ=").unwrap()
 }
 
@@ -28,7 +28,7 @@ async fn postgres_db() -> Result<String, sqlx::Error> {
 
 /// The databases every store test runs on: SQLite, and PostgreSQL unless no server answers
 /// (then said loudly).
-async fn databases() -> Vec<String> {
+pub(super) async fn databases() -> Vec<String> {
     let mut urls = vec![temp_db()];
     match postgres_db().await {
         Ok(url) => urls.push(url),

@@ -99,6 +99,15 @@ pub struct CallApplied {
     pub state: CallState,
 }
 
+/// Calls one sweep closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallsSwept {
+    /// Parent ended, dial result missing: closed from what was known.
+    pub settled: u64,
+    /// Silent too long: closed as failed.
+    pub abandoned: u64,
+}
+
 /// What accepting a verified receipt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {

@@ -198,59 +198,108 @@ pub(super) async fn call_in(
     occurred_at: i64,
     step: &CallStep,
 ) -> Result<CallApplied> {
-    let now = receipt.received_at;
-    let tenant = &receipt.tenant_id;
+    let stored = load_call(tx, backend, &receipt.tenant_id, call_sid).await?;
+    let already = stored.state.seen.iter().any(|k| k == receipt_key);
+    let write = CallWrite {
+        tenant: &receipt.tenant_id,
+        call_sid,
+        source: receipt.provider,
+        receipt_key,
+        occurred_at,
+        now: receipt.received_at,
+    };
+    let applied = save_call(tx, &write, stored, step).await?;
+    let first = applied.event_ids.first().map(String::as_str);
+    insert_receipt(&mut **tx, receipt, Verdict::of(already), None, Some(receipt_key), first).await?;
+    Ok(CallApplied { duplicate: already, ..applied })
+}
+
+/// A call as stored: its state (the default when not seen yet) and when its parent ended.
+pub(super) struct StoredCall {
+    pub(super) state: CallState,
+    pub(super) ended_at: Option<i64>,
+    pub(super) updated_at: Option<i64>,
+}
+
+/// Read a call's state under its lock (held until the transaction ends).
+pub(super) async fn load_call(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    tenant: &TenantId,
+    call_sid: &str,
+) -> Result<StoredCall> {
     serialize_on(tx, backend, tenant.as_str(), call_sid).await?;
-    let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
+    let row = sqlx::query("SELECT state, ended_at, updated_at FROM calls WHERE tenant_id = $1 AND call_sid = $2")
         .bind(tenant.as_str())
         .bind(call_sid)
         .fetch_optional(&mut **tx)
         .await?;
-    let mut state: CallState = match row {
-        Some(r) => serde_json::from_str(&r.get::<String, _>("state")).map_err(decode("call state"))?,
-        None => CallState::default(),
-    };
-    let already = state.seen.iter().any(|k| k == receipt_key);
+    match row {
+        Some(r) => Ok(StoredCall {
+            state: serde_json::from_str(&r.get::<String, _>("state")).map_err(decode("call state"))?,
+            ended_at: r.get("ended_at"),
+            updated_at: Some(r.get("updated_at")),
+        }),
+        None => Ok(StoredCall { state: CallState::default(), ended_at: None, updated_at: None }),
+    }
+}
+
+/// Who and what one write of a call state is.
+pub(super) struct CallWrite<'a> {
+    pub(super) tenant: &'a TenantId,
+    pub(super) call_sid: &'a str,
+    /// The events' source.
+    pub(super) source: &'static str,
+    /// The signal's identity: its events' dedupe keys are `{receipt_key}#{type}`.
+    pub(super) receipt_key: &'a str,
+    /// The events' time (unix s).
+    pub(super) occurred_at: i64,
+    /// Unix ms.
+    pub(super) now: i64,
+}
+
+/// Apply `step` to a loaded call and store the state and the events it emits (each with its
+/// plugin job). The parent's end is noted the first time the call waits on a dial result.
+pub(super) async fn save_call(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    w: &CallWrite<'_>,
+    stored: StoredCall,
+    step: &CallStep,
+) -> Result<CallApplied> {
+    let StoredCall { mut state, ended_at, .. } = stored;
     let emits = step(&mut state);
+    let ended_at = if state.awaiting_result() { ended_at.or(Some(w.now)) } else { ended_at };
     sqlx::query(
-        "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, ended_at = excluded.ended_at",
     )
-    .bind(tenant.as_str())
-    .bind(call_sid)
+    .bind(w.tenant.as_str())
+    .bind(w.call_sid)
     .bind(serde_json::to_string(&state).expect("call state serializes"))
     .bind(&state.outcome)
-    .bind(now)
-    .bind(now)
+    .bind(w.now)
+    .bind(w.now)
+    .bind(ended_at)
     .execute(&mut **tx)
     .await?;
     let mut event_ids = Vec::new();
     for e in emits {
         let event = CanonicalEvent {
             id: crate::new_id("evt"),
-            tenant_id: tenant.clone(),
+            tenant_id: w.tenant.clone(),
             event_type: e.event_type,
-            occurred_at,
-            source: receipt.provider,
+            occurred_at: w.occurred_at,
+            source: w.source,
             is_test: false,
             payload: e.payload,
         };
-        let key = format!("{receipt_key}#{}", event.event_type);
-        if insert_event_with_job(tx, &event, &key, receipt.received_at).await? {
+        let key = format!("{}#{}", w.receipt_key, event.event_type);
+        if insert_event_with_job(tx, &event, &key, w.now).await? {
             event_ids.push(event.id);
         }
     }
-    insert_receipt(
-        &mut **tx,
-        receipt,
-        Verdict::of(already),
-        None,
-        Some(receipt_key),
-        event_ids.first().map(String::as_str),
-    )
-    .await?;
-    Ok(CallApplied { event_ids, duplicate: already, state })
+    Ok(CallApplied { event_ids, duplicate: false, state })
 }
 
 /// The statements of one accept: the event unless its dedupe key is known, its plugin job,
