@@ -12,6 +12,7 @@ mod isolation;
 mod leases;
 mod platform;
 mod plugins;
+mod reads;
 mod routes;
 mod sinks;
 

@@ -7,24 +7,63 @@ use super::*;
 pub(super) struct EventsQuery {
     after: Option<String>,
     limit: Option<i64>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
 }
 
+/// Events oldest first after the cursor, filtered by type (`call.completed`, `call.*`) and by
+/// when they happened (`since` inclusive, `until` exclusive).
 pub(super) async fn list_events(
     State(state): State<AppState>,
     TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let after = match q.after.as_deref() {
-        None | Some("") => 0,
-        Some(c) => c.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid cursor {c:?}")))?,
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid cursor {c:?}")))?),
     };
-    let limit = q.limit.unwrap_or(100);
+    let query = crate::store::EventQuery {
+        event_type: type_pattern(q.event_type.as_deref())?,
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+        cursor: after,
+        limit: page_limit(q.limit)?,
+        ..Default::default()
+    };
+    let page = state.store.events_page(&tenant, &query).await?;
+    let next = page.last().map(|e| e.seq.to_string()).or(q.after.filter(|c| !c.is_empty()));
+    Ok(Json(EventPage { data: page.iter().map(|e| e.event.envelope()).collect(), next_cursor: next }))
+}
+
+/// `limit` between 1 and 1000, 100 when absent.
+pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
-    let page = state.store.events_page(&tenant, after, limit).await?;
-    let next = page.last().map(|e| e.seq.to_string()).or(q.after.filter(|c| !c.is_empty()));
-    Ok(Json(EventPage { data: page.iter().map(|e| e.event.envelope()).collect(), next_cursor: next }))
+    Ok(limit)
+}
+
+/// A `type` filter: `*`, `call.*` or `call.completed`.
+pub(super) fn type_pattern(t: Option<&str>) -> Result<Option<crate::store::TypePattern>, ApiError> {
+    match t {
+        None | Some("") => Ok(None),
+        Some(t) => crate::store::TypePattern::parse(t).ok_or_else(|| {
+            ApiError::BadRequest(format!("type {t:?} is not an event type, a pattern like call.* or *"))
+        }),
+    }
+}
+
+/// A time filter, unix seconds or RFC 3339 (`2026-12-01T10:00:00Z`), as unix seconds.
+pub(super) fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else { return Ok(None) };
+    v.parse::<i64>()
+        .ok()
+        .or_else(|| crate::normalize::parse_rfc3339(v))
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be unix seconds or an RFC 3339 time, not {v:?}")))
 }
 
 pub(super) async fn get_event(
@@ -74,10 +113,7 @@ pub(super) async fn list_deliveries(
                 ApiError::BadRequest(format!("status must be pending, succeeded or failed, not {s:?}"))
             })?),
         };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
-    }
+    let limit = page_limit(q.limit)?;
     let endpoint = q.endpoint_id.filter(|e| !e.is_empty());
     let endpoint = endpoint.as_deref().map(EndpointId::named);
     let deliveries = state.store.deliveries(&tenant, status, endpoint.as_ref(), limit).await?;
@@ -165,10 +201,7 @@ pub(super) async fn list_receipts(
     TenantAuth { tenant, .. }: TenantAuth,
     Query(q): Query<ReceiptsQuery>,
 ) -> Result<Json<ReceiptPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
-    }
+    let limit = page_limit(q.limit)?;
     let verdict =
         match q.verdict.as_deref() {
             None => None,

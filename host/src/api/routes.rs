@@ -151,6 +151,8 @@ pub(super) fn routes() -> Vec<Route> {
         at(M::PUT, "/v1/tenants/{id}/numbers/{e164}", put_number, doc("telephony", "A tracked number's forwarding and voicemail").takes(json::<NumberBody>()).gives(json::<crate::store::NumberSettings>())),
         at(M::GET, "/v1/tenants/{id}/numbers/{e164}", get_number, doc("telephony", "A tracked number's settings").gives(json::<crate::store::NumberSettings>())),
         at(M::GET, "/v1/tenants/{id}/calls/{call_sid}", get_call, doc("telephony", "A call as its state machine holds it").gives(json::<CallView>())),
+        at(M::GET, "/v1/tenants/{id}/calls", list_calls, doc("telephony", "Calls newest first (?since=&outcome=&before=&limit=)").gives(json::<CallPage>())),
+        at(M::GET, "/v1/tenants/{id}/contacts/{e164}/timeline", contact_timeline, doc("telephony", "A number's calls and messages, newest first (?type=&before=&limit=)").gives(json::<Timeline>())),
         at(M::GET, "/v1/tenants/{id}/contacts/{e164}", get_contact, doc("telephony", "A contact's message thread and opt-out state").gives(json::<crate::store::Contact>())),
         at(M::GET, "/v1/tenants/{id}/billing", get_billing, doc("billing", "The tenant's billing state from Stripe").gives(json::<BillingView>())),
         at(M::POST, "/v1/tenants/{id}/plugins", plugins::upload_plugin, doc("plugins", "Upload a version of the plugin `default`, active at once (200 when the same bytes exist)").ok(201).upload().gives(json::<UploadedVersion>())),

@@ -363,14 +363,37 @@ pub struct NumberBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallView {
     pub call_sid: String,
+    /// When hookhost first heard of it (unix ms).
+    pub started_at: i64,
+    /// `answered`, `missed`, `forwarded`, `voicemail`, `failed`; null while open.
     pub outcome: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    pub direction: Option<String>,
+    pub duration_s: Option<i64>,
     pub forward_to: Option<String>,
     pub voicemail: bool,
     pub status: Option<String>,
     pub dial_status: Option<String>,
     pub recording_url: Option<String>,
+}
+
+/// A page of calls, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallPage {
+    pub data: Vec<CallView>,
+    /// Pass as `before` for the next page; null on the last.
+    pub next_before: Option<String>,
+}
+
+/// A number's timeline: every event concerning it, newest first (delivery envelopes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    pub contact: String,
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<Value>,
+    /// Pass as `before` for the next page; null on the last.
+    pub next_before: Option<i64>,
 }
 
 /// When each part of the billing record was last changed by Stripe (unix seconds).

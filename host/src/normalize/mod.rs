@@ -57,6 +57,20 @@ impl CanonicalEvent {
         format!("every delivery attempt failed for {} s", (now_ms - since_ms) / 1000)
     }
 
+    /// The number this event concerns, for the number's timeline: a message's `contact`, or a
+    /// call's other party (`to` when the call went out, else `from`).
+    pub fn contact(&self) -> Option<&str> {
+        let p = |k: &str| self.payload.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+        if let Some(c) = p("contact") {
+            return Some(c);
+        }
+        if !self.event_type.starts_with("call.") {
+            return None;
+        }
+        let outbound = p("direction").is_some_and(|d| d.starts_with("outbound"));
+        if outbound { p("to") } else { p("from") }
+    }
+
     /// The envelope endpoints receive for this event unchanged.
     pub fn envelope(&self) -> Value {
         envelope(&self.id, &self.event_type, self.occurred_at, &self.tenant_id, &self.payload, self.is_test)
@@ -136,6 +150,27 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_names_the_other_party_as_its_contact() {
+        let e = |t: &str, payload: Value| CanonicalEvent {
+            id: "evt_1".into(),
+            tenant_id: TenantId::from_stored("t".into()),
+            event_type: t.into(),
+            occurred_at: 0,
+            source: "twilio",
+            is_test: false,
+            payload,
+        };
+        let call = |dir: &str| json!({ "from": "+14158675309", "to": "+18005551212", "direction": dir });
+        assert_eq!(e("call.completed", call("inbound")).contact(), Some("+14158675309"));
+        assert_eq!(e("call.completed", call("outbound-dial")).contact(), Some("+18005551212"));
+        assert_eq!(
+            e("sms.delivered", json!({ "contact": "+14158675309", "from": "+1800" })).contact(),
+            Some("+14158675309")
+        );
+        assert_eq!(e("billing.invoice.paid", json!({ "from": "+14158675309" })).contact(), None);
+    }
 
     #[test]
     fn rfc3339() {

@@ -5,6 +5,14 @@
 
 use super::*;
 
+fn call_record(r: &AnyRow) -> Result<CallRecord> {
+    Ok(CallRecord {
+        call_sid: r.get("call_sid"),
+        created_at: r.get("created_at"),
+        state: serde_json::from_str(&r.get::<String, _>("state")).map_err(decode("call state"))?,
+    })
+}
+
 impl Store {
     pub async fn put_number(&self, tenant: &TenantId, n: &NumberSettings) -> Result<()> {
         let mut tx = self.begin(true).await?;
@@ -40,14 +48,45 @@ impl Store {
         }))
     }
 
-    /// A call's state, if hookhost has heard of it.
-    pub async fn call(&self, tenant: &TenantId, call_sid: &str) -> Result<Option<CallState>> {
-        let row = sqlx::query("SELECT state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
+    /// A call, if hookhost has heard of it.
+    pub async fn call(&self, tenant: &TenantId, call_sid: &str) -> Result<Option<CallRecord>> {
+        let row = sqlx::query("SELECT call_sid, created_at, state FROM calls WHERE tenant_id = $1 AND call_sid = $2")
             .bind(tenant.as_str())
             .bind(call_sid)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| serde_json::from_str(&r.get::<String, _>("state")).map_err(decode("call state"))).transpose()
+        row.as_ref().map(call_record).transpose()
+    }
+
+    /// A tenant's calls, newest first, as `q` selects them.
+    pub async fn calls(&self, tenant: &TenantId, q: &CallQuery) -> Result<Vec<CallRecord>> {
+        let open = q.outcome.as_deref() == Some("open");
+        let outcome = q.outcome.as_deref().filter(|_| !open);
+        let (before_at, before_sid) = match &q.before {
+            Some((at, sid)) => (Some(*at), Some(sid.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT call_sid, created_at, state FROM calls
+             WHERE tenant_id = $1 AND ($2 IS NULL OR created_at >= $3) AND ($4 IS NULL OR outcome = $5)
+               AND ($6 = 0 OR outcome IS NULL)
+               AND ($7 IS NULL OR created_at < $8 OR (created_at = $9 AND call_sid < $10))
+             ORDER BY created_at DESC, call_sid DESC LIMIT $11",
+        )
+        .bind(tenant.as_str())
+        .bind(q.since)
+        .bind(q.since)
+        .bind(outcome)
+        .bind(outcome)
+        .bind(open as i64)
+        .bind(before_at)
+        .bind(before_at)
+        .bind(before_at)
+        .bind(before_sid)
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(call_record).collect()
     }
 
     /// In one durable transaction: read the call's state, apply `step` to it, store the
@@ -327,7 +366,7 @@ mod tests {
             assert_eq!(x.settled + y.settled, 1, "{url}: settled once across replicas");
             assert_eq!(x.abandoned + y.abandoned, 0, "{url}: a ringing call is not abandoned after a minute");
             let ended = a.call(&tenant, "CAended").await.unwrap().unwrap();
-            assert_eq!(ended.outcome.as_deref(), Some("missed"));
+            assert_eq!(ended.state.outcome.as_deref(), Some("missed"));
 
             clock.advance(abandon);
             let (x, y) = tokio::join!(a.sweep_calls(settle, abandon, 100), b.sweep_calls(settle, abandon, 100));

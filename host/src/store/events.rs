@@ -6,17 +6,40 @@
 use super::*;
 
 impl Store {
-    /// Events of a tenant after the cursor `after` (a seq), oldest first.
-    pub async fn events_page(&self, tenant: &TenantId, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(
+    /// A tenant's events as `q` selects them: after its cursor oldest first, or before it
+    /// newest first; by number, type pattern and time.
+    pub async fn events_page(&self, tenant: &TenantId, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let (exact, under) = match &q.event_type {
+            None => (None, None),
+            Some(TypePattern::Exact(t)) => (Some(t.as_str()), None),
+            Some(TypePattern::Under(p)) => (None, Some(p.as_str())),
+        };
+        let (cursor, order) = if q.newest_first { ("seq < $4", "DESC") } else { ("seq > $4", "ASC") };
+        let sql = format!(
             "SELECT seq, id, tenant_id, event_type, occurred_at, source, is_test, payload, status, error
-             FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(tenant.as_str())
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+             FROM events WHERE tenant_id = $1 AND ($2 IS NULL OR contact = $3) AND ($5 IS NULL OR {cursor})
+               AND ($6 IS NULL OR event_type = $7) AND ($8 IS NULL OR substr(event_type, 1, $9) = $10)
+               AND ($11 IS NULL OR occurred_at >= $12) AND ($13 IS NULL OR occurred_at < $14)
+             ORDER BY seq {order} LIMIT $15"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(q.contact.as_deref())
+            .bind(q.contact.as_deref())
+            .bind(q.cursor.unwrap_or(0))
+            .bind(q.cursor)
+            .bind(exact)
+            .bind(exact)
+            .bind(under)
+            .bind(under.map_or(0, |u| u.len() as i32)) // substr takes an int4 on PostgreSQL
+            .bind(under)
+            .bind(q.since)
+            .bind(q.since)
+            .bind(q.until)
+            .bind(q.until)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(stored_event).collect()
     }
 

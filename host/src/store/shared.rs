@@ -169,8 +169,8 @@ pub(super) async fn insert_event_with_job(
     now: i64,
 ) -> Result<bool> {
     let inserted = sqlx::query(
-        "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at, contact)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
     )
     .bind(&event.id)
@@ -182,6 +182,7 @@ pub(super) async fn insert_event_with_job(
     .bind(event.payload.to_string())
     .bind(dedupe_key)
     .bind(now)
+    .bind(event.contact())
     .execute(&mut **tx)
     .await?
     .rows_affected()

@@ -91,7 +91,7 @@ async fn accepts_dedupe_on(url: &str) {
     }
     assert_eq!(fresh.len(), 50);
     assert_eq!(duplicates, 150);
-    assert_eq!(store.events_page(&tenant, 0, 1000).await.unwrap().len(), 50);
+    assert_eq!(store.events_page(&tenant, &EventQuery { limit: 1000, ..Default::default() }).await.unwrap().len(), 50);
     assert_eq!(store.receipts(&tenant, &ReceiptFilter::default(), 1000).await.unwrap().len(), 200);
     let dup = ReceiptFilter { verdict: Some(Verdict::Duplicate), ..Default::default() };
     assert_eq!(store.receipts(&tenant, &dup, 1000).await.unwrap().len(), 150);
@@ -123,7 +123,7 @@ async fn a_failing_write_in_a_group_commit_fails_alone() {
             let (i, outcome) = t.await.unwrap();
             assert_eq!(outcome.is_ok(), i != 13, "{url}: write {i} -> {outcome:?}");
         }
-        assert_eq!(store.events_page(&tenant, 0, 1000).await.unwrap().len(), 30, "{url}");
+        assert_eq!(store.events_page(&tenant, &EventQuery { limit: 1000, ..Default::default() }).await.unwrap().len(), 30, "{url}");
     }
 }
 

@@ -99,6 +99,68 @@ pub struct CallApplied {
     pub state: CallState,
 }
 
+/// Which event types a listing keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypePattern {
+    /// `call.completed`: that type.
+    Exact(String),
+    /// `call.*`: every type under `call.` (the prefix keeps its dot).
+    Under(String),
+}
+
+impl TypePattern {
+    /// `*` (none: every type), `call.*` or `call.completed`; `None` inside `Some` for `*`.
+    pub fn parse(s: &str) -> Option<Option<TypePattern>> {
+        let plain = |p: &str| !p.is_empty() && p.len() <= 100 && !p.contains('*') && !p.contains(char::is_whitespace);
+        match s {
+            "*" => Some(None),
+            _ => match s.strip_suffix(".*") {
+                Some(under) if plain(under) => Some(Some(TypePattern::Under(format!("{under}.")))),
+                Some(_) => None,
+                None if plain(s) => Some(Some(TypePattern::Exact(s.to_string()))),
+                None => None,
+            },
+        }
+    }
+}
+
+/// Which events a listing returns, and in which order.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only those concerning this number (see [`CanonicalEvent::contact`]).
+    pub contact: Option<String>,
+    pub event_type: Option<TypePattern>,
+    /// `occurred_at` at or after (unix s).
+    pub since: Option<i64>,
+    /// `occurred_at` before (unix s).
+    pub until: Option<i64>,
+    /// Oldest first after this seq; or newest first before it with `newest_first`.
+    pub cursor: Option<i64>,
+    pub newest_first: bool,
+    pub limit: i64,
+}
+
+/// Which calls a listing returns (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct CallQuery {
+    /// Started at or after (unix ms).
+    pub since: Option<i64>,
+    /// An outcome (`missed`, …), or `open` for calls without one yet.
+    pub outcome: Option<String>,
+    /// Only calls listed after this one (its start, unix ms, and sid): the next page.
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// A call as stored, with when hookhost first heard of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub call_sid: String,
+    /// Unix ms.
+    pub created_at: i64,
+    pub state: CallState,
+}
+
 /// Calls one sweep closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallsSwept {
