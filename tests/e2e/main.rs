@@ -15,6 +15,7 @@ mod plugins;
 mod reads;
 mod routes;
 mod sinks;
+mod vendors;
 
 use hookhost_tests::{Receiver, TestServer};
 use reqwest::Method;

@@ -66,6 +66,9 @@ impl ApiError {
                 IngestError::Unauthorized(crate::ingest::VerifyError::BadToken) => {
                     (StatusCode::UNAUTHORIZED, "invalid_token")
                 }
+                IngestError::Unauthorized(crate::ingest::VerifyError::BadCredentials) => {
+                    (StatusCode::UNAUTHORIZED, "invalid_credentials")
+                }
                 IngestError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
                 IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
                 IngestError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -155,12 +155,9 @@ pub(super) async fn put_vendor(
     if !crate::normalize::vendor::valid_vendor(&vendor) {
         return Err(unprocessable("vendor names are [a-z0-9_-], 1 to 32 characters"));
     }
-    let body = json_body(body)?;
-    let secret = body.get("secret").and_then(Value::as_str).unwrap_or_default();
-    if !secret.starts_with("whsec_") || sign::secret_key(secret).map_or(true, |k| k.len() < 16) {
-        return Err(unprocessable("secret must be whsec_ followed by base64 of at least 16 bytes"));
-    }
-    state.store.set_provider_secret(&tenant, &format!("vendor:{vendor}"), secret).await?;
-    tracing::info!(%tenant, vendor, "vendor secret set");
+    let auth = crate::ingest::vendor_auth::VendorAuth::from_request(json_body(body)?)
+        .map_err(|e| unprocessable(e.to_string()))?;
+    state.store.set_provider_secret(&tenant, &format!("vendor:{vendor}"), &auth.to_stored()).await?;
+    tracing::info!(%tenant, vendor, auth = auth.kind(), "vendor authentication set");
     Ok(StatusCode::NO_CONTENT)
 }

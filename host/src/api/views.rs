@@ -111,12 +111,19 @@ pub struct ProviderSecret {
     pub callback_token: Option<String>,
 }
 
-/// A Standard Webhooks vendor's signing secret (`whsec_…`).
+/// How a vendor authenticates: `auth` `standard` (the default: `secret`, a `whsec_…` Standard
+/// Webhooks key), `header` (`header` and its fixed `value`, at least 16 characters) or `basic`
+/// (`username`, `password` of at least 16 characters).
 #[derive(Debug, Deserialize, ToSchema)]
 // Describes a body read field by field (precise messages per field); the document only.
 #[allow(dead_code)]
 pub struct VendorSecret {
-    pub secret: String,
+    pub auth: Option<String>,
+    pub secret: Option<String>,
+    pub header: Option<String>,
+    pub value: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// Exotel's callback token, to put in the callback URLs as `?token=`.

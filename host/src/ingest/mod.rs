@@ -11,6 +11,8 @@ pub mod stripe;
 pub mod throttle;
 pub mod twilio;
 pub mod twiml;
+mod vendor;
+pub mod vendor_auth;
 
 pub use replay::ReplayError;
 
@@ -47,6 +49,8 @@ pub struct Receipt<S> {
     pub body: Vec<u8>,
     /// Unix ms.
     pub received_at: i64,
+    /// A header this tenant's provider sends its credential in, redacted like `authorization`.
+    pub credential_header: Option<String>,
     state: PhantomData<S>,
 }
 
@@ -59,7 +63,17 @@ impl Receipt<Unverified> {
         body: Vec<u8>,
         received_at: i64,
     ) -> Self {
-        Self { tenant, source: None, provider, route, headers, body, received_at, state: PhantomData }
+        Self {
+            tenant,
+            source: None,
+            provider,
+            route,
+            headers,
+            body,
+            received_at,
+            credential_header: None,
+            state: PhantomData,
+        }
     }
 
     /// Only the providers' verify functions in this module tree call this.
@@ -72,6 +86,7 @@ impl Receipt<Unverified> {
             headers: self.headers,
             body: self.body,
             received_at: self.received_at,
+            credential_header: self.credential_header,
             state: PhantomData,
         }
     }
@@ -83,7 +98,8 @@ impl<S> Receipt<S> {
     pub fn record(&self) -> ReceiptRecord {
         let mut headers = Map::new();
         for (name, value) in &self.headers {
-            let value = if REDACTED_HEADERS.contains(&name.as_str()) {
+            let credential = self.credential_header.as_deref().is_some_and(|h| name.as_str().eq_ignore_ascii_case(h));
+            let value = if credential || REDACTED_HEADERS.contains(&name.as_str()) {
                 REDACTED.to_string()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -143,6 +159,8 @@ pub enum VerifyError {
     Stale { age_s: i64, tolerance_s: i64 },
     #[error("missing or wrong callback token")]
     BadToken,
+    #[error("missing or wrong credentials")]
+    BadCredentials,
 }
 
 /// Why a provider request was not accepted.
@@ -200,6 +218,7 @@ impl Ingestor {
             return Err(self.reject(&verified, NormalizeError::Missing("CallSid").into()).await);
         };
         let party = Party {
+            call_id: None,
             account_sid: p("AccountSid"),
             from: p("From"),
             to: p("To"),
@@ -257,20 +276,7 @@ impl Ingestor {
                 (signal, key, received_s)
             }
         };
-        let applied = self
-            .store
-            .apply_call(&verified.record(), &call_sid, &key, occurred_at, {
-                let (sid, key) = (call_sid.clone(), key.clone());
-                Box::new(move |state| calls::step(state, &sid, &key, party.clone(), signal.clone()))
-            })
-            .await?;
-        ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
-        if applied.duplicate {
-            tracing::info!(tenant = %verified.tenant, %call_sid, %key, "duplicate Twilio callback acknowledged");
-        } else if !applied.event_ids.is_empty() {
-            tracing::info!(tenant = %verified.tenant, %call_sid, events = applied.event_ids.len(), outcome = ?applied.state.outcome, "call signal accepted");
-            self.wake.plugin.notify_one();
-        }
+        let applied = self.apply_signal(&verified, &call_sid, &key, occurred_at, party, signal).await?;
         let action = format!("{}/hooks/{}/twilio/voice/dial-complete", self.config.public_url, verified.tenant);
         Ok(twiml::answer(leg, &applied.state, &action))
     }
@@ -303,7 +309,7 @@ impl Ingestor {
         };
         let key = format!("twilio:sms:{message_sid}");
         let applied = self.store.apply_sms(&verified.record(), &key, &from, &events, opt).await?;
-        ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
+        ingress(verified.provider, Verdict::of(applied.duplicate).as_str());
         if applied.duplicate {
             tracing::info!(tenant = %verified.tenant, %message_sid, "duplicate Twilio message acknowledged");
         } else {
@@ -367,45 +373,8 @@ impl Ingestor {
             Err(e) => return Err(self.reject(&verified, e.into()).await),
         };
         let party = party.in_e164(settings.default_country);
-        let at = verified.received_at / 1000;
-        let applied = self
-            .store
-            .apply_call(&verified.record(), &call_sid, &key, at, {
-                let (sid, key) = (call_sid.clone(), key.clone());
-                Box::new(move |state| calls::step(state, &sid, &key, party.clone(), signal.clone()))
-            })
-            .await?;
-        ingress(verified.provider, if applied.duplicate { "duplicate" } else { "accepted" });
-        if !applied.duplicate && !applied.event_ids.is_empty() {
-            tracing::info!(tenant = %verified.tenant, %call_sid, outcome = ?applied.state.outcome, "Exotel callback accepted");
-            self.wake.plugin.notify_one();
-        }
+        self.apply_signal(&verified, &call_sid, &key, verified.received_at / 1000, party, signal).await?;
         Ok(())
-    }
-
-    /// `POST /hooks/{tenant}/telephony/{vendor}` (and `…/sample`, `force_test`): Standard
-    /// Webhooks–signed JSON from any vendor, with the tenant's secret for that vendor.
-    pub async fn vendor(&self, req: HookRequest, vendor: &str, force_test: bool) -> Result<Accepted, IngestError> {
-        if !crate::normalize::vendor::valid_vendor(vendor) {
-            return Err(IngestError::NotConfigured("vendor"));
-        }
-        let (receipt, secret, _) = self.open(req, "vendor", &format!("vendor:{vendor}")).await?;
-        let (verified, message_id, signed_at) =
-            match standard::verify(receipt, &secret, self.store.now_ms() / 1000, 300) {
-                Ok(v) => v,
-                Err((receipt, e)) => return Err(self.reject(&receipt, e.into()).await),
-            };
-        let (normalized, is_test) =
-            match crate::normalize::vendor::event(vendor, &verified.body, &message_id, signed_at) {
-                Ok((mut n, t)) => {
-                    if force_test {
-                        n.dedupe_key.push_str(":sample");
-                    }
-                    (Ok(n), t || force_test)
-                }
-                Err(e) => (Err(e), false),
-            };
-        self.accept_as(verified, normalized, is_test).await
     }
 
     /// `POST /hooks/{tenant}/stripe`.
@@ -422,6 +391,32 @@ impl Ingestor {
         };
         let normalized = crate::normalize::stripe::event(&verified.body);
         self.accept(verified, normalized).await
+    }
+
+    /// Apply one verified signal (identified by `key`) to call `call_sid`'s state machine:
+    /// events, state and evidence in one transaction (see [`Store::apply_call`]).
+    async fn apply_signal(
+        &self,
+        verified: &Receipt<Verified>,
+        call_sid: &str,
+        key: &str,
+        occurred_at: i64,
+        party: Party,
+        signal: Signal,
+    ) -> Result<crate::store::CallApplied, IngestError> {
+        let step: crate::store::CallStep = {
+            let (sid, key) = (call_sid.to_string(), key.to_string());
+            Box::new(move |state| calls::step(state, &sid, &key, party.clone(), signal.clone()))
+        };
+        let applied = self.store.apply_call(&verified.record(), call_sid, key, occurred_at, step).await?;
+        ingress(verified.provider, Verdict::of(applied.duplicate).as_str());
+        if applied.duplicate {
+            tracing::info!(tenant = %verified.tenant, provider = verified.provider, %call_sid, %key, "duplicate call signal acknowledged");
+        } else if !applied.event_ids.is_empty() {
+            tracing::info!(tenant = %verified.tenant, provider = verified.provider, %call_sid, events = applied.event_ids.len(), outcome = ?applied.state.outcome, "call signal accepted");
+            self.wake.plugin.notify_one();
+        }
+        Ok(applied)
     }
 
     /// Resolve the tenant and verify `X-Twilio-Signature` over the public URL and the form
@@ -516,7 +511,7 @@ impl Ingestor {
             payload: n.payload,
         };
         let accepted = self.store.accept(&receipt.record(), &event, &n.dedupe_key).await?;
-        ingress(receipt.provider, if accepted.duplicate { "duplicate" } else { "accepted" });
+        ingress(receipt.provider, Verdict::of(accepted.duplicate).as_str());
         if accepted.duplicate {
             tracing::info!(tenant = %receipt.tenant, event_id = %accepted.event_id, key = %n.dedupe_key, "duplicate provider request acknowledged");
         } else {

@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 /// What hookhost remembers about one call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallState {
+    /// The provider's own call id when it differs from the key the call is stored under (a
+    /// vendor's `call_id` 1 is stored as `vendor:acme:1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
     pub account_sid: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -52,6 +56,8 @@ pub struct CallState {
 /// Who a call is between, as every Twilio voice request says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Party {
+    /// The provider's call id, when the call is stored under another key.
+    pub call_id: Option<String>,
     pub account_sid: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -78,7 +84,7 @@ impl Party {
 }
 
 /// One provider signal about a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
     /// The first request of an inbound call, with the tracked number's settings.
     Inbound { forward_to: Option<String>, voicemail: bool },
@@ -86,6 +92,15 @@ pub enum Signal {
     Status { status: String, sequence: Option<i64>, duration_s: Option<i64>, recording_url: Option<String> },
     /// A provider that states the outcome itself (Exotel's `CallType`/`Status`).
     Resolved { outcome: String, reason: String, duration_s: Option<i64>, recording_url: Option<String> },
+    /// A provider that reports the end without a status vocabulary (a vendor's `call_ended`,
+    /// `CALL_RECEIVED`): answered if it was (or `answered` says so), else missed; `details`
+    /// (transcript, summary, …) are added to `call.completed`.
+    Ended {
+        answered: Option<bool>,
+        duration_s: Option<i64>,
+        recording_url: Option<String>,
+        details: Map<String, Value>,
+    },
     /// hookhost's sweeper: the call stayed open too long (see [`Sweep`]).
     Sweep(Sweep),
     /// The `<Dial action>` callback (also carries the voicemail recording when one was made).
@@ -131,7 +146,7 @@ const TERMINAL: [&str; 5] = ["completed", "no-answer", "busy", "canceled", "fail
 impl CallState {
     fn base_payload(&self, call_sid: &str) -> Map<String, Value> {
         let mut p = Map::new();
-        p.insert("call_id".into(), call_sid.into());
+        p.insert("call_id".into(), self.call_id.as_deref().unwrap_or(call_sid).into());
         p.insert("call_sid".into(), call_sid.into());
         for (k, v) in [
             ("account_sid", &self.account_sid),
@@ -278,6 +293,7 @@ pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Par
     }
     state.seen.push(receipt_key.to_string());
     state.account_sid = state.account_sid.take().or(party.account_sid);
+    state.call_id = state.call_id.take().or(party.call_id);
     if state.from.is_none() {
         (state.from, state.from_raw) = (party.from, party.from_raw);
     }
@@ -330,6 +346,22 @@ pub fn step(state: &mut CallState, call_sid: &str, receipt_key: &str, party: Par
             state.recording_url = recording_url.or(state.recording_url.take());
             if !closed {
                 out.extend(state.close(call_sid, &outcome, &reason));
+            }
+        }
+        Signal::Ended { answered, duration_s, recording_url, details } => {
+            state.duration_s = duration_s.or(state.duration_s);
+            state.recording_url = recording_url.or(state.recording_url.take());
+            if !closed {
+                let (outcome, reason) =
+                    if answered.unwrap_or(state.answered) { ("answered", "ended") } else { ("missed", "not-answered") };
+                for mut e in state.close(call_sid, outcome, reason) {
+                    if let Value::Object(p) = &mut e.payload {
+                        for (k, v) in &details {
+                            p.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                    out.push(e);
+                }
             }
         }
         Signal::Sweep(sweep) => out.extend(state.sweep(call_sid, sweep)),

@@ -21,6 +21,7 @@ fn get<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
 pub fn signal(kind: Kind, params: &[(String, String)]) -> Result<(String, Party, Signal, String), NormalizeError> {
     let call_sid = get(params, &["CallSid"]).ok_or(NormalizeError::Missing("CallSid"))?.to_string();
     let party = Party {
+        call_id: None,
         from_raw: None,
         to_raw: None,
         account_sid: None,

@@ -123,7 +123,11 @@ async fn a_failing_write_in_a_group_commit_fails_alone() {
             let (i, outcome) = t.await.unwrap();
             assert_eq!(outcome.is_ok(), i != 13, "{url}: write {i} -> {outcome:?}");
         }
-        assert_eq!(store.events_page(&tenant, &EventQuery { limit: 1000, ..Default::default() }).await.unwrap().len(), 30, "{url}");
+        assert_eq!(
+            store.events_page(&tenant, &EventQuery { limit: 1000, ..Default::default() }).await.unwrap().len(),
+            30,
+            "{url}"
+        );
     }
 }
 
