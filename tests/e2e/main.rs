@@ -14,6 +14,7 @@ mod platform;
 mod plugins;
 mod reads;
 mod routes;
+mod seeds;
 mod sinks;
 mod vendors;
 
