@@ -64,7 +64,8 @@ mod tests {
         let anonymous = json!({ "call_id": "CA2", "from": "anonymous", "outcome": "missed" });
         let out = delivered(&ReshapeCallCompleted::handle(event("call.completed", anonymous)).unwrap());
         assert_eq!(out[0].1["from_e164"], json!(null), "not a number: no E.164 invented");
-        let other = delivered(&ReshapeCallCompleted::handle(event("call.ringing", json!({ "call_id": "CA1" }))).unwrap());
+        let other =
+            delivered(&ReshapeCallCompleted::handle(event("call.ringing", json!({ "call_id": "CA1" }))).unwrap());
         assert_eq!(other[0].1, json!({ "call_id": "CA1" }));
     }
 }
