@@ -86,7 +86,7 @@ impl From<crate::ingest::ReplayError> for ApiError {
             ReplayError::Unknown(_) => ApiError::NotFound(e.to_string()),
             ReplayError::Rejected(_) => ApiError::Conflict(e.to_string()),
             ReplayError::NoLongerNormalizes(_) => ApiError::Unprocessable(e.to_string()),
-            ReplayError::Ingest(e) => ApiError::Ingest(e),
+            ReplayError::Store(e) => ApiError::Store(e),
         }
     }
 }

@@ -21,8 +21,7 @@ impl axum::extract::FromRequest<AppState> for Hook {
             parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_canonical());
         let uri = &parts.uri;
         let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
-        let req = axum::extract::Request::from_parts(parts.clone(), body);
-        let body = raw_body(Bytes::from_request(req, state).await, state.config.max_body_bytes)?;
+        let body = read_body(body, state.config.max_body_bytes).await?;
         Ok(Hook(HookRequest { source, tenant, path_and_query, headers: parts.headers, body: body.to_vec() }))
     }
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -179,17 +179,6 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiErr
             ApiError::PayloadTooLarge(format!("body larger than {limit} bytes"))
         } else {
             ApiError::BadRequest(format!("could not read the body: {e}"))
-        }
-    })
-}
-
-fn raw_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            tracing::warn!(limit, "request body over the limit refused");
-            ApiError::PayloadTooLarge(format!("body larger than {limit} bytes"))
-        } else {
-            ApiError::BadRequest(rej.body_text())
         }
     })
 }

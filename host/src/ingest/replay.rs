@@ -3,7 +3,7 @@
 //! through a state machine that has already applied it) the events it produced are copied with
 //! new ids. Only accepted or duplicate receipts replay: a rejected one was never verified.
 
-use super::{IngestError, Ingestor};
+use super::Ingestor;
 use crate::TenantId;
 use crate::normalize::CanonicalEvent;
 
@@ -17,14 +17,13 @@ pub enum ReplayError {
     #[error("receipt no longer normalizes: {0}")]
     NoLongerNormalizes(String),
     #[error(transparent)]
-    Ingest(#[from] IngestError),
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Ingestor {
     /// Store the receipt's events again as fresh events (each with its plugin job); their ids.
     pub async fn replay(&self, tenant: &TenantId, receipt_id: i64) -> Result<Vec<String>, ReplayError> {
-        let store_err = |e| ReplayError::Ingest(IngestError::Store(e));
-        let kept = self.store.receipt(tenant, receipt_id).await.map_err(store_err)?;
+        let kept = self.store.receipt(tenant, receipt_id).await?;
         let kept = kept.ok_or(ReplayError::Unknown(receipt_id))?;
         if kept.verdict == crate::store::Verdict::Rejected {
             return Err(ReplayError::Rejected(receipt_id));
@@ -43,10 +42,10 @@ impl Ingestor {
             }]
         } else {
             let key = kept.dedupe_key.unwrap_or_default();
-            let originals = self.store.events_of_receipt(tenant, &key).await.map_err(store_err)?;
+            let originals = self.store.events_of_receipt(tenant, &key).await?;
             originals.into_iter().map(|e| CanonicalEvent { id: crate::new_id("evt"), ..e }).collect()
         };
-        let ids = self.store.insert_replays(tenant, receipt_id, &fresh).await.map_err(store_err)?;
+        let ids = self.store.insert_replays(tenant, receipt_id, &fresh).await?;
         tracing::info!(%tenant, receipt = receipt_id, events = ids.len(), "receipt replayed");
         self.wake.plugin.notify_one();
         Ok(ids)

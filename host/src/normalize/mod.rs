@@ -122,29 +122,11 @@ pub fn source_name(s: &str) -> Option<&'static str> {
 }
 
 /// Parse an RFC 3339 time (`2026-11-24T10:00:00Z`, `…+05:30`, fractional seconds ignored) to
-/// unix seconds.
+/// unix seconds (the `time` crate's RFC 3339 parser).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' '])?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
-    let zone_at = rest.find(['Z', 'z', '+', '-'])?;
-    let (time, zone) = rest.split_at(zone_at);
-    let mut t = time.split(':');
-    let (h, min): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let sec: i64 = t.next().map(|x| x.split('.').next().unwrap_or("0")).unwrap_or("0").parse().ok()?;
-    let offset = match zone {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (zh, zm) = zone[1..].split_once(':')?;
-            sign * (zh.parse::<i64>().ok()? * 3600 + zm.parse::<i64>().ok()? * 60)
-        }
-    };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    Some(twilio::days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec - offset)
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 #[cfg(test)]

@@ -25,6 +25,24 @@ fn header_names(ep: &Endpoint) -> Option<String> {
     (!ep.header_names.is_default()).then(|| serde_json::to_string(&ep.header_names).expect("names serialize"))
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Bind an endpoint's settings as `$1`…`$10` — url, event types, headers, enabled,
+/// description, signing, timeout, ordering, rate limit (text: [`rate`]), signature header
+/// names — the order both the insert and the update take them in.
+fn bind_settings<'q>(q: AnyQuery<'q>, ep: &'q Endpoint) -> AnyQuery<'q> {
+    q.bind(&ep.url)
+        .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
+        .bind(Value::Object(ep.headers.clone()).to_string())
+        .bind(ep.enabled as i64)
+        .bind(&ep.description)
+        .bind(ep.signing.as_str())
+        .bind(ep.timeout_ms)
+        .bind(&ep.ordered_by)
+        .bind(rate(ep))
+        .bind(header_names(ep))
+}
+
 impl Store {
     /// Create an endpoint unless the tenant already has `max`.
     pub async fn create_endpoint(&self, ep: &Endpoint, max: u64) -> Result<Insert> {
@@ -33,28 +51,19 @@ impl Store {
             return Ok(Insert::Full);
         }
         let now = self.now_ms();
-        sqlx::query(
-            "INSERT INTO endpoints (id, tenant_id, url, event_types, headers, secret, enabled, description, signing,
-                 timeout_ms, ordered_by, rate_limit_per_s, created_at, updated_at, signature_headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CAST($12 AS DOUBLE PRECISION), $13, $14, $15)",
-        )
-        .bind(&ep.id)
-        .bind(ep.tenant_id.as_str())
-        .bind(&ep.url)
-        .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
-        .bind(Value::Object(ep.headers.clone()).to_string())
-        .bind(self.keys.seal(ep.tenant_id.as_str(), &ep.secret))
-        .bind(ep.enabled as i64)
-        .bind(&ep.description)
-        .bind(ep.signing.as_str())
-        .bind(ep.timeout_ms)
-        .bind(&ep.ordered_by)
-        .bind(rate(ep))
-        .bind(now)
-        .bind(now)
-        .bind(header_names(ep))
-        .execute(&mut *tx)
-        .await?;
+        let insert = sqlx::query(
+            "INSERT INTO endpoints (url, event_types, headers, enabled, description, signing, timeout_ms, ordered_by,
+                 rate_limit_per_s, signature_headers, id, tenant_id, secret, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), $10, $11, $12, $13, $14, $15)",
+        );
+        bind_settings(insert, ep)
+            .bind(&ep.id)
+            .bind(ep.tenant_id.as_str())
+            .bind(self.keys.seal(ep.tenant_id.as_str(), &ep.secret))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Insert::Created)
     }
@@ -62,28 +71,18 @@ impl Store {
     /// Write back an endpoint's settings (the API reads, changes, then updates).
     pub async fn update_endpoint(&self, ep: &Endpoint) -> Result<bool> {
         let mut tx = self.begin(true).await?;
-        let query = sqlx::query(
+        let update = sqlx::query(
             "UPDATE endpoints SET url = $1, event_types = $2, headers = $3, enabled = $4, description = $5, signing = $6,
-                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = CAST($9 AS DOUBLE PRECISION), disabled_reason = $10, failing_since = $11, updated_at = $12,
-                 signature_headers = $15
-             WHERE tenant_id = $13 AND id = $14",
+                 timeout_ms = $7, ordered_by = $8, rate_limit_per_s = CAST($9 AS DOUBLE PRECISION), signature_headers = $10,
+                 disabled_reason = $11, failing_since = $12, updated_at = $13
+             WHERE tenant_id = $14 AND id = $15",
         );
-        let r = query
-            .bind(&ep.url)
-            .bind(serde_json::to_string(&ep.event_types).expect("strings serialize"))
-            .bind(Value::Object(ep.headers.clone()).to_string())
-            .bind(ep.enabled as i64)
-            .bind(&ep.description)
-            .bind(ep.signing.as_str())
-            .bind(ep.timeout_ms)
-            .bind(&ep.ordered_by)
-            .bind(rate(ep))
+        let r = bind_settings(update, ep)
             .bind(&ep.disabled_reason)
             .bind(ep.failing_since)
             .bind(self.now_ms())
             .bind(ep.tenant_id.as_str())
             .bind(&ep.id)
-            .bind(header_names(ep))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

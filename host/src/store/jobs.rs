@@ -121,12 +121,6 @@ impl Store {
         self.book(Bookkeeping::FinishPlugin { job: job.clone(), done, now: self.now_ms(), reply }, answer).await
     }
 
-    /// Finish a plugin job for a tenant with no plugin: deliver the canonical event as it is.
-    pub async fn finish_without_plugin(&self, job: &Job, outputs: Outputs) -> Result<()> {
-        let done = PluginJobDone { status: EventStatus::Processed, outputs, ..Default::default() };
-        self.finish_plugin_job(job, done).await.map(drop)
-    }
-
     pub(super) async fn book<T>(
         &self,
         request: Bookkeeping,
