@@ -121,3 +121,49 @@ async fn events_calls_and_a_numbers_timeline_can_be_polled_with_filters() {
     let (_, theirs) = other.call(Method::GET, &format!("/contacts/{CALLER}/timeline"), None).await;
     assert!(types(&theirs).iter().all(|t| t.starts_with("call.")), "the other tenant sees its own call only");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_asks_hears_of_new_contacts_and_their_opt_out_changes_once() {
+    let s = Setup::new(&["*"]).await;
+    let t = s.tenant.clone();
+    let settings = |on: bool| json!({ "contact_events": on });
+    // Off by default: a new caller is kept as a contact, but no contact.* event is sent.
+    call(&s, &t, "CAq", "+14155550123", &["no-answer"]).await;
+    assert!(types(&get(&s, "/events?type=contact.*").await.1).is_empty());
+    assert_eq!(get(&s, "/contacts/+14155550123").await.0, 200, "kept either way");
+    assert_eq!(s.call(Method::PUT, "/settings", Some(settings(true))).await.0, 200);
+    assert_eq!(get(&s, "/settings").await.1["contact_events"], true);
+
+    call(&s, &t, "CAr", CALLER, &["ringing", "completed"]).await; // a new number
+    call(&s, &t, "CAs", CALLER, &["busy"]).await; // seen before
+    call(&s, &t, "CAt", "+14155550123", &["busy"]).await; // seen while it was off
+    let stop =
+        |sid: &'static str| [("MessageSid", sid), ("From", "+14155550199"), ("To", "+18005551212"), ("Body", "STOP")];
+    twilio(&s, &t, "sms/inbound", &stop("SMq1")).await; // a new number, opting out
+    twilio(&s, &t, "sms/inbound", &stop("SMq2")).await; // still opted out: no change
+    let (_, contacts) = get(&s, "/events?type=contact.*").await;
+    let got: Vec<(String, String)> = contacts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event_type"].as_str().unwrap().into(), e["payload"]["contact"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("contact.created".to_string(), CALLER.to_string()),
+            ("contact.created".to_string(), "+14155550199".to_string()),
+            ("contact.updated".to_string(), "+14155550199".to_string()),
+        ]
+    );
+    assert_eq!(contacts["data"][0]["payload"]["first_seen_in"], "call");
+    assert_eq!(contacts["data"][2]["payload"]["opted_out"], true);
+    assert_eq!(contacts["data"][2]["payload"]["keyword"], "STOP");
+    let (_, timeline) = get(&s, "/contacts/+14155550199/timeline").await;
+    let events = types(&timeline);
+    assert!(
+        events.contains(&"contact.created".to_string()) && events.contains(&"contact.updated".to_string()),
+        "{events:?}"
+    );
+    assert_eq!(s.call(Method::PUT, "/settings", Some(json!({ "contact_events": "yes" }))).await.0, 422);
+}

@@ -99,18 +99,18 @@ pub(super) async fn put_settings(
     TenantAuth { tenant, .. }: TenantAuth,
     body: Result<Json<SettingsBody>, JsonRejection>,
 ) -> Result<Json<SettingsBody>, ApiError> {
-    let SettingsBody { default_country } = json_body(body)?;
+    let SettingsBody { default_country, contact_events } = json_body(body)?;
     let default_country = default_country
         .map(|c| c.parse::<crate::phone::Country>().map_err(|e| unprocessable(format!("default_country: {e}"))))
         .transpose()?;
-    let settings = crate::store::TenantSettings { default_country };
+    let settings = crate::store::TenantSettings { default_country, contact_events };
     state.store.put_settings(&tenant, &settings).await?;
     tracing::info!(%tenant, default_country = ?settings.default_country, "tenant settings changed");
     Ok(Json(settings_view(&settings)))
 }
 
 fn settings_view(s: &crate::store::TenantSettings) -> SettingsBody {
-    SettingsBody { default_country: s.default_country.map(|c| c.to_string()) }
+    SettingsBody { default_country: s.default_country.map(|c| c.to_string()), contact_events: s.contact_events }
 }
 
 pub(super) async fn put_provider(

@@ -139,6 +139,9 @@ pub struct CallbackToken {
 pub struct SettingsBody {
     #[serde(default)]
     pub default_country: Option<String>,
+    /// Emit `contact.created` / `contact.updated` (default false).
+    #[serde(default)]
+    pub contact_events: bool,
 }
 
 // ---- endpoints ----

@@ -263,6 +263,12 @@ impl CallState {
         }
     }
 
+    /// The number on the other end: the caller of an inbound call, the callee of an outbound one.
+    pub fn other_party(&self) -> Option<&str> {
+        let outbound = self.direction.as_deref().is_some_and(|d| d.starts_with("outbound"));
+        if outbound { self.to.as_deref() } else { self.from.as_deref() }
+    }
+
     /// The parent call has ended and the outcome still waits on something (a dial result).
     pub fn awaiting_result(&self) -> bool {
         self.outcome.is_none() && self.parent_status.as_deref().is_some_and(|s| TERMINAL.contains(&s))

@@ -75,30 +75,31 @@ pub fn status_payload(
     status: &str,
     country: Option<Country>,
 ) -> Map<String, Value> {
-    let p = |name| param(params, name);
     let mut out = Map::new();
     out.insert("message_sid".into(), message_sid.into());
     out.insert("status".into(), status.into());
-    for (src, dst) in [
+    let names = [
         ("AccountSid", "account_sid"),
         ("MessagingServiceSid", "messaging_service_sid"),
         ("ErrorCode", "error_code"),
         ("ErrorMessage", "error_message"),
-    ] {
-        if let Some(v) = p(src) {
-            out.insert(dst.into(), v.into());
-        }
-    }
-    numbers(&mut out, params, country);
+    ];
+    copy(&mut out, params, &names, country);
     if let Some(to) = out.get("to").cloned() {
         out.insert("contact".into(), to);
     }
     out
 }
 
-/// `from` and `to` in E.164 where they read as numbers, with `from_raw`/`to_raw` when the
-/// provider spelled them otherwise.
-fn numbers(out: &mut Map<String, Value>, params: &[(String, String)], country: Option<Country>) {
+/// Copy the parameters `names` (Twilio's name, the payload's) that are set, then `from` and
+/// `to` in E.164 where they read as numbers, with `from_raw`/`to_raw` when the provider spelled
+/// them otherwise.
+fn copy(out: &mut Map<String, Value>, params: &[(String, String)], names: &[(&str, &str)], country: Option<Country>) {
+    for (src, dst) in names {
+        if let Some(v) = param(params, src) {
+            out.insert(dst.to_string(), v.into());
+        }
+    }
     for (src, dst) in [("From", "from"), ("To", "to")] {
         if let Some(v) = param(params, src) {
             let n = crate::phone::normalize(v, country);
@@ -114,18 +115,14 @@ fn numbers(out: &mut Map<String, Value>, params: &[(String, String)], country: O
 pub fn received_payload(params: &[(String, String)], country: Option<Country>) -> Map<String, Value> {
     let p = |name: &str| param(params, name);
     let mut out = Map::new();
-    for (src, dst) in [
+    let names = [
         ("MessageSid", "message_sid"),
         ("AccountSid", "account_sid"),
         ("MessagingServiceSid", "messaging_service_sid"),
         ("Body", "body"),
         ("OptOutType", "opt_out_type"),
-    ] {
-        if let Some(v) = p(src) {
-            out.insert(dst.into(), v.into());
-        }
-    }
-    numbers(&mut out, params, country);
+    ];
+    copy(&mut out, params, &names, country);
     let media: Vec<Value> = (0..p("NumMedia").and_then(|n| n.parse::<usize>().ok()).unwrap_or(0).min(10))
         .filter_map(|i| {
             let url = p(&format!("MediaUrl{i}"))?;

@@ -203,16 +203,18 @@ impl Store {
         }
         let duplicate = event_ids.is_empty();
         if !duplicate {
-            sqlx::query(
-                "INSERT INTO contacts (tenant_id, e164, messages, last_message_at, created_at) VALUES ($1, $2, 1, $3, $4)
-                 ON CONFLICT (tenant_id, e164) DO UPDATE SET messages = contacts.messages + 1, last_message_at = excluded.last_message_at",
+            event_ids.extend(first_sight(&mut tx, receipt, receipt_key, contact, "sms").await?);
+            let was_opted_out = sqlx::query(
+                "UPDATE contacts SET messages = messages + 1, last_message_at = $1 WHERE tenant_id = $2 AND e164 = $3
+                 RETURNING opted_out",
             )
+            .bind(now)
             .bind(tenant.as_str())
             .bind(contact)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .fetch_one(&mut *tx)
+            .await?
+            .get::<i64, _>("opted_out")
+                != 0;
             if let Some((opted_out, keyword)) = opt {
                 sqlx::query(
                     "UPDATE contacts SET opted_out = $1, opt_changed_at = $2, last_keyword = $3 WHERE tenant_id = $4 AND e164 = $5",
@@ -224,6 +226,13 @@ impl Store {
                 .bind(contact)
                 .execute(&mut *tx)
                 .await?;
+                if opted_out != was_opted_out && contact_events(&mut tx, tenant).await? {
+                    let payload = serde_json::json!({ "contact": contact, "e164": contact, "opted_out": opted_out, "keyword": keyword });
+                    let event = contact_event(receipt, "contact.updated", payload);
+                    if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#contact.updated"), now).await? {
+                        event_ids.push(event.id);
+                    }
+                }
             }
         }
         insert_receipt(

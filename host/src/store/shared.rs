@@ -89,6 +89,58 @@ pub(super) fn verdict(r: &AnyRow) -> Result<Verdict> {
     Verdict::parse(&v).ok_or_else(|| StoreError::Corrupt(format!("unknown receipt verdict {v:?}")))
 }
 
+/// Note `e164` as a contact of the tenant if it is new, and then emit `contact.created` (the
+/// event's dedupe key starts with `receipt_key`); its id when it was new.
+pub(super) async fn first_sight(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    receipt: &ReceiptRecord,
+    receipt_key: &str,
+    e164: &str,
+    via: &str,
+) -> Result<Option<String>> {
+    let tenant = &receipt.tenant_id;
+    let created = sqlx::query(
+        "INSERT INTO contacts (tenant_id, e164, messages, created_at) VALUES ($1, $2, 0, $3)
+         ON CONFLICT (tenant_id, e164) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(e164)
+    .bind(receipt.received_at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !created || !contact_events(tx, tenant).await? {
+        return Ok(None);
+    }
+    let payload = serde_json::json!({ "contact": e164, "e164": e164, "first_seen_in": via });
+    let event = contact_event(receipt, "contact.created", payload);
+    let key = format!("{receipt_key}#contact.created");
+    Ok(insert_event_with_job(tx, &event, &key, receipt.received_at).await?.then_some(event.id))
+}
+
+/// Whether the tenant asked for `contact.*` events (read only when a contact changes: rare).
+pub(super) async fn contact_events(tx: &mut sqlx::Transaction<'_, Any>, tenant: &TenantId) -> Result<bool> {
+    let row = sqlx::query("SELECT contact_events FROM tenants WHERE id = $1")
+        .bind(tenant.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.get::<i64, _>("contact_events") != 0)
+}
+
+/// A `contact.*` event from a receipt.
+pub(super) fn contact_event(receipt: &ReceiptRecord, event_type: &str, payload: Value) -> CanonicalEvent {
+    CanonicalEvent {
+        id: crate::new_id("evt"),
+        tenant_id: receipt.tenant_id.clone(),
+        event_type: event_type.into(),
+        occurred_at: receipt.received_at / 1000,
+        source: receipt.provider,
+        is_test: false,
+        payload,
+    }
+}
+
 /// A claimed job's row. A delivery whose body is shared has an empty `body` here: the claim
 /// fills it from `bodies` (see [`shared_body`]). Fields a malformed row lacks read as empty, so
 /// its worker fails it (no endpoint, no sink) rather than the claim failing for every job.

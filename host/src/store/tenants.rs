@@ -11,7 +11,7 @@ fn settings(r: &AnyRow) -> Result<TenantSettings> {
     let default_country = country
         .map(|c| c.parse::<Country>().map_err(|e| StoreError::Corrupt(format!("tenant default country: {e}"))))
         .transpose()?;
-    Ok(TenantSettings { default_country })
+    Ok(TenantSettings { default_country, contact_events: r.get::<i64, _>("contact_events") != 0 })
 }
 
 impl Store {
@@ -56,7 +56,7 @@ impl Store {
     /// settings, in one read: what every provider request needs first.
     pub async fn hook_tenant(&self, id: &str, provider: &str) -> Result<Option<HookTenant>> {
         let row = sqlx::query(
-            "SELECT t.id, t.default_country, p.secret FROM tenants t
+            "SELECT t.id, t.default_country, t.contact_events, p.secret FROM tenants t
              LEFT JOIN provider_configs p ON p.tenant_id = t.id AND p.provider = $1 WHERE t.id = $2",
         )
         .bind(provider)
@@ -71,7 +71,7 @@ impl Store {
 
     /// The tenant's settings.
     pub async fn settings(&self, tenant: &TenantId) -> Result<TenantSettings> {
-        let row = sqlx::query("SELECT default_country FROM tenants WHERE id = $1")
+        let row = sqlx::query("SELECT default_country, contact_events FROM tenants WHERE id = $1")
             .bind(tenant.as_str())
             .fetch_one(&self.pool)
             .await?;
@@ -81,8 +81,9 @@ impl Store {
     /// Replace the tenant's settings.
     pub async fn put_settings(&self, tenant: &TenantId, s: &TenantSettings) -> Result<()> {
         let mut tx = self.begin(true).await?;
-        sqlx::query("UPDATE tenants SET default_country = $1 WHERE id = $2")
+        sqlx::query("UPDATE tenants SET default_country = $1, contact_events = $2 WHERE id = $3")
             .bind(s.default_country.as_ref().map(Country::to_string))
+            .bind(s.contact_events as i64)
             .bind(tenant.as_str())
             .execute(&mut *tx)
             .await?;

@@ -14,6 +14,9 @@ pub struct Tenant {
 pub struct TenantSettings {
     /// The country national phone numbers are read in; none: they are kept as sent.
     pub default_country: Option<Country>,
+    /// Emit `contact.created` when hookhost first sees a number and `contact.updated` when a
+    /// contact's opt-out state changes.
+    pub contact_events: bool,
 }
 
 /// A tenant as a provider request needs it: its id, its secret for the provider (if set) and

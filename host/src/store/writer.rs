@@ -208,7 +208,13 @@ pub(super) async fn call_in(
         occurred_at,
         now: receipt.received_at,
     };
-    let applied = save_call(tx, &write, stored, step).await?;
+    let new_call = stored.updated_at.is_none();
+    let mut applied = save_call(tx, &write, stored, step).await?;
+    // The other party of a call hookhost hears of for the first time may be a new contact.
+    if new_call && let Some(contact) = applied.state.other_party().filter(|n| crate::phone::is_e164(n)) {
+        let contact = contact.to_string();
+        applied.event_ids.extend(first_sight(tx, receipt, receipt_key, &contact, "call").await?);
+    }
     let first = applied.event_ids.first().map(String::as_str);
     insert_receipt(&mut **tx, receipt, Verdict::of(already), None, Some(receipt_key), first).await?;
     Ok(CallApplied { duplicate: already, ..applied })
