@@ -36,10 +36,12 @@
 //! - [`config`]: settings, parsed and validated ([`Config::validate`]) in the library.
 //! - [`clock`]: the time every stage reads, shifted by hand in tests.
 //! - [`ids`]: identifier types (tenants, endpoints, sinks, deliveries) and minting.
+//! - [`phone`]: phone numbers to E.164 in a tenant's default country (libphonenumber metadata).
 //! - [`server`]: the listener (connection cap, header and body deadlines, peer addresses).
 //!
-//! [`run`] starts the HTTP server, the route, delivery and sink workers and the retention
-//! sweeper, and stops them when the `shutdown` future completes.
+//! [`run`] starts the HTTP server, the route, delivery and sink workers, the retention sweeper
+//! and the call sweeper (calls no provider will close), and stops them when the `shutdown`
+//! future completes.
 
 #![forbid(unsafe_code)]
 
