@@ -23,7 +23,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::normalize::calls::{self, Party, Signal};
+use crate::normalize::calls::{Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::normalize::{exotel, sms};
 use crate::store::{Accepted, HookTenant, ReceiptRecord, Store, StoreError, TenantSettings, Verdict};
@@ -404,10 +404,7 @@ impl Ingestor {
         party: Party,
         signal: Signal,
     ) -> Result<crate::store::CallApplied, IngestError> {
-        let step: crate::store::CallStep = {
-            let (sid, key) = (call_sid.to_string(), key.to_string());
-            Box::new(move |state| calls::step(state, &sid, &key, party.clone(), signal.clone()))
-        };
+        let step = crate::store::call_step(call_sid, key, party, signal);
         let applied = self.store.apply_call(&verified.record(), call_sid, key, occurred_at, step).await?;
         ingress(verified.provider, Verdict::of(applied.duplicate).as_str());
         if applied.duplicate {

@@ -153,12 +153,7 @@ impl Store {
                 occurred_at: now / 1000,
                 now,
             };
-            let step: CallStep = {
-                let (sid, key) = (call_sid.clone(), key.clone());
-                Box::new(move |state| {
-                    crate::normalize::calls::step(state, &sid, &key, Party::default(), Signal::Sweep(sweep))
-                })
-            };
+            let step = call_step(&call_sid, &key, Party::default(), Signal::Sweep(sweep));
             let applied = save_call(&mut tx, &write, stored, &step).await?;
             tx.commit().await?;
             tracing::info!(%tenant, %call_sid, ?sweep, outcome = ?applied.state.outcome, "open call closed by the sweeper");
@@ -186,15 +181,7 @@ impl Store {
         let tenant = &receipt.tenant_id;
         let mut event_ids = Vec::new();
         for (event_type, payload) in events {
-            let event = CanonicalEvent {
-                id: crate::new_id("evt"),
-                tenant_id: tenant.clone(),
-                event_type: event_type.clone(),
-                occurred_at: receipt.received_at / 1000,
-                source: receipt.provider,
-                is_test: false,
-                payload: payload.clone(),
-            };
+            let event = receipt_event(receipt, event_type, payload.clone());
             if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#{event_type}"), receipt.received_at)
                 .await?
             {
@@ -228,7 +215,7 @@ impl Store {
                 .await?;
                 if opted_out != was_opted_out && contact_events(&mut tx, tenant).await? {
                     let payload = serde_json::json!({ "contact": contact, "e164": contact, "opted_out": opted_out, "keyword": keyword });
-                    let event = contact_event(receipt, "contact.updated", payload);
+                    let event = receipt_event(receipt, "contact.updated", payload);
                     if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#contact.updated"), now).await? {
                         event_ids.push(event.id);
                     }
@@ -314,7 +301,6 @@ impl Store {
 mod tests {
     use super::super::tests::{databases, test_keys};
     use super::*;
-    use crate::normalize::calls::step;
 
     fn twilio_receipt(tenant: &TenantId, at: i64) -> ReceiptRecord {
         ReceiptRecord {
@@ -328,8 +314,7 @@ mod tests {
     }
 
     async fn signal(store: &Store, tenant: &TenantId, sid: &str, key: &str, signal: Signal) {
-        let (sid2, key2) = (sid.to_string(), key.to_string());
-        let run: CallStep = Box::new(move |st| step(st, &sid2, &key2, Party::default(), signal.clone()));
+        let run = call_step(sid, key, Party::default(), signal);
         store.apply_call(&twilio_receipt(tenant, store.now_ms()), sid, key, 0, run).await.unwrap();
     }
 

@@ -114,7 +114,7 @@ pub(super) async fn first_sight(
         return Ok(None);
     }
     let payload = serde_json::json!({ "contact": e164, "e164": e164, "first_seen_in": via });
-    let event = contact_event(receipt, "contact.created", payload);
+    let event = receipt_event(receipt, "contact.created", payload);
     let key = format!("{receipt_key}#contact.created");
     Ok(insert_event_with_job(tx, &event, &key, receipt.received_at).await?.then_some(event.id))
 }
@@ -128,8 +128,8 @@ pub(super) async fn contact_events(tx: &mut sqlx::Transaction<'_, Any>, tenant: 
     Ok(row.get::<i64, _>("contact_events") != 0)
 }
 
-/// A `contact.*` event from a receipt.
-pub(super) fn contact_event(receipt: &ReceiptRecord, event_type: &str, payload: Value) -> CanonicalEvent {
+/// An event a receipt produced, at its receipt time, from its provider.
+pub(super) fn receipt_event(receipt: &ReceiptRecord, event_type: &str, payload: Value) -> CanonicalEvent {
     CanonicalEvent {
         id: crate::new_id("evt"),
         tenant_id: receipt.tenant_id.clone(),

@@ -489,6 +489,12 @@ impl DeliveryState {
 /// that commits counts.
 pub type CallStep = Box<dyn Fn(&mut CallState) -> Vec<Emit> + Send + Sync>;
 
+/// The step that applies `signal` (identified by `key`) from `party` to call `call_sid`.
+pub fn call_step(call_sid: &str, key: &str, party: Party, signal: Signal) -> CallStep {
+    let (sid, key) = (call_sid.to_string(), key.to_string());
+    Box::new(move |state| crate::normalize::calls::step(state, &sid, &key, party.clone(), signal.clone()))
+}
+
 /// What creating a capped, named row did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
