@@ -1,9 +1,9 @@
 //! # hookhost-sdk — write hookhost plugins in Rust
 //!
 //! A hookhost plugin is a WebAssembly component that exports one function, `handle`, from the
-//! `hookhost:plugin@0.1.0` world (`wit/plugin.wit`). hookhost calls it once per canonical event in
-//! a fresh sandbox and acts on the [`Action`]s it returns: deliver to endpoints, write to a sink,
-//! or drop. This crate owns the guest side of that contract: the generated bindings, typed
+//! `hookhost:plugin@0.2.0` world (`wit/plugin.wit`). hookhost calls it once per canonical event in
+//! a fresh sandbox and acts on the [`Action`]s it returns: deliver to endpoints (in hookhost's
+//! envelope, or as a whole request the plugin shapes: [`deliver_raw`]), write to a sink, or drop. This crate owns the guest side of that contract: the generated bindings, typed
 //! helpers for payloads and actions, and redaction helpers. It must not depend on anything that
 //! needs a host capability the world does not grant (filesystem, network, environment).
 //!
@@ -41,6 +41,7 @@ extern crate self as hookhost_sdk;
 pub mod events;
 pub mod phone;
 pub mod redact;
+pub mod request;
 pub mod testing;
 
 /// Generated bindings for the `hookhost:plugin` world. Use the re-exports at the crate root.
@@ -67,7 +68,8 @@ pub use bindings::Guest as Plugin;
 pub use bindings::export;
 /// The level of a [`log`] line.
 pub use bindings::hookhost::plugin::host::Level;
-pub use bindings::hookhost::plugin::types::{Action, Deliver, Event, PluginError, SinkWrite};
+pub use bindings::hookhost::plugin::types::{Action, Deliver, Event, OutboundRequest, PluginError, SinkWrite};
+pub use request::{RawDelivery, deliver_raw};
 pub use serde_json;
 
 use serde_json::Value;
@@ -147,9 +149,30 @@ impl Event {
     }
 }
 
+/// A stable integer for a string id, for receivers whose contract has integer ids: the id
+/// itself when it is a decimal integer below 2^53, otherwise 53 bits of its FNV-1a hash (safe in
+/// JavaScript, and the same for the same id on every run and every replica; two different ids
+/// share one with odds of about one in 10^15 per pair).
+pub fn numeric_id(id: &str) -> u64 {
+    const SAFE: u64 = (1 << 53) - 1;
+    if let Ok(n) = id.parse::<u64>()
+        && n <= SAFE
+        && !id.starts_with('+')
+    {
+        return n;
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    hash & SAFE
+}
+
 /// Deliver `payload` as an event of `event_type` to every subscribed endpoint.
 pub fn deliver(event_type: &str, payload: &Value) -> Action {
-    Action::Deliver(Deliver { event_type: event_type.to_string(), payload: payload.to_string(), endpoints: Vec::new() })
+    Action::Deliver(Deliver {
+        event_type: event_type.to_string(),
+        payload: payload.to_string(),
+        endpoints: Vec::new(),
+        request: None,
+    })
 }
 
 /// Deliver the event as it came in.
@@ -158,6 +181,7 @@ pub fn deliver_unchanged(event: &Event) -> Action {
         event_type: event.event_type.clone(),
         payload: event.payload.clone(),
         endpoints: Vec::new(),
+        request: None,
     })
 }
 
@@ -169,4 +193,18 @@ pub fn drop_event(reason: &str) -> Action {
 /// Write `record` to the tenant's sink named `sink`, keyed by `external_id`.
 pub fn sink(sink: &str, external_id: &str, record: &Value) -> Action {
     Action::Sink(SinkWrite { sink: sink.to_string(), external_id: external_id.to_string(), data: record.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numeric_ids_are_the_number_or_a_stable_53_bit_hash() {
+        assert_eq!(super::numeric_id("1"), 1);
+        assert_eq!(super::numeric_id("9007199254740991"), (1 << 53) - 1);
+        let sid = super::numeric_id("CA0123456789abcdef0123456789abcdef");
+        assert_eq!(sid, super::numeric_id("CA0123456789abcdef0123456789abcdef"), "stable");
+        assert!(sid < 1 << 53 && sid != super::numeric_id("CA0123456789abcdef0123456789abcdee"));
+        assert!(super::numeric_id("9007199254740992") < 1 << 53, "above 2^53 is hashed");
+        assert_ne!(super::numeric_id("+5"), 5);
+    }
 }

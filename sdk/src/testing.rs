@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::{Action, Event, HttpRequest, Level};
+use crate::{Action, Event, HttpRequest, Level, OutboundRequest};
 
 #[derive(Default)]
 struct Host {
@@ -107,6 +107,17 @@ pub fn delivered(actions: &[Action]) -> Vec<(String, Value)> {
         .iter()
         .filter_map(|a| match a {
             Action::Deliver(d) => Some((d.event_type.clone(), serde_json::from_str(&d.payload).unwrap_or(Value::Null))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `deliver` actions that shape their request, as `(event type, request)`.
+pub fn requests(actions: &[Action]) -> Vec<(String, &OutboundRequest)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deliver(d) => d.request.as_ref().map(|r| (d.event_type.clone(), r)),
             _ => None,
         })
         .collect()

@@ -15,6 +15,7 @@ mod plugins;
 mod reads;
 mod routes;
 mod seeds;
+mod shaped;
 mod sinks;
 mod vendors;
 

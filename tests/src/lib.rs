@@ -596,6 +596,9 @@ pub fn now_s() -> i64 {
 /// One request a [`Receiver`] got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: reqwest::Method,
+    /// The request's path and query.
+    pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// The status the receiver answered.
@@ -640,31 +643,35 @@ impl Receiver {
         let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (s, d, c, f, dl) =
             (script.clone(), default_status.clone(), count.clone(), fail_rules.clone(), delay_ms.clone());
-        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let (s, d, c, f, dl, tx) = (s.clone(), d.clone(), c.clone(), f.clone(), dl.clone(), tx.clone());
-            async move {
-                let at = std::time::Instant::now();
-                let delay = dl.load(Ordering::SeqCst);
-                if delay > 0 {
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let (s, d, c, f, dl, tx) = (s.clone(), d.clone(), c.clone(), f.clone(), dl.clone(), tx.clone());
+                async move {
+                    let at = std::time::Instant::now();
+                    let delay = dl.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let ruled = f
+                        .lock()
+                        .unwrap()
+                        .iter_mut()
+                        .find(|(needle, left)| *left > 0 && text.contains(needle.as_str()))
+                        .map(|(_, left)| {
+                            *left -= 1;
+                            503
+                        });
+                    let answered = ruled
+                        .unwrap_or_else(|| s.lock().unwrap().pop_front().unwrap_or_else(|| d.load(Ordering::SeqCst)));
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("a method");
+                    let uri = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                    let _ = tx.send(Received { method, uri, headers, body, answered, at });
+                    StatusCode::from_u16(answered).unwrap()
                 }
-                let text = String::from_utf8_lossy(&body).into_owned();
-                let ruled = f
-                    .lock()
-                    .unwrap()
-                    .iter_mut()
-                    .find(|(needle, left)| *left > 0 && text.contains(needle.as_str()))
-                    .map(|(_, left)| {
-                        *left -= 1;
-                        503
-                    });
-                let answered =
-                    ruled.unwrap_or_else(|| s.lock().unwrap().pop_front().unwrap_or_else(|| d.load(Ordering::SeqCst)));
-                c.fetch_add(1, Ordering::SeqCst);
-                let _ = tx.send(Received { headers, body, answered, at });
-                StatusCode::from_u16(answered).unwrap()
-            }
-        });
+            },
+        );
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

@@ -273,7 +273,7 @@ pub(super) async fn test_endpoint(
         true,
     );
     let outbound = state.sender.policies().read(&state.store, &tenant).await?;
-    let r = state.sender.send(&ep, &outbound, &id, &body.to_string()).await;
+    let r = state.sender.send(&ep, &outbound, &id, &body.to_string(), None).await;
     Ok(Json(TestResult {
         event_id: id,
         event_type,

@@ -180,6 +180,7 @@ pub(super) async fn replay_event(
         endpoint_id: ep.id.clone(),
         message_id: stored.event.id.clone(),
         body: stored.event.envelope().to_string().into(),
+        request: None,
         ordering_key: None,
     };
     let ids = state.store.replay(&tenant, &event_id, &ep.id, fallback).await?;

@@ -5,6 +5,7 @@
 pub mod guard;
 pub mod outbound;
 pub mod policy;
+pub mod request;
 pub mod sign;
 pub mod worker;
 
@@ -163,9 +164,17 @@ impl Sender {
         Ok((client, url))
     }
 
-    /// POST `body` to the endpoint, signed in its style with its current secrets, under its
-    /// tenant's outbound `policy`.
-    pub async fn send(&self, ep: &Endpoint, policy: &OutboundPolicy, message_id: &str, body: &str) -> Response {
+    /// POST `body` to the endpoint (or send it as the plugin's `shape` says), signed in the
+    /// endpoint's style with its current secrets over the body's exact bytes, under its tenant's
+    /// outbound `policy`.
+    pub async fn send(
+        &self,
+        ep: &Endpoint,
+        policy: &OutboundPolicy,
+        message_id: &str,
+        body: &str,
+        shape: Option<&request::Shape>,
+    ) -> Response {
         let started = Instant::now();
         let fail = |error: String| Response {
             status: None,
@@ -174,10 +183,20 @@ impl Sender {
             excerpt: None,
             duration: started.elapsed(),
         };
-        let (client, url) = match self.prepare(&ep.url, policy) {
+        let (client, mut url) = match self.prepare(&ep.url, policy) {
             Ok(ready) => ready,
             Err(e) => return fail(e),
         };
+        if let Some(shape) = shape {
+            // Checked when the plugin returned it; again here for a replay to another endpoint.
+            if let Some(name) = shape.reserved_by(&ep.header_names) {
+                return fail(format!("the shaped request sets {name:?}, this endpoint's signature header"));
+            }
+            url = match shape.url(&url) {
+                Ok(u) => u,
+                Err(e) => return fail(e.to_string()),
+            };
+        }
         let now = crate::now_ms();
         let signed = sign::signature_headers(
             ep.signing,
@@ -201,15 +220,33 @@ impl Sender {
                 headers.insert(n, v);
             }
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(USER_AGENT, HeaderValue::from_static(concat!("hookhost/", env!("CARGO_PKG_VERSION"))));
+        let method = match shape {
+            None => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(request::DEFAULT_CONTENT_TYPE));
+                reqwest::Method::POST
+            }
+            Some(shape) => {
+                // Names and values were checked when the plugin returned them; the endpoint's own
+                // headers stay as the tenant configured them.
+                for (name, value) in &shape.headers {
+                    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+                        headers.entry(n).or_insert(v);
+                    }
+                }
+                let content_type = HeaderValue::from_str(&shape.content_type)
+                    .unwrap_or(HeaderValue::from_static(request::DEFAULT_CONTENT_TYPE));
+                headers.insert(CONTENT_TYPE, content_type);
+                shape.method.http()
+            }
+        };
+        headers.entry(USER_AGENT).or_insert(HeaderValue::from_static(concat!("hookhost/", env!("CARGO_PKG_VERSION"))));
         for (name, value) in signed {
             // Names are checked when an endpoint is saved; one that is not valid is not sent.
             let Ok(name) = HeaderName::try_from(name) else { continue };
             let value = HeaderValue::from_str(&value).expect("ids, digits, hex and base64 are valid header values");
             headers.insert(name, value);
         }
-        let mut request = client.post(url).headers(headers).body(body.to_string());
+        let mut request = client.request(method, url).headers(headers).body(body.to_string());
         if let Some(ms) = ep.timeout_ms.filter(|ms| *ms > 0) {
             request = request.timeout(Duration::from_millis(ms as u64));
         }

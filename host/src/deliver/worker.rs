@@ -147,7 +147,7 @@ async fn deliver(
     slot: Slot,
     job: Job,
 ) -> Result<Option<String>, StoreError> {
-    let JobWork::Delivery { endpoint_id, message_id, body } = &job.work else {
+    let JobWork::Delivery { endpoint_id, message_id, body, request } = &job.work else {
         let record = AttemptRecord { error: Some("not a delivery".into()), ..Default::default() };
         return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
     };
@@ -164,7 +164,7 @@ async fn deliver(
     }
     let outbound = sender.policies().get(store, &job.tenant_id).await?;
     let Response { status, error, retry_after, excerpt, duration } =
-        sender.send(&ep, &outbound, message_id, body).await;
+        sender.send(&ep, &outbound, message_id, body, request.as_ref()).await;
     drop(slot);
     let verdict = policy::classify(status);
     let attempt = job.attempts as usize + 1;

@@ -77,6 +77,12 @@ impl CanonicalEvent {
     }
 }
 
+/// The message id of an event's `n`-th delivered message (from 0): the event's id, then
+/// `{id}_1`, `{id}_2`, … — what receivers deduplicate on.
+pub fn message_id(event_id: &str, n: usize) -> String {
+    if n == 0 { event_id.to_string() } else { format!("{event_id}_{n}") }
+}
+
 /// The delivery envelope of DESIGN.md.
 pub fn envelope(
     id: &str,

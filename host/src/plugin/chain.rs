@@ -94,7 +94,11 @@ pub async fn run(
             };
             for action in actions {
                 match action {
-                    Action::Deliver { event_type, payload, endpoints } if !last => {
+                    Action::Deliver { request: Some(_), .. } if !last => {
+                        let msg = "a deliver action with a request is final: only a chain's last plugin may shape the request".into();
+                        return ChainRun { runs, outcome: Err(fail(Failure::PluginError, msg)) };
+                    }
+                    Action::Deliver { event_type, payload, endpoints, request: None } if !last => {
                         // Checked, not parsed: the next stage gets the text.
                         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
                             let msg = format!("deliver action payload is not JSON: {e}");
@@ -102,9 +106,9 @@ pub async fn run(
                         }
                         next.push((event_type, payload, if endpoints.is_empty() { only.clone() } else { endpoints }));
                     }
-                    Action::Deliver { event_type, payload, endpoints } => {
+                    Action::Deliver { event_type, payload, endpoints, request } => {
                         let endpoints = if endpoints.is_empty() { only.clone() } else { endpoints };
-                        output.push(Action::Deliver { event_type, payload, endpoints });
+                        output.push(Action::Deliver { event_type, payload, endpoints, request });
                     }
                     other => kept.push(other),
                 }
@@ -126,7 +130,7 @@ pub async fn run(
     // No stages, or everything was dropped before the last stage.
     let mut output: Vec<Action> = inputs
         .into_iter()
-        .map(|(event_type, payload, endpoints)| Action::Deliver { event_type, payload, endpoints })
+        .map(|(event_type, payload, endpoints)| Action::Deliver { event_type, payload, endpoints, request: None })
         .collect();
     output.append(&mut kept);
     ChainRun { runs, outcome: Ok(output) }

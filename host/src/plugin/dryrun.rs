@@ -10,10 +10,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::chain::{self, ChainRun, Stage};
-use super::local::action_json;
+use super::local::actions_json;
 use super::stored::{WorkError, stage, tenant_limits};
 use super::{Kv, PluginEngine};
 use crate::TenantId;
+use crate::normalize::CanonicalEvent;
 use crate::store::Store;
 
 /// Events a dry run may look at.
@@ -60,9 +61,9 @@ pub async fn dry_run(
             async move { chain::run(engine, std::slice::from_ref(&s), event, payload, limits, kv).await }
         };
         let both = async {
-            let new = describe(&run(candidate.clone()).await);
+            let new = describe(&event, &run(candidate.clone()).await);
             let old = match &active {
-                Some(s) => Some(describe(&run(s.clone()).await)),
+                Some(s) => Some(describe(&event, &run(s.clone()).await)),
                 None => None,
             };
             (new, old)
@@ -92,9 +93,9 @@ pub async fn dry_run(
 }
 
 /// A run as JSON: its actions (null when it failed) and its error, if any.
-fn describe(run: &ChainRun) -> (Value, Option<Value>) {
+fn describe(event: &CanonicalEvent, run: &ChainRun) -> (Value, Option<Value>) {
     match &run.outcome {
-        Ok(actions) => (Value::Array(actions.iter().map(action_json).collect()), None),
+        Ok(actions) => (Value::Array(actions_json(event, actions)), None),
         Err(f) => (Value::Null, Some(json!({ "outcome": f.failure.as_str(), "message": f.message }))),
     }
 }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{Action, Kv, Limits, PluginEngine, PluginError};
 use crate::TenantId;
-use crate::normalize::{CanonicalEvent, source_name};
+use crate::deliver::request::DEFAULT_CONTENT_TYPE;
+use crate::normalize::{CanonicalEvent, envelope, message_id, source_name};
 
 /// What a local run produced.
 #[derive(Debug, Clone)]
@@ -49,7 +50,7 @@ pub async fn run(
     let compiled = engine.compile_in_turn(component).await?;
     let inv = engine.invoke(&compiled, event, &limits, Kv::Map(Arc::new(kv))).await;
     let (outcome, actions, error) = match &inv.outcome {
-        Ok(actions) => ("ok", actions.iter().map(action_json).collect::<Vec<_>>(), None),
+        Ok(actions) => ("ok", actions_json(event, actions), None),
         Err((failure, msg)) => (failure.as_str(), Vec::new(), Some(msg.clone())),
     };
     Ok(Report {
@@ -67,16 +68,50 @@ pub async fn run(
     })
 }
 
-/// An action as JSON, with JSON payloads parsed back into values.
-pub fn action_json(a: &Action) -> Value {
+/// Actions as JSON, with JSON payloads parsed back into values; each deliver action with the
+/// exact request it sends (`method`, `path` appended to each endpoint's URL, `content_type`,
+/// extra `headers`, `body` as sent — the envelope when the plugin shaped none). The endpoint's
+/// own headers and signature headers are added per endpoint when it is sent.
+pub fn actions_json(event: &CanonicalEvent, actions: &[Action]) -> Vec<Value> {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()));
-    match a {
-        Action::Deliver { event_type, payload, endpoints } => {
-            json!({ "deliver": { "event_type": event_type, "payload": parse(payload), "endpoints": endpoints } })
+    let mut delivered = 0;
+    let mut describe = |a: &Action| match a {
+        Action::Deliver { event_type, payload, endpoints, request } => {
+            let message_id = message_id(&event.id, delivered);
+            delivered += 1;
+            let request = match request {
+                Some(s) => json!({
+                    "method": s.shape.method.as_str(),
+                    "path": s.shape.path,
+                    "content_type": s.shape.content_type,
+                    "headers": s.shape.headers,
+                    "body": s.body,
+                }),
+                None => {
+                    let payload = parse(payload);
+                    let body =
+                        envelope(&message_id, event_type, event.occurred_at, &event.tenant_id, &payload, event.is_test);
+                    json!({
+                        "method": "POST",
+                        "path": "",
+                        "content_type": DEFAULT_CONTENT_TYPE,
+                        "headers": [],
+                        "body": body.to_string(),
+                    })
+                }
+            };
+            json!({ "deliver": {
+                "event_type": event_type,
+                "payload": parse(payload),
+                "endpoints": endpoints,
+                "message_id": message_id,
+                "request": request,
+            } })
         }
         Action::Sink { sink, external_id, data } => {
             json!({ "sink": { "sink": sink, "external_id": external_id, "data": parse(data) } })
         }
         Action::Drop { reason } => json!({ "drop": reason }),
-    }
+    };
+    actions.iter().map(&mut describe).collect()
 }

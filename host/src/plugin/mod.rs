@@ -47,10 +47,12 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::TenantId;
+use crate::deliver::request::Shaped;
 use crate::normalize::CanonicalEvent;
 use fetch::{FetchRequest, Fetcher, HttpRules};
 pub use limits::{Ceiling, Limits, LimitsError, POOL_MAX_MEMORY};
 
+/// `hookhost:plugin@0.2.0` (`wit/plugin.wit`), the world plugins are built against today.
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -59,6 +61,19 @@ mod bindings {
         exports: { default: async },
     });
 }
+
+/// `hookhost:plugin@0.1.0` (`wit/v0.1/plugin.wit`, frozen): components built against it keep
+/// loading; [`version`] turns what they return into 0.2.0 terms.
+mod bindings_v1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1",
+        world: "plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+mod version;
 
 use bindings::hookhost::plugin::{host as imports, types as wit};
 pub use host::HostState;
@@ -107,9 +122,21 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// What a plugin asked for, in host terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Deliver { event_type: String, payload: String, endpoints: Vec<String> },
-    Sink { sink: String, external_id: String, data: String },
-    Drop { reason: String },
+    /// With `request`, the plugin's whole request (0.2.0) instead of the envelope of `payload`.
+    Deliver {
+        event_type: String,
+        payload: String,
+        endpoints: Vec<String>,
+        request: Option<Box<Shaped>>,
+    },
+    Sink {
+        sink: String,
+        external_id: String,
+        data: String,
+    },
+    Drop {
+        reason: String,
+    },
 }
 
 /// Why an invocation did not produce actions.
@@ -178,7 +205,7 @@ pub enum Kv {
 /// A plugin compiled and linked, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct Compiled {
-    pre: Arc<bindings::PluginPre<HostState>>,
+    pre: Arc<version::Pre>,
     /// Size of its compiled code in memory, bytes.
     code_bytes: usize,
 }
@@ -187,6 +214,11 @@ impl Compiled {
     /// Size of the compiled code held in memory, bytes.
     pub fn code_bytes(&self) -> usize {
         self.code_bytes
+    }
+
+    /// The version of the `hookhost:plugin` world the component was built against.
+    pub fn world(&self) -> &'static str {
+        self.pre.world()
     }
 }
 
@@ -274,6 +306,7 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(engine_err)?;
+        bindings_v1::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(engine_err)?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -366,7 +399,7 @@ impl PluginEngine {
         let image = component.image_range();
         let code_bytes = (image.end as usize).saturating_sub(image.start as usize);
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
+        let pre = version::Pre::new(pre).map_err(PluginError::Invalid)?;
         Ok(Compiled { pre: Arc::new(pre), code_bytes })
     }
 
@@ -412,7 +445,7 @@ impl PluginEngine {
             .new_store(tenant, limits, Kv::Map(Arc::default()), Instant::now())
             .map_err(|e| format!("{e:#}"))?;
         let memory_hit = |store: &Store<HostState>| store.data().limiter.memory_hit;
-        match plugin.pre.instantiate_async(&mut store).await {
+        match plugin.pre.instantiate(&mut store).await {
             Ok(_) => Ok(()),
             Err(e) if memory_hit(&store) => {
                 Err(format!("its initial memory does not fit the memory limit of {} bytes: {e:#}", limits.memory_bytes))
@@ -526,10 +559,7 @@ impl Sandbox {
             }
         };
 
-        let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_handle(&mut store, &input).await
-        };
+        let call = plugin.pre.handle(&mut store, &input);
         // The epoch callback stops guest code at the deadline; the outer timeout also bounds
         // time spent in host imports. A little slack lets the callback report it first.
         let result = tokio::time::timeout(limits.timeout + EPOCH_TICK * 5, call).await;
@@ -582,23 +612,40 @@ fn check_output(actions: Vec<wit::Action>, limits: &Limits) -> Result<Vec<Action
             format!("{} actions returned, limit {}", actions.len(), limits.max_actions),
         ));
     }
-    let mut bytes = 0usize;
-    let out: Vec<Action> = actions
-        .into_iter()
-        .map(|a| match a {
-            wit::Action::Deliver(d) => {
-                bytes += d.payload.len() + d.event_type.len();
-                Action::Deliver { event_type: d.event_type, payload: d.payload, endpoints: d.endpoints }
-            }
-            wit::Action::Sink(s) => {
-                bytes += s.data.len() + s.external_id.len();
-                Action::Sink { sink: s.sink, external_id: s.external_id, data: s.data }
-            }
-            wit::Action::Drop(reason) => Action::Drop { reason },
-        })
-        .collect();
+    // Counted before anything is parsed: an oversized output costs nothing more.
+    let bytes: usize = actions.iter().map(output_bytes).sum();
     if bytes > limits.output_bytes {
         return Err((Failure::OutputLimit, format!("{bytes} bytes of output, limit {}", limits.output_bytes)));
     }
-    Ok(out)
+    let convert = |(i, action)| {
+        Ok(match action {
+            wit::Action::Deliver(d) => {
+                let request = match d.request {
+                    None => None,
+                    Some(r) => Some(Box::new(
+                        Shaped::new(&r.method, r.path, r.headers, &r.content_type, r.body)
+                            .map_err(|e| (Failure::PluginError, format!("action {i}: deliver request refused: {e}")))?,
+                    )),
+                };
+                Action::Deliver { event_type: d.event_type, payload: d.payload, endpoints: d.endpoints, request }
+            }
+            wit::Action::Sink(s) => Action::Sink { sink: s.sink, external_id: s.external_id, data: s.data },
+            wit::Action::Drop(reason) => Action::Drop { reason },
+        })
+    };
+    actions.into_iter().enumerate().map(convert).collect()
+}
+
+/// What an action's output counts against [`Limits::output_bytes`].
+fn output_bytes(action: &wit::Action) -> usize {
+    match action {
+        wit::Action::Deliver(d) => {
+            let request = d.request.as_ref().map_or(0, |r| {
+                r.body.len() + r.path.len() + r.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+            });
+            d.payload.len() + d.event_type.len() + request
+        }
+        wit::Action::Sink(s) => s.data.len() + s.external_id.len(),
+        wit::Action::Drop(_) => 0,
+    }
 }

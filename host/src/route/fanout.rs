@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::deliver::request::{Shape, Shaped};
 use crate::deliver::subscribed;
-use crate::normalize::{CanonicalEvent, envelope};
+use crate::normalize::{CanonicalEvent, envelope, message_id};
 use crate::plugin::Action;
 use crate::sink::record_version;
 use crate::store::{Endpoint, EventStatus, NewDelivery, NewSinkWrite, Outputs, Sink};
@@ -23,7 +24,8 @@ pub(super) struct Routed {
 /// The event as it is, with no plugin: to every subscribed endpoint and sink.
 pub(super) fn pass_through(event: &CanonicalEvent, endpoints: &[Endpoint], sinks: &[Sink]) -> Routed {
     let mut outputs = Outputs::default();
-    route(event, endpoints, sinks, &mut outputs, &event.id, &event.event_type, &event.payload, &[]);
+    let message = Message { id: &event.id, event_type: &event.event_type, payload: &event.payload, shaped: None };
+    route(event, endpoints, sinks, &mut outputs, message, &[]).expect("an envelope fits every endpoint");
     Routed { outputs, status: EventStatus::Processed, notes: Vec::new() }
 }
 
@@ -42,15 +44,21 @@ pub(super) fn apply(
     let mut n = 0usize;
     for (i, action) in actions.into_iter().enumerate() {
         match action {
-            Action::Deliver { event_type, payload, endpoints: only } => {
-                let payload: Value =
-                    serde_json::from_str(&payload).map_err(|e| format!("deliver action payload is not JSON: {e}"))?;
+            Action::Deliver { event_type, payload, endpoints: only, request } => {
+                // A shaped request's payload is not sent: it may be empty.
+                let payload: Value = if payload.is_empty() && request.is_some() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&payload).map_err(|e| format!("deliver action payload is not JSON: {e}"))?
+                };
                 if event_type.is_empty() {
                     return Err("deliver action has an empty event type".into());
                 }
-                let message_id = if n == 0 { event.id.clone() } else { format!("{}_{n}", event.id) };
+                let message_id = message_id(&event.id, n);
                 n += 1;
-                route(event, endpoints, sinks, out, &message_id, &event_type, &payload, &only);
+                let message =
+                    Message { id: &message_id, event_type: &event_type, payload: &payload, shaped: request.as_deref() };
+                route(event, endpoints, sinks, out, message, &only).map_err(|e| format!("action {i}: {e}"))?;
                 used = true;
             }
             Action::Sink { sink, external_id, data } => {
@@ -82,30 +90,50 @@ pub(super) fn apply(
     Ok(routed)
 }
 
-/// One payload to every enabled endpoint subscribed to `event_type` (and named in `only`, if
-/// any), and by the default mapping to every sink subscribed to it.
-#[allow(clippy::too_many_arguments)]
+/// One delivered message: its id, type and payload, and the plugin's request when it shaped one.
+struct Message<'a> {
+    id: &'a str,
+    event_type: &'a str,
+    payload: &'a Value,
+    shaped: Option<&'a Shaped>,
+}
+
+/// One message to every enabled endpoint subscribed to its type (and named in `only`, if any),
+/// and by the default mapping to every sink subscribed to it. Refused when a shaped request
+/// does not fit one of those endpoints (a header it signs with, a path off its host).
 fn route(
     event: &CanonicalEvent,
     endpoints: &[Endpoint],
     sinks: &[Sink],
     out: &mut Outputs,
-    message_id: &str,
-    event_type: &str,
-    payload: &Value,
+    message: Message<'_>,
     only: &[String],
-) {
+) -> Result<(), String> {
+    let Message { id: message_id, event_type, payload, shaped } = message;
     // One body, shared by every endpoint's delivery (and stored once).
-    let body: Arc<str> = envelope(message_id, event_type, event.occurred_at, &event.tenant_id, payload, event.is_test)
-        .to_string()
-        .into();
-    let subscribers = endpoints.iter().filter(|ep| {
-        subscribed(&ep.event_types, event_type) && (only.is_empty() || only.iter().any(|o| ep.id == *o.as_str()))
-    });
-    out.deliveries.extend(subscribers.map(|ep| NewDelivery {
+    let body: Arc<str> = match shaped {
+        Some(s) => s.body.as_str().into(),
+        None => envelope(message_id, event_type, event.occurred_at, &event.tenant_id, payload, event.is_test)
+            .to_string()
+            .into(),
+    };
+    let shape = shaped.map(|s| Arc::new(s.shape.clone()));
+    let subscribers: Vec<&Endpoint> = endpoints
+        .iter()
+        .filter(|ep| {
+            subscribed(&ep.event_types, event_type) && (only.is_empty() || only.iter().any(|o| ep.id == *o.as_str()))
+        })
+        .collect();
+    if let Some(shape) = &shape {
+        for ep in &subscribers {
+            fits(shape, ep)?;
+        }
+    }
+    out.deliveries.extend(subscribers.into_iter().map(|ep| NewDelivery {
         endpoint_id: ep.id.clone(),
         message_id: message_id.to_string(),
         body: body.clone(),
+        request: shape.clone(),
         ordering_key: ep.ordered_by.as_deref().and_then(|field| key_field(payload, field)),
     }));
     // The default mapping: each subscribed sink gets the payload, keyed by its external_id_field.
@@ -119,6 +147,18 @@ fn route(
             record: payload.to_string(),
         })
     }));
+    Ok(())
+}
+
+/// Whether a shaped request can go to `ep`: none of its headers is one the endpoint signs with,
+/// and its path keeps the endpoint's host.
+fn fits(shape: &Shape, ep: &Endpoint) -> Result<(), String> {
+    if let Some(name) = shape.reserved_by(&ep.header_names) {
+        return Err(format!("deliver request refused: header {name:?} is endpoint {}'s signature header", ep.id));
+    }
+    let url = reqwest::Url::parse(&ep.url).map_err(|e| format!("endpoint {} has no valid URL: {e}", ep.id))?;
+    shape.url(&url).map_err(|e| format!("deliver request refused for endpoint {}: {e}", ep.id))?;
+    Ok(())
 }
 
 /// Whether what an event enqueues fits `budget`: every delivery's body (as sent, once per

@@ -119,7 +119,8 @@ impl Store {
         let now = self.now_ms();
         let mut tx = self.begin(true).await?;
         let previous = sqlx::query(
-            "SELECT message_id, COALESCE(j.body, (SELECT b.body FROM bodies b WHERE b.id = j.body_id)) AS body, ordering_key
+            "SELECT message_id, COALESCE(j.body, (SELECT b.body FROM bodies b WHERE b.id = j.body_id)) AS body, ordering_key,
+                    request
              FROM jobs j WHERE kind = 'delivery' AND tenant_id = $1 AND event_id = $2
                AND id = (SELECT MIN(id) FROM jobs f WHERE f.kind = 'delivery' AND f.tenant_id = $1 AND f.event_id = $2
                            AND f.message_id = j.message_id)
@@ -135,6 +136,7 @@ impl Store {
                 endpoint_id: endpoint_id.clone(),
                 message_id: r.get("message_id"),
                 body: r.get::<String, _>("body").into(),
+                request: stored_shape(&r).map(Arc::new),
                 ordering_key: r.get("ordering_key"),
             })
             .collect();

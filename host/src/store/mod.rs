@@ -28,6 +28,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
+use crate::deliver::request::Shape;
 use crate::normalize::CanonicalEvent;
 use crate::normalize::billing::Billing;
 use crate::normalize::calls::{CallState, Emit, Party, Signal, Sweep};
@@ -103,7 +104,7 @@ static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");
 /// The columns a claimed job is read from (see [`job`]).
 const JOB_COLUMNS: &str =
     "id, kind, tenant_id, event_id, endpoint_id, message_id, body, body_id, attempts, sink_id, external_id,
-     record_version, lease_token";
+     record_version, lease_token, request";
 
 /// Which database the store runs on. The SQL is written once (`$N` placeholders, which both
 /// take); the few statements that differ pick theirs by this.

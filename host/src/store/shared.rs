@@ -152,6 +152,7 @@ pub(super) fn job(r: &AnyRow) -> Job {
             endpoint_id: EndpointId::from_stored(text("endpoint_id")),
             message_id: text("message_id"),
             body: text("body"),
+            request: stored_shape(r),
         },
         "sink" => JobWork::Sink {
             sink_id: SinkId::from_stored(text("sink_id")),
@@ -172,6 +173,15 @@ pub(super) fn job(r: &AnyRow) -> Job {
     }
 }
 
+/// A delivery row's shaped request. One that does not parse (never written so) is logged and
+/// read as none: the body still goes, in the plain request.
+pub(super) fn stored_shape(r: &AnyRow) -> Option<Shape> {
+    let text = r.get::<Option<String>, _>("request")?;
+    serde_json::from_str(&text)
+        .map_err(|e| tracing::error!(error = %e, "a stored delivery request does not parse; sent without it"))
+        .ok()
+}
+
 /// The row of `bodies` a claimed delivery's body is in, when it has none of its own.
 pub(super) fn shared_body(r: &AnyRow) -> Option<i64> {
     r.get::<Option<String>, _>("body").is_none().then(|| r.get::<Option<i64>, _>("body_id")).flatten()
@@ -189,9 +199,9 @@ pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
 ) -> Result<i64> {
     let id = sqlx::query(
         "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, body_id, ordering_key, replay,
-             status, run_at, created_at, updated_at)
+             status, run_at, created_at, updated_at, request)
          VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $13, $8, $9,
-             'pending', $10, $11, $12)
+             'pending', $10, $11, $12, $14)
          RETURNING id",
     )
     .bind(tenant.as_str())
@@ -207,6 +217,7 @@ pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     .bind(now)
     .bind(now)
     .bind(shared)
+    .bind(d.request.as_ref().map(|s| serde_json::to_string(s.as_ref()).expect("a shape serializes")))
     .fetch_one(exec)
     .await?
     .get("id");

@@ -251,6 +251,7 @@ async fn a_bad_request_in_a_bookkeeping_batch_fails_alone() {
                     endpoint_id: EndpointId::named("ep_x"),
                     message_id: job.event_id.clone(),
                     body: "{}".into(),
+                    request: None,
                     ordering_key: None,
                 };
                 let outputs = Outputs { deliveries: vec![delivery], sink_writes: Vec::new() };
@@ -295,6 +296,7 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
                     endpoint_id: EndpointId::named(&format!("ep_{i}")),
                     message_id: first.event_id.clone(),
                     body: "{}".into(),
+                    request: None,
                     ordering_key: None,
                 })
                 .collect(),
@@ -394,6 +396,7 @@ async fn retention_deletes_old_rows_and_keeps_pending_ones() {
                 endpoint_id: EndpointId::named(&format!("ep_{i}")),
                 message_id: done.event_id.clone(),
                 body: body.clone(),
+                request: None,
                 ordering_key: None,
             })
             .collect();

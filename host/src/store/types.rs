@@ -303,8 +303,9 @@ pub struct Job {
 pub enum JobWork {
     /// Run the tenant's plugins on the event and route the result.
     Plugin,
-    /// Send `body` (read with the claim, a shared body too) to an endpoint.
-    Delivery { endpoint_id: EndpointId, message_id: String, body: String },
+    /// Send `body` (read with the claim, a shared body too) to an endpoint: in hookhost's
+    /// envelope, or as the plugin's `request` shaped it.
+    Delivery { endpoint_id: EndpointId, message_id: String, body: String, request: Option<Shape> },
     /// Write `record` at `version` under `external_id` to a sink; `message_id` is the
     /// idempotency key.
     Sink { sink_id: SinkId, external_id: String, version: i64, message_id: String, record: String },
@@ -391,6 +392,8 @@ pub struct NewDelivery {
     pub message_id: String,
     /// Shared by the deliveries of one body (one per endpoint): stored once.
     pub body: Arc<str>,
+    /// How the plugin shaped the request, when it did (shared like the body).
+    pub request: Option<Arc<Shape>>,
     /// Deliveries to the same endpoint sharing a key go out one at a time, in order.
     pub ordering_key: Option<String>,
 }

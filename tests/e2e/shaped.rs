@@ -1,0 +1,129 @@
+//! Plugins that shape the whole outbound request (`hookhost:plugin@0.2.0`), and components
+//! built against 0.1.0, through the real server: the receiver gets exactly the method, path,
+//! headers and body the plugin asked for, signed over the body's bytes; what would forge a
+//! signature or leave the endpoint's host is refused with the reason and sends nothing.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::Setup;
+use hookhost_tests::{plugins, verify_standard_webhook};
+
+impl Setup {
+    /// Set the tenant's key-value entry `key` to `value`.
+    async fn kv_put(&self, key: &str, value: &str) {
+        let r = self
+            .server
+            .authed(Method::PUT, &format!("/v1/tenants/{}/kv/{key}", self.tenant), &self.key)
+            .body(value.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// A missed call's event, processed: its id and detail.
+    async fn missed_call(&self, call_sid: &str) -> (String, Value) {
+        self.call_status(call_sid, "no-answer").await;
+        let events = self
+            .server
+            .eventually("the call's event", || async {
+                self.events()
+                    .await
+                    .into_iter()
+                    .find(|e| e["event_type"] == "call.missed" && e["payload"]["call_id"] == call_sid)
+            })
+            .await;
+        let id = events["id"].as_str().unwrap().to_string();
+        let detail = self.processed(&id).await;
+        (id, detail)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaped_request_reaches_the_receiver_byte_for_byte_and_replays_the_same() {
+    let mut s = Setup::new(&["call.missed"]).await;
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::SHAPE_REQUEST).await.status(), 201);
+    let body = "call CA1 missed — é\n";
+    let shape = json!({ "method": "PUT", "path": "/calls/CA1?src=hookhost", "content_type": "text/plain; charset=utf-8",
+                        "headers": [["X-Api-Version", "2"], ["Authorization", "Bearer tenant-key"]], "body": body });
+    s.kv_put("shape", &shape.to_string()).await;
+    let (id, event) = s.missed_call("CAshape1").await;
+    assert_eq!(event["status"], "processed", "{event}");
+
+    let got = s.receiver.next().await;
+    assert_eq!(got.method, Method::PUT);
+    assert_eq!(got.uri, "/hook/calls/CA1?src=hookhost");
+    assert_eq!(got.body, body.as_bytes(), "the body as the plugin wrote it");
+    assert_eq!(got.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!((got.header("x-api-version"), got.header("authorization")), ("2".into(), "Bearer tenant-key".into()));
+    assert!(verify_standard_webhook(&s.secret, &got.headers, &got.body), "signed over the exact bytes");
+    assert_eq!(got.header("webhook-id"), id);
+
+    // A replay sends the same request again, not an envelope.
+    let (status, _) =
+        s.call(Method::POST, &format!("/events/{id}/replay"), Some(json!({ "endpoint_id": s.endpoint }))).await;
+    assert_eq!(status, 202);
+    let again = s.receiver.next().await;
+    assert_eq!((again.method, again.uri.as_str(), again.body), (Method::PUT, "/hook/calls/CA1?src=hookhost", got.body));
+
+    // A JSON body keeps its bytes too (no re-serialization: spacing and key order as written).
+    let json_body = r#"{ "z": 1,  "a": [true] }"#;
+    s.kv_put("shape", &json!({ "method": "patch", "body": json_body }).to_string()).await;
+    s.missed_call("CAshape2").await;
+    let got = s.receiver.next().await;
+    assert_eq!((&got.method, got.uri.as_str()), (&Method::PATCH, "/hook"));
+    assert_eq!((got.body.as_ref(), got.header("content-type").as_str()), (json_body.as_bytes(), "application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_shapes_are_refused_with_the_reason_and_send_nothing() {
+    let mut s = Setup::new(&["call.*"]).await;
+    // A second endpoint signing under its own header name: the plugin must not set it.
+    let cf = json!({ "url": s.receiver.url, "event_types": ["call.*"], "signing": "hookhost",
+                     "signature_header": "X-CF-Signature", "id_header": "X-CF-Event-Id" });
+    let (status, _) = s.call(Method::POST, "/endpoints", Some(cf)).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::SHAPE_REQUEST).await.status(), 201);
+    let cases = [
+        (json!({ "headers": [["Webhook-Signature", "v1,forged"]] }), "reserved"),
+        (json!({ "headers": [["X-Hookhost-Event-Id", "evt_forged"]] }), "reserved"),
+        (json!({ "headers": [["X-CF-Signature", "t=1,v1=forged"]] }), "signature header"),
+        (json!({ "headers": [["Host", "evil.example"]] }), "reserved"),
+        (json!({ "headers": [["Content-Length", "1"]] }), "reserved"),
+        (json!({ "headers": [["X-A", "v\r\nX-B: smuggled"]] }), "not a valid header"),
+        (json!({ "path": "@evil.example/x" }), "must start with"),
+        (json!({ "path": "/../../admin" }), "'..' segments"),
+        (json!({ "path": "//evil.example/x" }), "must not start with '//'"),
+        (json!({ "method": "DELETE" }), "not POST, PUT or PATCH"),
+        (json!({ "body": "{not json" }), "not JSON"),
+        (json!({ "content_type": "text/plain\r\nX-B: 1", "body": "x" }), "not a media type"),
+    ];
+    for (i, (shape, reason)) in cases.iter().enumerate() {
+        s.kv_put("shape", &shape.to_string()).await;
+        let (_, event) = s.missed_call(&format!("CAhostile{i}")).await;
+        assert_eq!(event["status"], "failed", "{shape} → {event}");
+        let error = event["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("plugin_error") && error.contains(reason), "{shape}: {error}");
+    }
+    s.server.settled("delivery").await;
+    assert!(s.receiver.next_within(std::time::Duration::ZERO).await.is_none(), "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_built_against_0_1_0_keep_loading_and_running() {
+    let mut s = Setup::new(&["call.missed"]).await;
+    let r = s.server.upload_plugin(&s.tenant, &s.key, plugins::LEGACY_V01).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    s.kv_put("owner", "ada").await;
+    let (_, event) = s.missed_call("CAlegacy1").await;
+    assert_eq!(event["status"], "processed", "{event}");
+    let got = s.receiver.next().await;
+    let envelope = got.json();
+    assert_eq!((envelope["event_type"].as_str(), got.method.as_str()), (Some("call.missed"), "POST"));
+    assert_eq!(envelope["payload"]["world"], "0.1.0");
+    assert_eq!(envelope["payload"]["owner"], "ada", "its kv-get import works");
+    assert_eq!(envelope["payload"]["call_id"], "CAlegacy1");
+    let runs = &event["plugin_runs"];
+    assert!(runs.to_string().contains("legacy plugin at"), "its log import works: {runs}");
+}
