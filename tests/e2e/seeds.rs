@@ -24,6 +24,7 @@ fn differences(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
             let ok = match t.as_str() {
                 "<string>" => g.is_string(),
                 "<integer>" => g.is_i64() || g.is_u64(),
+                "<array>" => g.is_array(),
                 "<e164>" => g.as_str().is_some_and(e164),
                 other => panic!("unknown fixture type {other}"),
             };
@@ -49,11 +50,28 @@ fn differences(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Assert a received request is the fixture's body `n`, with its headers, signed with `secret`.
+/// Assert a received request is the fixture's body `n`, with its method, path and headers,
+/// signed with `secret`.
 fn conforms(seed: &Value, n: usize, got: &hookhost_tests::Received, secret: &str) {
     let body = got.json();
     let mut diffs = Vec::new();
     differences(&seed["bodies"][n], &body, "body", &mut diffs);
+    if let Some(method) = seed["method"].as_str().filter(|m| *m != got.method.as_str()) {
+        diffs.push(format!("method {} is not {method}", got.method));
+    }
+    if let Some(path) = seed["path"].as_str().filter(|p| *p != got.uri) {
+        diffs.push(format!("path {} is not {path}", got.uri));
+    }
+    if !hookhost_tests::verify_standard_webhook(secret, &got.headers, &got.body)
+        && !hookhost_tests::verify_hookhost_signature_in(
+            seed["endpoint"]["signature_header"].as_str().unwrap_or("x-hookhost-signature"),
+            secret,
+            &got.headers,
+            &got.body,
+        )
+    {
+        diffs.push("not signed over the body's exact bytes".into());
+    }
     for (name, rule) in seed["headers"].as_object().unwrap() {
         let value = got.header(name);
         let ok = match rule.as_str().unwrap() {
@@ -110,4 +128,117 @@ async fn callfunnel_receives_its_catalogue_signed_under_its_own_header_names() {
         cf.next_within(std::time::Duration::ZERO).await.is_none(),
         "nothing outside the catalogue (call.missed dropped)"
     );
+}
+
+/// A seed's tenant: its endpoint (from the fixture) on a fresh receiver, its plugin, its
+/// key-value entries and settings. Returns the receiver and the endpoint's secret.
+async fn seeded(s: &Setup, seed: &Value) -> (Receiver, String) {
+    let receiver = Receiver::start().await;
+    let mut endpoint = seed["endpoint"].clone();
+    endpoint["url"] = json!(receiver.url);
+    let (status, ep) = s.call(reqwest::Method::POST, "/endpoints", Some(endpoint)).await;
+    assert_eq!(status, 201, "{ep}");
+    let path = plugins::ALL.iter().find(|(name, _)| seed["plugin"] == *name).expect("the seed's plugin").1;
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, path).await.status(), 201);
+    for (key, value) in seed["kv"].as_object().into_iter().flatten() {
+        let r = s
+            .server
+            .authed(reqwest::Method::PUT, &format!("/v1/tenants/{}/kv/{key}", s.tenant), &s.key)
+            .body(value.as_str().unwrap().to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    if !seed["settings"].is_null() {
+        let (status, body) = s.call(reqwest::Method::PUT, "/settings", Some(seed["settings"].clone())).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    (receiver, ep["secret"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callaro_receives_its_flat_call_completed_body() {
+    let seed = fixture("callaro");
+    let s = Setup::new(&["nothing.*"]).await;
+    let (mut callaro, secret) = seeded(&s, &seed).await;
+    let inbound = [
+        ("CallSid", "CAca1"),
+        ("From", "+14158675309"),
+        ("To", "+18005551212"),
+        ("Direction", "inbound"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "42"),
+    ];
+    assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &inbound).await.status(), 200);
+    conforms(&seed, 0, &callaro.next().await, &secret);
+    // Outbound to a national Indian number: E.164 from the tenant's country, not +1.
+    let outbound = [
+        ("CallSid", "CAca2"),
+        ("From", "+14155550100"),
+        ("To", "09876543210"),
+        ("Direction", "outbound-api"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "10"),
+    ];
+    assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &outbound).await.status(), 200);
+    conforms(&seed, 1, &callaro.next().await, &secret);
+    // The provider retries: hookhost's dedupe keeps it to one delivery per call_id.
+    assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &outbound).await.status(), 200);
+    s.server.settled("delivery").await;
+    assert!(callaro.next_within(std::time::Duration::ZERO).await.is_none(), "one body per call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custom_webhook_receives_its_envelope_and_six_event_names() {
+    use crate::vendors::{SECRET, set_auth, signed};
+    let seed = fixture("custom-webhook");
+    let s = Setup::new(&["nothing.*"]).await;
+    let (mut receiver, secret) = seeded(&s, &seed).await;
+    assert_eq!(set_auth(&s, "salprebox", json!({ "secret": SECRET })).await, 204);
+    let party = json!({ "from": "+905555555555", "to": "+905555555554", "source": "salprebox:SALPRE_AABBCCDD" });
+    let with = |extra: Value| {
+        let mut p = party.clone();
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let out = json!({ "direction": "outbound", "call_id": 1 });
+    let mut call = party.clone();
+    call["id"] = json!(1);
+    call["direction"] = json!("outbound");
+    // The seed's own examples, as its platform posts them (is_test true), then a second call
+    // that fails (is_test false).
+    let posts = [
+        json!({ "event_type": "call_initiated", "timestamp_utc": 1760084505, "payload": with(out.clone()), "is_test": true }),
+        json!({ "event_type": "call_ringing", "timestamp_utc": 1760084555, "payload": with(out.clone()), "is_test": true }),
+        json!({ "event_type": "call_answered", "timestamp_utc": 1760084576, "payload": with(out.clone()), "is_test": true }),
+        json!({ "event_type": "transcript", "timestamp_utc": 1760084622, "is_test": true,
+                "payload": { "call": call, "type": "customer", "transcript": "Hello, how are you?", "timestamp_utc": "111111" } }),
+        json!({ "event_type": "call_ended", "timestamp_utc": 1760084597, "is_test": true,
+                "payload": with(json!({ "direction": "outbound", "call_id": 1, "transcript": seed["bodies"][4]["payload"]["transcript"] })) }),
+        json!({ "event_type": "call_initiated", "timestamp_utc": 1760084600, "payload": with(json!({ "direction": "inbound", "call_id": 2 })), "is_test": false }),
+        json!({ "event_type": "error", "timestamp_utc": 1760084656, "is_test": false,
+                "payload": { "call": { "id": 2, "from": "+905555555555", "to": "+905555555554", "direction": "inbound" }, "error_message": "Error message" } }),
+    ];
+    for (i, body) in posts.iter().enumerate() {
+        assert_eq!(signed(&s, "salprebox", &format!("msg_{i}"), body).await.status(), 200, "{body}");
+    }
+    s.server.settled("delivery").await;
+    let mut got = Vec::new();
+    while let Some(r) = receiver.next_within(std::time::Duration::ZERO).await {
+        got.push(r);
+    }
+    let call_of = |b: &Value| b["payload"]["call_id"].as_u64().or_else(|| b["payload"]["call"]["id"].as_u64());
+    for (n, want) in seed["bodies"].as_array().unwrap().iter().enumerate() {
+        let found = got.iter().find(|r| {
+            let b = r.json();
+            b["event_type"] == want["event_type"] && call_of(&b) == call_of(want)
+        });
+        let found = found.unwrap_or_else(|| {
+            panic!("no {} for call {:?} among {} deliveries", want["event_type"], call_of(want), got.len())
+        });
+        conforms(&seed, n, found, &secret);
+    }
+    // Call 1: the five of its lifecycle once each; call 2: initiated, ended (failed), error.
+    assert_eq!(got.len(), 8, "{:?}", got.iter().map(|r| r.json()["event_type"].clone()).collect::<Vec<_>>());
 }

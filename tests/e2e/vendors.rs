@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 
 use crate::Setup;
 
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub(crate) const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const API_KEY: &str = "vendor-static-key-0123456789";
 
-async fn set_auth(s: &Setup, vendor: &str, body: Value) -> u16 {
+pub(crate) async fn set_auth(s: &Setup, vendor: &str, body: Value) -> u16 {
     s.call(Method::PUT, &format!("/providers/vendor/{vendor}"), Some(body)).await.0
 }
 
 /// Post a Standard Webhooks–signed body to `telephony/{vendor}`.
-async fn signed(s: &Setup, vendor: &str, id: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn signed(s: &Setup, vendor: &str, id: &str, body: &Value) -> reqwest::Response {
     let (body, ts) = (body.to_string(), hookhost_tests::now_s());
     s.server
         .http
