@@ -25,6 +25,9 @@ fn differences(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
                 "<string>" => g.is_string(),
                 "<integer>" => g.is_i64() || g.is_u64(),
                 "<array>" => g.is_array(),
+                "<datetime>" => g.as_str().is_some_and(|d| {
+                    time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).is_ok()
+                }),
                 "<e164>" => g.as_str().is_some_and(e164),
                 other => panic!("unknown fixture type {other}"),
             };
@@ -241,4 +244,51 @@ async fn the_custom_webhook_receives_its_envelope_and_six_event_names() {
     }
     // Call 1: the five of its lifecycle once each; call 2: initiated, ended (failed), error.
     assert_eq!(got.len(), 8, "{:?}", got.iter().map(|r| r.json()["event_type"].clone()).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_receive_calls_messages_and_contacts_under_the_seeds_field_names() {
+    let seed = fixture("topics");
+    let s = Setup::new(&["nothing.*"]).await;
+    let (mut receiver, secret) = seeded(&s, &seed).await;
+    let call = [
+        ("CallSid", "CAtp1"),
+        ("From", "+14158675309"),
+        ("To", "+18005551212"),
+        ("Direction", "inbound"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "150"),
+    ];
+    assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &call).await.status(), 200);
+    let post = |path: &str, params: Vec<(&'static str, &'static str)>| {
+        let path = format!("/hooks/{}/twilio/sms/{path}", s.tenant);
+        let sig = hookhost_tests::twilio_signature(TWILIO_TOKEN, &format!("{}{path}", s.server.public_url), &params);
+        let server = &s.server;
+        async move { assert_eq!(server.post_twilio(&path, &sig, &params).await.status(), 200) }
+    };
+    let inbound =
+        |sid, body| vec![("MessageSid", sid), ("From", "+14158675309"), ("To", "+18005551212"), ("Body", body)];
+    post("inbound", inbound("SMtp1", "Is the shop open today?")).await;
+    post("inbound", inbound("SMtp2", "STOP")).await;
+    let sent =
+        vec![("MessageSid", "SMtp3"), ("MessageStatus", "sent"), ("From", "+18005551212"), ("To", "+14158675309")];
+    post("status", sent).await;
+    s.server.settled("delivery").await;
+    let mut got = Vec::new();
+    while let Some(r) = receiver.next_within(std::time::Duration::ZERO).await {
+        got.push(r);
+    }
+    let key = |b: &Value| (b["topic"].clone(), b["data"]["id"].clone());
+    for (n, want) in seed["bodies"].as_array().unwrap().iter().enumerate() {
+        let found = got.iter().find(|r| key(&r.json()) == key(want));
+        conforms(
+            &seed,
+            n,
+            found.unwrap_or_else(|| panic!("no {:?} among {} deliveries", key(want), got.len())),
+            &secret,
+        );
+    }
+    // And the STOP itself as SMS_RECEIVED: six in all, each once.
+    let topics: Vec<Value> = got.iter().map(|r| r.json()["topic"].clone()).collect();
+    assert_eq!(got.len(), 6, "{topics:?}");
 }
