@@ -134,8 +134,8 @@ async fn callfunnel_receives_its_catalogue_signed_under_its_own_header_names() {
 }
 
 /// A seed's tenant: its endpoint (from the fixture) on a fresh receiver, its plugin, its
-/// key-value entries and settings. Returns the receiver and the endpoint's secret.
-async fn seeded(s: &Setup, seed: &Value) -> (Receiver, String) {
+/// key-value entries and settings. Returns the receiver, the endpoint's secret and its id.
+async fn seeded(s: &Setup, seed: &Value) -> (Receiver, String, String) {
     let receiver = Receiver::start().await;
     let mut endpoint = seed["endpoint"].clone();
     endpoint["url"] = json!(receiver.url);
@@ -157,14 +157,14 @@ async fn seeded(s: &Setup, seed: &Value) -> (Receiver, String) {
         let (status, body) = s.call(reqwest::Method::PUT, "/settings", Some(seed["settings"].clone())).await;
         assert_eq!(status, 200, "{body}");
     }
-    (receiver, ep["secret"].as_str().unwrap().to_string())
+    (receiver, ep["secret"].as_str().unwrap().to_string(), ep["id"].as_str().unwrap().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callaro_receives_its_flat_call_completed_body() {
     let seed = fixture("callaro");
     let s = Setup::new(&["nothing.*"]).await;
-    let (mut callaro, secret) = seeded(&s, &seed).await;
+    let (mut callaro, secret, _) = seeded(&s, &seed).await;
     let inbound = [
         ("CallSid", "CAca1"),
         ("From", "+14158675309"),
@@ -197,7 +197,7 @@ async fn the_custom_webhook_receives_its_envelope_and_six_event_names() {
     use crate::vendors::{SECRET, set_auth, signed};
     let seed = fixture("custom-webhook");
     let s = Setup::new(&["nothing.*"]).await;
-    let (mut receiver, secret) = seeded(&s, &seed).await;
+    let (mut receiver, secret, endpoint) = seeded(&s, &seed).await;
     assert_eq!(set_auth(&s, "salprebox", json!({ "secret": SECRET })).await, 204);
     let party = json!({ "from": "+905555555555", "to": "+905555555554", "source": "salprebox:SALPRE_AABBCCDD" });
     let with = |extra: Value| {
@@ -244,13 +244,42 @@ async fn the_custom_webhook_receives_its_envelope_and_six_event_names() {
     }
     // Call 1: the five of its lifecycle once each; call 2: initiated, ended (failed), error.
     assert_eq!(got.len(), 8, "{:?}", got.iter().map(|r| r.json()["event_type"].clone()).collect::<Vec<_>>());
+
+    // The endpoint's test button sends what the plugin makes of a sample event: the contract,
+    // with is_test true.
+    let (status, result) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/endpoints/{endpoint}/test"),
+            Some(json!({ "event_type": "call.completed" })),
+        )
+        .await;
+    assert_eq!(
+        (status, result["succeeded"].as_bool(), result["status_code"].as_u64()),
+        (200, Some(true), Some(200)),
+        "{result}"
+    );
+    let test = receiver.next().await.json();
+    assert_eq!((test["event_type"].as_str(), test["is_test"].as_bool()), (Some("call_ended"), Some(true)), "{test}");
+    assert!(test["payload"]["call_id"].is_u64() && test.get("id").is_none(), "{test}");
+    // A type the plugin drops sends nothing, and says why.
+    let (status, result) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/endpoints/{endpoint}/test"),
+            Some(json!({ "event_type": "sms.received" })),
+        )
+        .await;
+    assert_eq!((status, result["succeeded"].as_bool()), (200, Some(false)), "{result}");
+    assert!(result["error"].as_str().unwrap().contains("not in the custom webhook's event list"), "{result}");
+    assert!(receiver.next_within(std::time::Duration::ZERO).await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_receive_calls_messages_and_contacts_under_the_seeds_field_names() {
     let seed = fixture("topics");
     let s = Setup::new(&["nothing.*"]).await;
-    let (mut receiver, secret) = seeded(&s, &seed).await;
+    let (mut receiver, secret, _) = seeded(&s, &seed).await;
     let call = [
         ("CallSid", "CAtp1"),
         ("From", "+14158675309"),

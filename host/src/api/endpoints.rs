@@ -1,6 +1,8 @@
 //! Endpoints: create within the cap, read, change, delete, rotate the secret, send a test event.
 
 use super::*;
+use crate::normalize::CanonicalEvent;
+use crate::route::sample::{Sample, sample};
 
 pub(super) fn unprocessable(msg: impl Into<String>) -> ApiError {
     ApiError::Unprocessable(msg.into())
@@ -263,19 +265,34 @@ pub(super) async fn test_endpoint(
         return Err(unprocessable("event_type must not be empty"));
     }
     let ep = find_endpoint(&state, &tenant, &eid).await?;
-    let id = new_id("evt_test");
-    let body = crate::normalize::envelope(
-        &id,
-        &event_type,
-        state.store.now_ms() / 1000,
-        &tenant,
-        &sample_payload(&event_type),
-        true,
-    );
+    let event = CanonicalEvent {
+        id: new_id("evt_test"),
+        tenant_id: tenant.clone(),
+        event_type: event_type.clone(),
+        occurred_at: state.store.now_ms() / 1000,
+        source: "hookhost",
+        is_test: true,
+        payload: sample_payload(&event_type),
+    };
+    let (message_id, body, request) = match sample(&state.store, &state.plugins, &ep, &event).await? {
+        Sample::Send { message_id, body, request } => (message_id, body, request),
+        Sample::Nothing(why) => {
+            tracing::info!(%tenant, endpoint = %eid, %event_type, %why, "endpoint test sent nothing");
+            return Ok(Json(TestResult {
+                event_id: event.id,
+                event_type,
+                succeeded: false,
+                status_code: None,
+                error: Some(why),
+                response_excerpt: None,
+                duration_ms: 0,
+            }));
+        }
+    };
     let outbound = state.sender.policies().read(&state.store, &tenant).await?;
-    let r = state.sender.send(&ep, &outbound, &id, &body.to_string(), None).await;
+    let r = state.sender.send(&ep, &outbound, &message_id, &body, request.as_ref()).await;
     Ok(Json(TestResult {
-        event_id: id,
+        event_id: message_id,
         event_type,
         succeeded: r.status.is_some_and(|s| (200..300).contains(&s)),
         status_code: r.status,

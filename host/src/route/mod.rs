@@ -4,11 +4,12 @@
 //! with every invocation and the plugins' key-value writes, committed together.
 //!
 //! Owns tenant scheduling of plugin jobs, the routing cache ([`cache`]), fan-out and the
-//! default sink mapping ([`fanout`]), and plugin retries. Must not touch wasmtime (the sandbox
+//! default sink mapping ([`fanout`]), plugin retries, and endpoint tests' requests ([`sample`]). Must not touch wasmtime (the sandbox
 //! and chains are [`crate::plugin`]'s) nor SQL (the store's).
 
 mod cache;
 mod fanout;
+pub mod sample;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
