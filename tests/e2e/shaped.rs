@@ -127,3 +127,58 @@ async fn components_built_against_0_1_0_keep_loading_and_running() {
     let runs = &event["plugin_runs"];
     assert!(runs.to_string().contains("legacy plugin at"), "its log import works: {runs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_runner_shows_the_exact_request_of_each_world() {
+    use hookhost::plugin::{Limits, local};
+    let event = local::event_from_envelope(
+        &json!({ "id": "evt_1", "event_type": "call.missed", "payload": { "call_id": "CA1" } }),
+    )
+    .unwrap();
+    let shape = json!({ "method": "PUT", "path": "/calls/CA1", "headers": [["X-A", "1"]], "content_type": "text/plain", "body": "hi" });
+    let kv = [("shape".to_string(), shape.to_string())].into();
+    let report =
+        local::run(std::fs::read(plugins::SHAPE_REQUEST).unwrap(), &event, kv, Limits::default()).await.unwrap();
+    assert_eq!(report.json["world"], "hookhost:plugin@0.2.0");
+    let request = &report.json["actions"][0]["deliver"]["request"];
+    assert_eq!(
+        request,
+        &json!({ "method": "PUT", "path": "/calls/CA1", "content_type": "text/plain", "headers": [["x-a", "1"]], "body": "hi" })
+    );
+    // A hostile shape fails the run with the reason, as it fails an event.
+    let kv = [("shape".to_string(), json!({ "headers": [["Host", "evil"]] }).to_string())].into();
+    let report =
+        local::run(std::fs::read(plugins::SHAPE_REQUEST).unwrap(), &event, kv, Limits::default()).await.unwrap();
+    assert_eq!((report.ok, report.json["outcome"].as_str()), (false, Some("plugin_error")));
+    assert!(report.json["error"].as_str().unwrap().contains("\"Host\" is reserved"), "{}", report.json);
+    // A 0.1.0 component: the envelope it sends, exactly.
+    let report = local::run(std::fs::read(plugins::LEGACY_V01).unwrap(), &event, Default::default(), Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(report.json["world"], "hookhost:plugin@0.1.0");
+    let request = &report.json["actions"][0]["deliver"]["request"];
+    let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+    assert_eq!((request["method"].as_str(), body["id"].as_str()), (Some("POST"), Some("evt_1")));
+    assert_eq!(body["payload"]["world"], "0.1.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_last_plugin_of_a_chain_may_shape_the_request() {
+    let mut s = Setup::new(&["call.missed"]).await;
+    for (name, path) in [("shape-request", plugins::SHAPE_REQUEST), ("passthrough", plugins::PASSTHROUGH)] {
+        assert_eq!(s.upload_named(name, path).await.0, 201);
+        assert_eq!(s.call(Method::POST, &format!("/plugins/{name}/versions/1/activate"), None).await.0, 200);
+    }
+    s.kv_put("shape", &json!({ "method": "PUT", "body": "{}" }).to_string()).await;
+    let chain = json!([{ "match": "call.*", "plugins": ["shape-request", "passthrough"] }]);
+    assert_eq!(s.call(Method::PUT, "/chain", Some(chain)).await.0, 200);
+    let (_, event) = s.missed_call("CAchain1").await;
+    assert_eq!(event["status"], "failed", "{event}");
+    assert!(event["error"].as_str().unwrap().contains("only a chain's last plugin may shape"), "{event}");
+    // Last in the chain, the same plugin's request goes out.
+    let chain = json!([{ "match": "call.*", "plugins": ["passthrough", "shape-request"] }]);
+    assert_eq!(s.call(Method::PUT, "/chain", Some(chain)).await.0, 200);
+    let (_, event) = s.missed_call("CAchain2").await;
+    assert_eq!(event["status"], "processed", "{event}");
+    assert_eq!(s.receiver.next().await.method, Method::PUT);
+}

@@ -16,7 +16,7 @@ use crate::normalize::{CanonicalEvent, envelope, message_id, source_name};
 pub struct Report {
     /// True when the plugin returned actions.
     pub ok: bool,
-    /// `{"outcome","actions","error","fuel_used","wall_us","logs"}`.
+    /// `{"world","outcome","actions","error","fuel_used","wall_us","logs","peak_memory","kv_writes"}`.
     pub json: Value,
 }
 
@@ -56,6 +56,7 @@ pub async fn run(
     Ok(Report {
         ok: inv.outcome.is_ok(),
         json: json!({
+            "world": compiled.world(),
             "outcome": outcome,
             "actions": actions,
             "error": error,
