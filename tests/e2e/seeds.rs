@@ -133,6 +133,47 @@ async fn callfunnel_receives_its_catalogue_signed_under_its_own_header_names() {
     );
 }
 
+/// Every request the receiver has had (call after the deliveries settled).
+async fn everything(receiver: &mut Receiver) -> Vec<hookhost_tests::Received> {
+    let mut got = Vec::new();
+    while let Some(r) = receiver.next_within(std::time::Duration::ZERO).await {
+        got.push(r);
+    }
+    got
+}
+
+/// Each fixture body conforms to the received request with the same `key`.
+fn each_conforms<K: PartialEq + std::fmt::Debug>(
+    seed: &Value,
+    got: &[hookhost_tests::Received],
+    key: impl Fn(&Value) -> K,
+    secret: &str,
+) {
+    for (n, want) in seed["bodies"].as_array().unwrap().iter().enumerate() {
+        let found = got.iter().find(|r| key(&r.json()) == key(want));
+        let found = found.unwrap_or_else(|| panic!("no {:?} among {} deliveries", key(want), got.len()));
+        conforms(seed, n, found, secret);
+    }
+}
+
+/// A finished Twilio call's status callback.
+fn completed_call<'a>(
+    sid: &'a str,
+    from: &'a str,
+    to: &'a str,
+    direction: &'a str,
+    seconds: &'a str,
+) -> [(&'a str, &'a str); 6] {
+    [
+        ("CallSid", sid),
+        ("From", from),
+        ("To", to),
+        ("Direction", direction),
+        ("CallStatus", "completed"),
+        ("CallDuration", seconds),
+    ]
+}
+
 /// A seed's tenant: its endpoint (from the fixture) on a fresh receiver, its plugin, its
 /// key-value entries and settings. Returns the receiver, the endpoint's secret and its id.
 async fn seeded(s: &Setup, seed: &Value) -> (Receiver, String, String) {
@@ -165,25 +206,11 @@ async fn callaro_receives_its_flat_call_completed_body() {
     let seed = fixture("callaro");
     let s = Setup::new(&["nothing.*"]).await;
     let (mut callaro, secret, _) = seeded(&s, &seed).await;
-    let inbound = [
-        ("CallSid", "CAca1"),
-        ("From", "+14158675309"),
-        ("To", "+18005551212"),
-        ("Direction", "inbound"),
-        ("CallStatus", "completed"),
-        ("CallDuration", "42"),
-    ];
+    let inbound = completed_call("CAca1", "+14158675309", "+18005551212", "inbound", "42");
     assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &inbound).await.status(), 200);
     conforms(&seed, 0, &callaro.next().await, &secret);
     // Outbound to a national Indian number: E.164 from the tenant's country, not +1.
-    let outbound = [
-        ("CallSid", "CAca2"),
-        ("From", "+14155550100"),
-        ("To", "09876543210"),
-        ("Direction", "outbound-api"),
-        ("CallStatus", "completed"),
-        ("CallDuration", "10"),
-    ];
+    let outbound = completed_call("CAca2", "+14155550100", "09876543210", "outbound-api", "10");
     assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &outbound).await.status(), 200);
     conforms(&seed, 1, &callaro.next().await, &secret);
     // The provider retries: hookhost's dedupe keeps it to one delivery per call_id.
@@ -227,21 +254,9 @@ async fn the_custom_webhook_receives_its_envelope_and_six_event_names() {
         assert_eq!(signed(&s, "salprebox", &format!("msg_{i}"), body).await.status(), 200, "{body}");
     }
     s.server.settled("delivery").await;
-    let mut got = Vec::new();
-    while let Some(r) = receiver.next_within(std::time::Duration::ZERO).await {
-        got.push(r);
-    }
+    let got = everything(&mut receiver).await;
     let call_of = |b: &Value| b["payload"]["call_id"].as_u64().or_else(|| b["payload"]["call"]["id"].as_u64());
-    for (n, want) in seed["bodies"].as_array().unwrap().iter().enumerate() {
-        let found = got.iter().find(|r| {
-            let b = r.json();
-            b["event_type"] == want["event_type"] && call_of(&b) == call_of(want)
-        });
-        let found = found.unwrap_or_else(|| {
-            panic!("no {} for call {:?} among {} deliveries", want["event_type"], call_of(want), got.len())
-        });
-        conforms(&seed, n, found, &secret);
-    }
+    each_conforms(&seed, &got, |b| (b["event_type"].clone(), call_of(b)), &secret);
     // Call 1: the five of its lifecycle once each; call 2: initiated, ended (failed), error.
     assert_eq!(got.len(), 8, "{:?}", got.iter().map(|r| r.json()["event_type"].clone()).collect::<Vec<_>>());
 
@@ -280,14 +295,7 @@ async fn topics_receive_calls_messages_and_contacts_under_the_seeds_field_names(
     let seed = fixture("topics");
     let s = Setup::new(&["nothing.*"]).await;
     let (mut receiver, secret, _) = seeded(&s, &seed).await;
-    let call = [
-        ("CallSid", "CAtp1"),
-        ("From", "+14158675309"),
-        ("To", "+18005551212"),
-        ("Direction", "inbound"),
-        ("CallStatus", "completed"),
-        ("CallDuration", "150"),
-    ];
+    let call = completed_call("CAtp1", "+14158675309", "+18005551212", "inbound", "150");
     assert_eq!(s.server.twilio_status(&s.tenant, TWILIO_TOKEN, &call).await.status(), 200);
     let post = |path: &str, params: Vec<(&'static str, &'static str)>| {
         let path = format!("/hooks/{}/twilio/sms/{path}", s.tenant);
@@ -303,20 +311,8 @@ async fn topics_receive_calls_messages_and_contacts_under_the_seeds_field_names(
         vec![("MessageSid", "SMtp3"), ("MessageStatus", "sent"), ("From", "+18005551212"), ("To", "+14158675309")];
     post("status", sent).await;
     s.server.settled("delivery").await;
-    let mut got = Vec::new();
-    while let Some(r) = receiver.next_within(std::time::Duration::ZERO).await {
-        got.push(r);
-    }
-    let key = |b: &Value| (b["topic"].clone(), b["data"]["id"].clone());
-    for (n, want) in seed["bodies"].as_array().unwrap().iter().enumerate() {
-        let found = got.iter().find(|r| key(&r.json()) == key(want));
-        conforms(
-            &seed,
-            n,
-            found.unwrap_or_else(|| panic!("no {:?} among {} deliveries", key(want), got.len())),
-            &secret,
-        );
-    }
+    let got = everything(&mut receiver).await;
+    each_conforms(&seed, &got, |b| (b["topic"].clone(), b["data"]["id"].clone()), &secret);
     // And the STOP itself as SMS_RECEIVED: six in all, each once.
     let topics: Vec<Value> = got.iter().map(|r| r.json()["topic"].clone()).collect();
     assert_eq!(got.len(), 6, "{topics:?}");
