@@ -65,7 +65,7 @@ async fn tenant(via: &TestServer, receiver: &Receiver, plugin: Option<&str>) -> 
     via.set_provider(&tenant, &key, "twilio", json!({ "auth_token": TOKEN })).await;
     via.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
     if let Some(p) = plugin {
-        assert_eq!(via.upload_plugin(&tenant, &key, p).await.status(), 201);
+        assert_eq!(via.upload_plugin(&tenant, &key, p).await.0, 202);
     }
     (tenant, key)
 }

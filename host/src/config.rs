@@ -7,6 +7,10 @@ use ipnet::IpNet;
 
 use crate::plugin::Limits;
 
+/// Largest plugin component accepted on upload unless configured (`HOOKHOST_MAX_PLUGIN_BYTES`):
+/// componentize-py and componentize-js components are 10–20 MB.
+pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 64 << 20;
+
 /// Everything the service is configured with. Built by the CLI from flags and `HOOKHOST_*`
 /// variables, or directly by tests.
 #[derive(Debug, Clone)]
@@ -53,6 +57,10 @@ pub struct Config {
     pub compile_concurrency: usize,
     /// Compiled plugin code kept in memory, bytes (least recently used out).
     pub plugin_cache_bytes: usize,
+    /// Where compiled plugins are kept between runs (`None`: not kept; compiled at each start).
+    pub plugin_artifacts: Option<std::path::PathBuf>,
+    /// Most bytes kept there (least recently used out).
+    pub plugin_artifacts_bytes: u64,
     /// Per-tenant quotas: named plugins, versions of one plugin, stored component bytes.
     pub max_plugins: u64,
     pub max_plugin_versions: u64,
@@ -116,7 +124,7 @@ impl Config {
             public_url: "http://127.0.0.1:8080".into(),
             retry_schedule: parse_schedule(DEFAULT_RETRY_SCHEDULE).expect("default schedule parses"),
             max_body_bytes: 256 * 1024,
-            max_plugin_bytes: 16 * 1024 * 1024,
+            max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
             delivery_timeout: Duration::from_secs(30),
             outbound_allow: Vec::new(),
             stripe_tolerance: Duration::from_secs(300),
@@ -129,6 +137,8 @@ impl Config {
             plugin_retry_backoff: Duration::from_secs(1),
             compile_concurrency: 1,
             plugin_cache_bytes: crate::plugin::DEFAULT_CACHE_BYTES,
+            plugin_artifacts: Some(std::env::temp_dir().join("hookhost-artifacts")),
+            plugin_artifacts_bytes: 1 << 30,
             max_plugins: 20,
             max_plugin_versions: 50,
             max_plugin_storage_bytes: 256 << 20,

@@ -43,7 +43,9 @@
 //! and the call sweeper (calls no provider will close), and stops them when the `shutdown`
 //! future completes.
 
-#![forbid(unsafe_code)]
+// No unsafe code but the one call that loads a compiled plugin kept on disk
+// (`plugin::artifacts`), which wasmtime can only offer as unsafe.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod clock;
@@ -127,15 +129,19 @@ pub async fn run_with_clock(
     }
     let fetcher = plugin::fetch::Fetcher::new(deliver::OutboundPolicy::from_config(&config))
         .map_err(deliver::DeliverError::Client)?;
-    let engine = Arc::new(
-        plugin::PluginEngine::new(config.plugin_limits.clone())?
-            .with_default_ceiling(&config.tenant_ceiling)?
-            .with_tenant_slots(config.plugin_tenant_concurrency)
-            .with_compile_concurrency(config.compile_concurrency)
-            .with_cache_bytes(config.plugin_cache_bytes)
-            .with_fetcher(fetcher)
-            .with_threads(config.plugin_threads)?,
-    );
+    let mut engine = plugin::PluginEngine::new(config.plugin_limits.clone())?
+        .with_default_ceiling(&config.tenant_ceiling)?
+        .with_tenant_slots(config.plugin_tenant_concurrency)
+        .with_compile_concurrency(config.compile_concurrency)
+        .with_cache_bytes(config.plugin_cache_bytes)
+        .with_fetcher(fetcher)
+        .with_threads(config.plugin_threads)?;
+    if let Some(dir) = &config.plugin_artifacts {
+        engine = engine.with_artifacts(dir, config.plugin_artifacts_bytes)?;
+    }
+    let engine = Arc::new(engine);
+    // Uploads a stop or a crash cut short are compiled again, in the background.
+    tokio::spawn(plugin::stored::recover_compiles(store.clone(), engine.clone()));
     let sender = deliver::Sender::new(&config)?;
     let wake = Arc::new(Wakeups::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

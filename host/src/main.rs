@@ -127,6 +127,15 @@ struct ServeArgs {
     /// Plugin compilations at once (each on one core).
     #[arg(long, env = "HOOKHOST_COMPILE_CONCURRENCY", default_value_t = 1)]
     compile_concurrency: usize,
+    /// Largest plugin component accepted on upload, bytes.
+    #[arg(long, env = "HOOKHOST_MAX_PLUGIN_BYTES", default_value_t = hookhost::config::DEFAULT_MAX_PLUGIN_BYTES)]
+    max_plugin_bytes: usize,
+    /// Directory where compiled plugins are kept between runs (`off`: not kept).
+    #[arg(long, env = "HOOKHOST_PLUGIN_ARTIFACTS")]
+    plugin_artifacts: Option<String>,
+    /// Most bytes of compiled plugins kept in HOOKHOST_PLUGIN_ARTIFACTS.
+    #[arg(long, env = "HOOKHOST_PLUGIN_ARTIFACTS_BYTES", default_value_t = 1 << 30)]
+    plugin_artifacts_bytes: u64,
     /// Compiled plugin code kept in memory, bytes.
     #[arg(long, env = "HOOKHOST_PLUGIN_CACHE_BYTES", default_value_t = hookhost::plugin::DEFAULT_CACHE_BYTES)]
     plugin_cache_bytes: usize,
@@ -384,6 +393,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         parse_duration(&args.plugin_retry_backoff).context("HOOKHOST_PLUGIN_RETRY_BACKOFF")?;
     config.compile_concurrency = args.compile_concurrency.max(1);
     config.plugin_cache_bytes = args.plugin_cache_bytes;
+    config.max_plugin_bytes = args.max_plugin_bytes;
+    config.plugin_artifacts_bytes = args.plugin_artifacts_bytes;
+    match args.plugin_artifacts.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some("off") => config.plugin_artifacts = None,
+        Some(dir) => config.plugin_artifacts = Some(dir.into()),
+    }
     config.max_plugins = args.max_plugins;
     config.max_plugin_versions = args.max_plugin_versions;
     config.max_plugin_storage_bytes = args.max_plugin_storage_bytes;

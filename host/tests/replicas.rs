@@ -193,7 +193,7 @@ async fn two_replicas_run_work_longer_than_its_lease_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(a.client.upload_plugin(&tenant, admin, hookhost_tests::plugins::LOOKUP_CALLER).await.status(), 201);
+    assert_eq!(a.client.upload_plugin(&tenant, admin, hookhost_tests::plugins::LOOKUP_CALLER).await.0, 202);
 
     let calls = 8;
     for i in 0..calls {

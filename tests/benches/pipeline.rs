@@ -46,7 +46,7 @@ async fn end_to_end() {
     server.set_provider(&tenant, &key, "twilio", json!({ "auth_token": "bench-token" })).await;
     let receiver = Receiver::start().await;
     server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
-    assert_eq!(server.upload_plugin(&tenant, &key, plugins::REDACT_PHONE).await.status(), 201);
+    assert_eq!(server.upload_plugin(&tenant, &key, plugins::REDACT_PHONE).await.0, 202);
     let started = Instant::now();
     let targets = Arc::new(vec![TestServer::external(&server.base, &server.public_url, &server.database_url)]);
     let posted = post_completed_calls(targets, &tenant, "bench-token", events, concurrency, Arc::default()).await;

@@ -79,7 +79,7 @@ async fn uploads_are_authenticated_before_their_body_is_read() {
         assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
     }
     // With the right key a body over the limit is 413.
-    let big = vec![0u8; (16 << 20) + 1];
+    let big = vec![0u8; hookhost::config::DEFAULT_MAX_PLUGIN_BYTES + 1];
     let r = s
         .server
         .authed(Method::POST, &format!("/v1/tenants/{}/plugins/big", s.tenant), &s.key)

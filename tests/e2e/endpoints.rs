@@ -270,7 +270,7 @@ async fn dead_letters_are_listed_and_retried_one_by_one_or_recovered_since_a_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_is_replayed_to_another_endpoint_as_the_plugin_shaped_it() {
     let mut s = Setup::new(&["*"]).await;
-    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::REDACT_PHONE).await.status(), 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::REDACT_PHONE).await.0, 202);
     s.call_status("CA1", "completed").await;
     let original = s.receiver.next().await;
     let id = s.single_event_id().await;

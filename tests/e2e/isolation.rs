@@ -72,11 +72,17 @@ async fn a_tenant_key_cannot_raise_its_limits_or_grant_itself_capabilities() {
 
 /// Await creations: how many were created (201) and how many refused for `quota` (409 naming
 /// it); anything else fails the test.
-async fn created_or_refused(tasks: Vec<tokio::task::JoinHandle<(u16, Value)>>, quota: &str) -> (usize, usize) {
+/// How many of `tasks` answered `created` (201 for endpoints, 202 for plugin uploads) and how
+/// many were refused by `quota`.
+async fn created_or_refused(
+    tasks: Vec<tokio::task::JoinHandle<(u16, Value)>>,
+    created_status: u16,
+    quota: &str,
+) -> (usize, usize) {
     let (mut created, mut refused) = (0, 0);
     for t in tasks {
         match t.await.unwrap() {
-            (201, _) => created += 1,
+            (status, _) if status == created_status => created += 1,
             (409, body) => {
                 assert_eq!(body["error"]["quota"], quota, "{body}");
                 refused += 1;
@@ -88,37 +94,40 @@ async fn created_or_refused(tasks: Vec<tokio::task::JoinHandle<(u16, Value)>>, q
 }
 
 async fn upload_bytes(s: &Setup, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let r = s
-        .server
-        .authed(Method::POST, &format!("/v1/tenants/{}/plugins/{name}", s.tenant), &s.key)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.server.upload_component(&s.tenant, &s.key, Some(name), bytes).await
 }
 
 /// A component with ~120 core instances would take a pool's worth of instance slots in a few
-/// invocations: refused at upload with the reason; a few extra instances are fine.
+/// invocations: refused when compiled, with the reason, and never activated; a few extra
+/// instances are fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_with_many_core_instances_is_refused_at_upload() {
     let s = Setup::new(&["*"]).await;
     let (status, body) = upload_bytes(&s, "few", components::with_core_instances(plugins::PASSTHROUGH, 4)).await;
-    assert_eq!(status, 201, "a valid plugin with a few more instances: {body}");
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (202, Some("ready")),
+        "a valid plugin with a few more instances: {body}"
+    );
     let (status, body) = upload_bytes(&s, "many", components::with_core_instances(plugins::PASSTHROUGH, 120)).await;
-    assert_eq!(status, 422, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!((status, body["state"].as_str()), (202, Some("invalid")), "{body}");
+    let message = body["reason"].as_str().unwrap();
     assert!(message.contains("core module instances") && message.contains("maximum of 32"), "{message}");
-    assert_eq!(s.call(Method::GET, "/plugins/many", None).await.0, 404, "nothing stored");
+    let (status, refused) = s.call(Method::POST, "/plugins/many/versions/1/activate", None).await;
+    assert_eq!(status, 409, "an invalid version is never activated: {refused}");
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("is invalid: not a valid plugin component"),
+        "{refused}"
+    );
+    let (status, _) = s.call(Method::POST, "/plugins/many/versions/1/dry-run", Some(json!({ "last": 5 }))).await;
+    assert_eq!(status, 409, "nor dry-run");
 }
 
 /// A second tenant on `server` with the passthrough plugin and an endpoint on a fresh receiver.
 async fn calm_tenant(server: &hookhost_tests::TestServer) -> (String, String, Receiver) {
     let (tenant, key) = server.create_tenant("calm").await;
     server.set_provider(&tenant, &key, "twilio", json!({ "auth_token": "calm-token" })).await;
-    assert_eq!(server.upload_plugin(&tenant, &key, plugins::PASSTHROUGH).await.status(), 201);
+    assert_eq!(server.upload_plugin(&tenant, &key, plugins::PASSTHROUGH).await.0, 202);
     let receiver = Receiver::start().await;
     server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
     (tenant, key, receiver)
@@ -159,7 +168,7 @@ async fn concurrent_dry_runs_do_not_fail_another_tenants_events() {
     let fuel = json!({ "fuel": 100_000_000_000u64 });
     assert_eq!(hostile.operator(Method::PUT, "/ceiling", Some(fuel.clone())).await.0, 200);
     assert_eq!(hostile.call(Method::PUT, "/limits", Some(fuel)).await.0, 200);
-    assert_eq!(hostile.upload_named("spin", plugins::SPIN_FOREVER).await.0, 201);
+    assert_eq!(hostile.upload_named("spin", plugins::SPIN_FOREVER).await.0, 202);
     for i in 0..5 {
         hostile.call_status(&format!("CAH{i}"), "ringing").await;
     }
@@ -200,7 +209,7 @@ async fn concurrent_dry_runs_do_not_fail_another_tenants_events() {
 async fn the_pool_exhausted_by_one_tenant_leaves_the_other_tenants_events_delivered() {
     let hostile = Setup::new(&["*"]).await;
     assert_eq!(hostile.call(Method::PUT, "/limits", Some(json!({ "timeout_ms": 20 }))).await.0, 200);
-    assert_eq!(hostile.upload_named("spin", plugins::SPIN_FOREVER).await.0, 201);
+    assert_eq!(hostile.upload_named("spin", plugins::SPIN_FOREVER).await.0, 202);
     assert_eq!(hostile.call(Method::POST, "/plugins/spin/versions/1/activate", None).await.0, 200);
     for i in 0..20 {
         hostile.call_status(&format!("CAH{i}"), "ringing").await;
@@ -246,7 +255,7 @@ async fn a_plugin_returning_retryable_once_then_succeeding_is_delivered() {
     config.plugin_retry_backoff = Duration::from_millis(200);
     config.plugin_attempts = 5;
     let mut s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
-    assert_eq!(s.upload_named("flaky", plugins::FLAKY_UPSTREAM).await.0, 201);
+    assert_eq!(s.upload_named("flaky", plugins::FLAKY_UPSTREAM).await.0, 202);
     assert_eq!(s.call(Method::POST, "/plugins/flaky/versions/1/activate", None).await.0, 200);
     assert_eq!(s.put_kv("upstream:down", "crm answered 503").await, 204);
 
@@ -324,15 +333,18 @@ async fn a_burst_of_uploads_keeps_provider_requests_answered_and_quotas_hold() {
         })
         .collect();
     let during = callbacks("U").await;
-    let (created, over) = created_or_refused(uploads, "plugin_versions").await;
+    let (created, over) = created_or_refused(uploads, 202, "plugin_versions").await;
     assert_eq!((created, over), (6, 2), "six versions, the quota; the rest refused");
+    for v in 1..=6 {
+        assert_eq!(s.server.compiled(&s.tenant, &s.key, "burst", v).await["state"], "ready");
+    }
     eprintln!(
         "provider callbacks: alone p50 {:?} max {:?}; during the upload burst p50 {:?} max {:?}",
         quiet.0, quiet.1, during.0, during.1
     );
 
     // A third plugin passes the quota of two; an inactive version can be deleted, the active one not.
-    assert_eq!(s.upload_named("second", plugins::PASSTHROUGH).await.0, 201);
+    assert_eq!(s.upload_named("second", plugins::PASSTHROUGH).await.0, 202);
     let (status, body) = s.upload_named("third", plugins::PASSTHROUGH).await;
     assert_eq!((status, &body["error"]["quota"]), (409, &json!("plugins")), "{body}");
     assert_eq!(s.call(Method::POST, "/plugins/burst/versions/2/activate", None).await.0, 200);
@@ -340,7 +352,7 @@ async fn a_burst_of_uploads_keeps_provider_requests_answered_and_quotas_hold() {
     assert_eq!(s.call(Method::DELETE, "/plugins/burst/versions/1", None).await.0, 204);
     assert_eq!(s.call(Method::DELETE, "/plugins/burst/versions/1", None).await.0, 404);
     let (status, _) = upload_bytes(&s, "burst", components::distinct(plugins::PASSTHROUGH, 100)).await;
-    assert_eq!(status, 201, "a deleted version frees its place");
+    assert_eq!(status, 202, "a deleted version frees its place");
 }
 
 /// The process's resident memory, bytes (the server runs in this process).
@@ -374,7 +386,7 @@ async fn distinct_uploads_do_not_grow_the_compiled_code_cache_without_bound() {
     let before = rss();
     for i in 0..uploads {
         let (status, body) = upload_bytes(&s, "many", components::distinct(plugins::REDACT_PHONE, i)).await;
-        assert_eq!(status, 201, "{body}");
+        assert_eq!(status, 202, "{body}");
     }
     let after = rss();
     let held = metric(&s.server, "hookhost_plugin_cache_bytes").await;
@@ -418,7 +430,7 @@ async fn a_thousand_endpoints_are_refused_past_the_cap() {
                 })
             })
             .collect();
-        let (c, r) = created_or_refused(batch, "endpoints").await;
+        let (c, r) = created_or_refused(batch, 201, "endpoints").await;
         (created, refused) = (created + c, refused + r);
     }
     assert_eq!((created, refused), (50, 951), "the default cap of 50 endpoints");
@@ -576,6 +588,6 @@ async fn every_example_plugin_fits_the_caps() {
     let s = Setup::new(&["*"]).await;
     for (name, path) in plugins::ALL {
         let (status, body) = upload_bytes(&s, name, std::fs::read(path).unwrap()).await;
-        assert_eq!(status, 201, "{name}: {body}");
+        assert_eq!((status, body["state"].as_str()), (202, Some("ready")), "{name}: {body}");
     }
 }

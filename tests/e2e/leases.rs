@@ -24,7 +24,7 @@ async fn work_longer_than_its_lease_runs_once() {
         s.call(Method::PUT, "/limits", Some(json!({ "timeout_ms": 5000, "http_timeout_ms": 4000 }))).await.0,
         200
     );
-    assert_eq!(s.upload_named("lookup", plugins::LOOKUP_CALLER).await.0, 201);
+    assert_eq!(s.upload_named("lookup", plugins::LOOKUP_CALLER).await.0, 202);
     assert_eq!(s.call(Method::POST, "/plugins/lookup/versions/1/activate", None).await.0, 200);
     assert_eq!(s.put_kv("crm_url", &slow.url).await, 204);
 

@@ -17,6 +17,7 @@ mod routes;
 mod seeds;
 mod shaped;
 mod sinks;
+mod uploads;
 mod vendors;
 
 use hookhost_tests::{Receiver, TestServer};

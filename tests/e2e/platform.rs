@@ -10,16 +10,7 @@ use crate::Setup;
 
 impl Setup {
     pub(crate) async fn upload_named(&self, name: &str, path: &str) -> (u16, Value) {
-        let r = self
-            .server
-            .authed(Method::POST, &format!("/v1/tenants/{}/plugins/{name}", self.tenant), &self.key)
-            .header("content-type", "application/wasm")
-            .body(std::fs::read(path).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.server.upload(&self.tenant, &self.key, Some(name), path).await
     }
 
     pub(crate) async fn put_kv(&self, key: &str, value: &str) -> u16 {
@@ -56,13 +47,14 @@ async fn versions_are_immutable_dry_runs_compare_and_activation_rolls_back() {
 
     // Version 1: passthrough. Uploading stores it; it does not run until activated.
     let (status, v1) = s.upload_named("shape", plugins::PASSTHROUGH).await;
-    assert_eq!(status, 201, "{v1}");
+    assert_eq!((status, v1["state"].as_str(), v1["active"].as_bool()), (202, Some("ready"), Some(false)), "{v1}");
     assert_eq!((v1["name"].as_str(), v1["version"].as_i64()), (Some("shape"), Some(1)));
     assert_eq!(v1["digest"].as_str().unwrap().len(), 64);
     let (status, v2) = s.upload_named("shape", plugins::RESHAPE_CALL_COMPLETED).await;
-    assert_eq!((status, v2["version"].as_i64()), (201, Some(2)));
+    assert_eq!((status, v2["version"].as_i64()), (202, Some(2)));
     let (status, again) = s.upload_named("shape", plugins::RESHAPE_CALL_COMPLETED).await;
     assert_eq!((status, again["version"].as_i64()), (200, Some(2)), "the same bytes are the same version");
+    assert_eq!(again["state"], "ready");
 
     let (_, list) = s.call(Method::GET, "/plugins", None).await;
     let shape = &list["data"][0];
@@ -144,7 +136,7 @@ async fn versions_are_immutable_dry_runs_compare_and_activation_rolls_back() {
 async fn a_chain_filters_then_enriches_and_kv_writes_need_the_capability() {
     let mut s = Setup::new(&["*"]).await;
     for (name, path) in [("filter", plugins::KEEP_MISSED_CALLS), ("enrich", plugins::ENRICH_OWNER)] {
-        assert_eq!(s.upload_named(name, path).await.0, 201);
+        assert_eq!(s.upload_named(name, path).await.0, 202);
         assert_eq!(s.call(Method::POST, &format!("/plugins/{name}/versions/1/activate"), None).await.0, 200);
     }
     let chain = json!([{ "match": "call.*", "plugins": ["filter", "enrich"] }]);
@@ -229,7 +221,7 @@ async fn limits_are_checked_and_applied_per_tenant_and_kv_has_quotas() {
     assert_eq!(limits["overrides"], set);
     assert_eq!(limits["limits"]["timeout_ms"], 150);
 
-    assert_eq!(s.upload_named("spin", plugins::SPIN_FOREVER).await.0, 201);
+    assert_eq!(s.upload_named("spin", plugins::SPIN_FOREVER).await.0, 202);
     assert_eq!(s.call(Method::POST, "/plugins/spin/versions/1/activate", None).await.0, 200);
     s.call_status("CA1", "ringing").await;
     let e = s.all_processed(1).await.remove(0);
@@ -291,7 +283,7 @@ async fn start_crm() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>)
 async fn http_fetch_reaches_only_allow_listed_hosts_within_the_deadline() {
     let mut s = Setup::new(&["call.ringing"]).await;
     let (crm, hits) = start_crm().await;
-    assert_eq!(s.upload_named("lookup", plugins::LOOKUP_CALLER).await.0, 201);
+    assert_eq!(s.upload_named("lookup", plugins::LOOKUP_CALLER).await.0, 202);
     assert_eq!(s.call(Method::POST, "/plugins/lookup/versions/1/activate", None).await.0, 200);
     assert_eq!(s.put_kv("crm_url", &crm).await, 204);
 

@@ -104,7 +104,7 @@ async fn callfunnel_receives_its_catalogue_signed_under_its_own_header_names() {
     let (status, ep) = s.call(reqwest::Method::POST, "/endpoints", Some(endpoint)).await;
     assert_eq!(status, 201, "{ep}");
     let secret = ep["secret"].as_str().unwrap().to_string();
-    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::CALLFUNNEL).await.status(), 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::CALLFUNNEL).await.0, 202);
 
     s.call_status("CAcf1", "no-answer").await;
     let got = cf.next().await;
@@ -183,7 +183,7 @@ async fn seeded(s: &Setup, seed: &Value) -> (Receiver, String, String) {
     let (status, ep) = s.call(reqwest::Method::POST, "/endpoints", Some(endpoint)).await;
     assert_eq!(status, 201, "{ep}");
     let path = plugins::ALL.iter().find(|(name, _)| seed["plugin"] == *name).expect("the seed's plugin").1;
-    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, path).await.status(), 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, path).await.0, 202);
     for (key, value) in seed["kv"].as_object().into_iter().flatten() {
         let r = s
             .server

@@ -43,7 +43,7 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shaped_request_reaches_the_receiver_byte_for_byte_and_replays_the_same() {
     let mut s = Setup::new(&["call.missed"]).await;
-    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::SHAPE_REQUEST).await.status(), 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::SHAPE_REQUEST).await.0, 202);
     let body = "call CA1 missed — é\n";
     let shape = json!({ "method": "PUT", "path": "/calls/CA1?src=hookhost", "content_type": "text/plain; charset=utf-8",
                         "headers": [["X-Api-Version", "2"], ["Authorization", "Bearer tenant-key"]], "body": body });
@@ -84,7 +84,7 @@ async fn hostile_shapes_are_refused_with_the_reason_and_send_nothing() {
                      "signature_header": "X-CF-Signature", "id_header": "X-CF-Event-Id" });
     let (status, _) = s.call(Method::POST, "/endpoints", Some(cf)).await;
     assert_eq!(status, 201);
-    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::SHAPE_REQUEST).await.status(), 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::SHAPE_REQUEST).await.0, 202);
     let cases = [
         (json!({ "headers": [["Webhook-Signature", "v1,forged"]] }), "reserved"),
         (json!({ "headers": [["X-Hookhost-Event-Id", "evt_forged"]] }), "reserved"),
@@ -113,8 +113,8 @@ async fn hostile_shapes_are_refused_with_the_reason_and_send_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_built_against_0_1_0_keep_loading_and_running() {
     let mut s = Setup::new(&["call.missed"]).await;
-    let r = s.server.upload_plugin(&s.tenant, &s.key, plugins::LEGACY_V01).await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, v) = s.server.upload_plugin(&s.tenant, &s.key, plugins::LEGACY_V01).await;
+    assert_eq!((status, v["state"].as_str()), (202, Some("ready")), "{v}");
     s.kv_put("owner", "ada").await;
     let (_, event) = s.missed_call("CAlegacy1").await;
     assert_eq!(event["status"], "processed", "{event}");
@@ -166,7 +166,7 @@ async fn the_local_runner_shows_the_exact_request_of_each_world() {
 async fn only_the_last_plugin_of_a_chain_may_shape_the_request() {
     let mut s = Setup::new(&["call.missed"]).await;
     for (name, path) in [("shape-request", plugins::SHAPE_REQUEST), ("passthrough", plugins::PASSTHROUGH)] {
-        assert_eq!(s.upload_named(name, path).await.0, 201);
+        assert_eq!(s.upload_named(name, path).await.0, 202);
         assert_eq!(s.call(Method::POST, &format!("/plugins/{name}/versions/1/activate"), None).await.0, 200);
     }
     s.kv_put("shape", &json!({ "method": "PUT", "body": "{}" }).to_string()).await;

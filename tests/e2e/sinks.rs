@@ -103,7 +103,7 @@ async fn plugin_sink_actions_upsert_over_http_with_idempotency_keys_newest_versi
     .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["config"]["headers"]["authorization"], "…", "secrets are not shown back");
-    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::CRM_SINK).await.status(), 201);
+    assert_eq!(s.server.upload_plugin(&s.tenant, &s.key, plugins::CRM_SINK).await.0, 202);
 
     let calls = [
         ("CA1", "ringing", "0"),

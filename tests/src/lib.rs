@@ -274,15 +274,57 @@ impl TestServer {
         (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
     }
 
-    /// Upload a plugin component file; returns the response.
-    pub async fn upload_plugin(&self, tenant: &str, key: &str, path: &str) -> reqwest::Response {
+    /// Upload a plugin component file as the tenant's `default` plugin, activated once it is
+    /// compiled: the status, and (for a new version, 202) the version as it stands once its
+    /// compilation ended (`state` `ready` or `invalid`, `active`), else the answer's body.
+    pub async fn upload_plugin(&self, tenant: &str, key: &str, path: &str) -> (u16, Value) {
+        self.upload(tenant, key, None, path).await
+    }
+
+    /// Upload a component as a version of `name` (or of the `default` plugin, activated when
+    /// ready), waiting for its compilation as [`upload_plugin`](Self::upload_plugin) does.
+    pub async fn upload(&self, tenant: &str, key: &str, name: Option<&str>, path: &str) -> (u16, Value) {
         let bytes = std::fs::read(path).expect("plugin built by build.rs");
-        self.authed(reqwest::Method::POST, &format!("/v1/tenants/{tenant}/plugins"), key)
+        self.upload_component(tenant, key, name, bytes).await
+    }
+
+    /// [`upload`](Self::upload) of a component's bytes.
+    pub async fn upload_component(&self, tenant: &str, key: &str, name: Option<&str>, bytes: Vec<u8>) -> (u16, Value) {
+        let route = match name {
+            Some(n) => format!("/v1/tenants/{tenant}/plugins/{n}"),
+            None => format!("/v1/tenants/{tenant}/plugins"),
+        };
+        let r = self
+            .authed(reqwest::Method::POST, &route, key)
             .header("content-type", "application/wasm")
             .body(bytes)
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 202 {
+            return (status, body);
+        }
+        assert_eq!(body["state"], "compiling", "{body}");
+        let name = body["name"].as_str().unwrap().to_string();
+        let done = self.compiled(tenant, key, &name, body["version"].as_i64().unwrap()).await;
+        let mut out = body;
+        for (k, v) in done.as_object().unwrap() {
+            out[k] = v.clone();
+        }
+        (status, out)
+    }
+
+    /// Wait until version `version` of plugin `name` is no longer compiling: the version as
+    /// listed then (`state` `ready` or `invalid`).
+    pub async fn compiled(&self, tenant: &str, key: &str, name: &str, version: i64) -> Value {
+        self.eventually("the upload to be compiled", || async {
+            let plugin = self.get_json(&format!("/v1/tenants/{tenant}/plugins/{name}"), key).await;
+            let v = plugin["versions"].as_array()?.iter().find(|v| v["version"] == version)?.clone();
+            (v["state"] != "compiling").then_some(v)
+        })
+        .await
     }
 
     /// POST a Twilio voice status callback signed with `token` over this server's public URL.
@@ -739,6 +781,17 @@ pub mod components {
         let mut c = Component::new();
         let data = n.to_le_bytes();
         c.section(&CustomSection { name: "hookhost-test".into(), data: data.as_slice().into() });
+        bytes.extend(sections(c));
+        bytes
+    }
+
+    /// The plugin at `path` grown by a custom section of `extra` bytes: a large component
+    /// (componentize-py and componentize-js make 10–20 MB ones) that is still a valid plugin.
+    pub fn padded(path: &str, extra: usize) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mut c = Component::new();
+        let data = vec![0x5a; extra];
+        c.section(&CustomSection { name: "hookhost-padding".into(), data: data.as_slice().into() });
         bytes.extend(sections(c));
         bytes
     }

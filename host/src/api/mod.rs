@@ -218,6 +218,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         "# HELP hookhost_plugin_cache_bytes Compiled plugin code held in memory (bounded by HOOKHOST_PLUGIN_CACHE_BYTES).\n# TYPE hookhost_plugin_cache_bytes gauge\nhookhost_plugin_cache_bytes {code_bytes}\n\
          # HELP hookhost_plugin_cache_entries Compiled plugins held in memory.\n# TYPE hookhost_plugin_cache_entries gauge\nhookhost_plugin_cache_entries {plugins}\n"
     ));
+    let (compiled, loaded) = state.plugins.compile_counts();
+    out.push_str(&format!(
+        "# HELP hookhost_plugin_compiles_total Plugin components made runnable since start: compiled from their bytes, or loaded compiled from HOOKHOST_PLUGIN_ARTIFACTS.\n# TYPE hookhost_plugin_compiles_total counter\n\
+         hookhost_plugin_compiles_total{{from=\"bytes\"}} {compiled}\nhookhost_plugin_compiles_total{{from=\"disk\"}} {loaded}\n"
+    ));
     crate::metrics::render(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -18,9 +18,9 @@ use super::views::*;
 use super::{ApiError, AppState, TenantAuth, json_body, read_body};
 use crate::TenantId;
 use crate::plugin::dryrun::{MAX_LAST, dry_run};
-use crate::plugin::stored::{WorkError, stage, tenant_limits};
-use crate::plugin::{Ceiling, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES, PluginError};
-use crate::store::{ChainRule, KvPut, LimitSettings, PluginQuotas, Upload, UsageRow, VersionDelete};
+use crate::plugin::stored::{WorkError, compile_version, stage};
+use crate::plugin::{Ceiling, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
+use crate::store::{ChainRule, KvPut, LimitSettings, PluginQuotas, PluginState, Upload, UsageRow, VersionDelete};
 
 /// The name the skeleton's `POST /v1/tenants/{id}/plugins` stores under.
 pub const DEFAULT_PLUGIN: &str = "default";
@@ -62,35 +62,49 @@ pub(super) async fn store_upload(
     if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
         return Err(ApiError::UnsupportedMediaType("plugins are uploaded as Content-Type: application/wasm".into()));
     }
+    // A component's preamble: `\0asm`, then the component layer's version (a core module's
+    // is 1.0.0.0). Anything else is refused now; the rest is checked by compiling it.
+    if !bytes.starts_with(b"\0asm") || bytes.get(6..8) != Some(&[1, 0]) {
+        tracing::warn!(%tenant, plugin = name, "plugin upload refused: not a component");
+        return Err(ApiError::Unprocessable(
+            "not a valid plugin component: not a WebAssembly component (a core module, or not WebAssembly at all); build it for wasm32-wasip2 or with a component toolchain".into(),
+        ));
+    }
     let digest = hex::encode(Sha256::digest(&bytes));
     let quotas = plugin_quotas(&state.config);
-    // Quotas before the compile budget is spent on it.
-    if let Some((quota, message)) = state.store.plugin_quota(tenant, name, &digest, bytes.len() as u64, quotas).await? {
-        tracing::warn!(%tenant, plugin = name, quota, "plugin upload refused: over quota");
-        return Err(ApiError::Quota { quota, message });
-    }
-    let compiled = state.plugins.compile_in_turn(bytes.to_vec()).await.map_err(|e| match e {
-        PluginError::Invalid(reason) => {
-            tracing::warn!(%tenant, plugin = name, error = %reason, "plugin upload refused");
-            ApiError::Unprocessable(format!("not a valid plugin component: {reason}"))
-        }
-        other => ApiError::Internal(other.to_string()),
-    })?;
-    let limits = tenant_limits(&state.store, &state.plugins, tenant).await?;
-    state.plugins.instantiate(&compiled, tenant, &limits).await.map_err(|e| {
-        tracing::warn!(%tenant, plugin = name, error = %e, "plugin upload refused");
-        ApiError::Unprocessable(format!("not a usable plugin: {e}"))
-    })?;
     let upload = state.store.add_plugin_version(tenant, name, &digest, &bytes, activate, quotas).await?;
     let (status, v) = match upload {
-        Upload::Created(v) => (StatusCode::CREATED, v),
+        Upload::Created(v) => (StatusCode::ACCEPTED, v),
         Upload::Existing(v) => (StatusCode::OK, v),
-        Upload::OverQuota(quota, message) => return Err(ApiError::Quota { quota, message }),
+        Upload::OverQuota(quota, message) => {
+            tracing::warn!(%tenant, plugin = name, quota, "plugin upload refused: over quota");
+            return Err(ApiError::Quota { quota, message });
+        }
     };
-    state.plugins.remember(&digest, compiled);
-    tracing::info!(%tenant, plugin = name, version = v.version, %digest, activate, new = status == StatusCode::CREATED, "plugin uploaded");
-    Ok((status, Json(UploadedVersion { name: v.name, version: v.version, digest: v.digest, active: activate }))
-        .into_response())
+    tracing::info!(%tenant, plugin = name, version = v.version, %digest, activate, new = status == StatusCode::ACCEPTED, "plugin uploaded");
+    if status == StatusCode::ACCEPTED {
+        // Compiled in the background, within the compile budget: the upload answers now.
+        let (store, engine, tenant, version) = (state.store.clone(), state.plugins.clone(), tenant.clone(), v.clone());
+        let bytes = bytes.to_vec();
+        tokio::spawn(async move {
+            if let Err(e) = compile_version(&store, &engine, &tenant, &version, bytes).await {
+                tracing::error!(%tenant, plugin = version.name, version = version.version, error = %e, "plugin version left compiling: the next start compiles it");
+            }
+        });
+    }
+    // A new version is answered as it was stored (its compile may already have ended: `GET`
+    // tells); the same bytes again, as the version stands now.
+    let (active, state_now, reason) = if status == StatusCode::ACCEPTED {
+        (false, PluginState::Compiling, None)
+    } else {
+        let info = state.store.plugins(tenant).await?.into_iter().find(|p| p.name == v.name);
+        let now = info.and_then(|p| p.versions.into_iter().find(|i| i.version == v.version));
+        let gone = || ApiError::NotFound(format!("version {} of {:?} was deleted meanwhile", v.version, v.name));
+        let now = now.ok_or_else(gone)?;
+        (now.active, now.state, now.reason)
+    };
+    let view = UploadedVersion { name: v.name, version: v.version, digest: v.digest, active, state: state_now, reason };
+    Ok((status, Json(view)).into_response())
 }
 
 fn plugin_quotas(config: &crate::Config) -> PluginQuotas {
@@ -161,6 +175,21 @@ pub(super) async fn delete_plugin(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Why a version cannot run: 404 when there is none, 409 while it compiles or when invalid.
+async fn not_ready(state: &AppState, tenant: &TenantId, name: &str, version: i64) -> ApiError {
+    match state.store.version_state(tenant, name, version).await {
+        Err(e) => e.into(),
+        Ok(None) => ApiError::NotFound(format!("plugin {name:?} has no version {version}")),
+        Ok(Some((PluginState::Compiling, _))) => {
+            ApiError::Conflict(format!("version {version} of {name:?} is still compiling; try again when it is ready"))
+        }
+        Ok(Some((s, reason))) => ApiError::Conflict(format!(
+            "version {version} of {name:?} is {s}: {}",
+            reason.unwrap_or_else(|| "not ready".into())
+        )),
+    }
+}
+
 fn parse_version(v: &str) -> Result<i64, ApiError> {
     v.trim_start_matches('v').parse().map_err(|_| ApiError::NotFound(format!("no version {v:?}")))
 }
@@ -191,7 +220,7 @@ pub(super) async fn activate(
 ) -> Result<Json<Activated>, ApiError> {
     let version = parse_version(&v)?;
     if !state.store.activate_plugin(&tenant, &name, version).await? {
-        return Err(ApiError::NotFound(format!("plugin {name:?} has no version {version}")));
+        return Err(not_ready(&state, &tenant, &name, version).await);
     }
     tracing::info!(%tenant, plugin = name, version, "plugin version activated");
     Ok(Json(Activated { name, version, active: true }))
@@ -208,6 +237,9 @@ pub(super) async fn dry_run_version(
         return Err(ApiError::Unprocessable(format!("last must be between 1 and {MAX_LAST}")));
     }
     let version = parse_version(&v)?;
+    if state.store.version_state(&tenant, &name, version).await?.is_some_and(|(s, _)| s != PluginState::Ready) {
+        return Err(not_ready(&state, &tenant, &name, version).await);
+    }
     let candidate = state
         .store
         .plugin_version(&tenant, &name, version)

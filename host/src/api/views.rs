@@ -438,6 +438,11 @@ pub struct UploadedVersion {
     pub version: i64,
     pub digest: String,
     pub active: bool,
+    /// `compiling` for a new upload (then `ready` or `invalid`, in `GET …/plugins/{name}`).
+    pub state: crate::store::PluginState,
+    /// Why the version is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -25,6 +25,7 @@
 //! Must not touch SQL, nor decide where an event goes: [`stored`] reads plugins through the
 //! store, and the router stage ([`crate::route`]) runs chains on events.
 
+mod artifacts;
 mod cache;
 pub mod chain;
 pub mod dryrun;
@@ -238,6 +239,10 @@ pub struct PluginEngine {
     limits: Limits,
     ceiling: Ceiling,
     runtime: Option<PluginRuntime>,
+    /// Where compiled components are kept between runs ([`artifacts`]), if anywhere.
+    artifacts: Option<artifacts::Artifacts>,
+    /// Components compiled from their bytes, and loaded compiled from `artifacts`.
+    compiled_from: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// What one invocation needs of the engine; cheap to clone, so an invocation can be a task of
@@ -329,7 +334,25 @@ impl PluginEngine {
             ceiling: Ceiling::default_for(&limits),
             limits,
             runtime: None,
+            artifacts: None,
+            compiled_from: Default::default(),
         })
+    }
+
+    /// Keep compiled components in `dir` (created, owner-only), so a restart or another process
+    /// sharing it loads them instead of compiling again.
+    /// At most `max_bytes` are kept there; the least recently used files go first.
+    pub fn with_artifacts(mut self, dir: &std::path::Path, max_bytes: u64) -> Result<Self, PluginError> {
+        let opened = artifacts::Artifacts::open(dir, max_bytes);
+        self.artifacts = Some(opened.map_err(|source| PluginError::Thread { what: "artifact directory", source })?);
+        Ok(self)
+    }
+
+    /// Components compiled from their bytes, and loaded already compiled from the artifact
+    /// directory, since the engine started.
+    pub fn compile_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.compiled_from[0].load(Relaxed), self.compiled_from[1].load(Relaxed))
     }
 
     /// Give plugins outbound HTTP through `fetcher` (still only to each tenant's `http_allow`).
@@ -392,10 +415,31 @@ impl PluginEngine {
     /// Compile and link a component, checking it is a plugin of our world whose imports the
     /// host satisfies and that it fits the per-component caps. CPU-heavy (tens of ms to
     /// seconds) and outside the compile budget: tools call it; the service uses
-    /// [`compile_in_turn`](Self::compile_in_turn).
+    /// [`compile_in_turn`](Self::compile_in_turn). With an artifact directory, a component
+    /// compiled before (by this engine's wasmtime and settings) is loaded from it instead, and
+    /// one compiled now is kept there.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, PluginError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let engine = &self.sandbox.engine;
         let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
-        let component = Component::new(&self.sandbox.engine, bytes).map_err(invalid)?;
+        let stored = self.artifacts.as_ref().map(|a| (a, a.key(engine, bytes)));
+        if let Some((artifacts, key)) = &stored
+            && let Some(component) = artifacts.load(engine, key)
+        {
+            self.compiled_from[1].fetch_add(1, Relaxed);
+            return self.link(component);
+        }
+        let component = Component::new(engine, bytes).map_err(invalid)?;
+        self.compiled_from[0].fetch_add(1, Relaxed);
+        if let Some((artifacts, key)) = &stored {
+            artifacts.keep(&component, key);
+        }
+        self.link(component)
+    }
+
+    /// Link a compiled component against the host and check it is a plugin of one of our worlds.
+    fn link(&self, component: Component) -> Result<Compiled, PluginError> {
+        let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
         let image = component.image_range();
         let code_bytes = (image.end as usize).saturating_sub(image.start as usize);
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
@@ -405,7 +449,16 @@ impl PluginEngine {
 
     /// [`compile`](Self::compile) within the compile budget, on a blocking thread.
     pub async fn compile_in_turn(self: &Arc<Self>, bytes: Vec<u8>) -> Result<Compiled, PluginError> {
+        self.in_turn(None, bytes).await
+    }
+
+    /// Compile `bytes` when the compile budget gives a turn, unless by then the cache holds
+    /// `digest` (events that missed together wait for one compile, not one each).
+    async fn in_turn(self: &Arc<Self>, digest: Option<&str>, bytes: Vec<u8>) -> Result<Compiled, PluginError> {
         let _turn = self.compiles.clone().acquire_owned().await.expect("the compile semaphore is never closed");
+        if let Some(c) = digest.and_then(|d| self.cache.lock().expect("cache lock").get(d)) {
+            return Ok(c);
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.compile(&bytes)).await?
     }
@@ -420,7 +473,7 @@ impl PluginEngine {
         if let Some(c) = self.cache.lock().expect("cache lock").get(digest) {
             return Ok(c);
         }
-        let compiled = self.compile_in_turn(load().await?).await?;
+        let compiled = self.in_turn(Some(digest), load().await?).await?;
         self.remember(digest, compiled.clone());
         Ok(compiled)
     }

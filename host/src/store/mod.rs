@@ -69,6 +69,7 @@ fn decode(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
 
 mod bookkeeping;
 mod calls;
+mod compiles;
 mod deliveries;
 mod endpoints;
 mod events;
@@ -85,7 +86,7 @@ mod types;
 mod writer;
 
 use shared::*;
-pub use states::{DeliveryStatus, EventStatus, JobStatus, SigningStyle, Verdict};
+pub use states::{DeliveryStatus, EventStatus, JobStatus, PluginState, SigningStyle, Verdict};
 pub use types::*;
 use writer::*;
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
-use super::{Result, Store, decode};
+use super::{PluginState, Result, Store, StoreError, decode};
 use crate::TenantId;
 
 /// A stored plugin version.
@@ -28,6 +28,11 @@ pub struct VersionInfo {
     pub size_bytes: i64,
     pub created_at: i64,
     pub active: bool,
+    /// `compiling`, `ready` or `invalid`; only a ready version may be activated.
+    pub state: PluginState,
+    /// Why the version is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A named plugin with its versions, oldest first.
@@ -160,8 +165,8 @@ pub enum KvPut {
 const USAGE_WINDOW: i64 = 100_000;
 
 impl Store {
-    /// Store `component` as the next version of `name` (or find the version with the same
-    /// digest), and make it the active version of `name` when `activate`.
+    /// Store `component` as the next version of `name`, `compiling` (or find the version with
+    /// the same digest), to be made the active version of `name` when ready if `activate`.
     pub async fn add_plugin_version(
         &self,
         tenant: &TenantId,
@@ -192,8 +197,9 @@ impl Store {
                 .await?
                 .get("v");
                 sqlx::query(
-                    "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at)
-                     VALUES ($1, $2, $3, $4, $5, 0, $6)",
+                    "INSERT INTO plugins (tenant_id, name, version, digest, component, active, created_at, state,
+                         activate_when_ready)
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, 'compiling', $7)",
                 )
                 .bind(tenant.as_str())
                 .bind(name)
@@ -201,34 +207,28 @@ impl Store {
                 .bind(digest)
                 .bind(component)
                 .bind(self.now_ms())
+                .bind(activate as i64)
                 .execute(&mut *tx)
                 .await?;
                 v
             }
         };
-        if activate {
+        if activate && existing.is_some() {
+            // Active now if it is ready; when it is, if it is still compiling.
             set_active(&mut tx, tenant, name, version).await?;
+            sqlx::query(
+                "UPDATE plugins SET activate_when_ready = 1
+                 WHERE tenant_id = $1 AND name = $2 AND version = $3 AND state = 'compiling'",
+            )
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         let pv = PluginVersion { name: name.to_string(), version, digest: digest.to_string() };
         Ok(if existing.is_some() { Upload::Existing(pv) } else { Upload::Created(pv) })
-    }
-
-    /// Whether a new version of `name` (`size` bytes, `digest`) would pass a quota: checked
-    /// before an upload is compiled, and again when it is stored.
-    pub async fn plugin_quota(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        digest: &str,
-        size: u64,
-        quotas: PluginQuotas,
-    ) -> Result<Option<(&'static str, String)>> {
-        let mut conn = self.pool.acquire().await?;
-        if stored_version(&mut conn, tenant, name, digest).await?.is_some() {
-            return Ok(None);
-        }
-        over_quota(&mut conn, tenant, name, size, quotas).await
     }
 
     /// Delete one version of `name` unless it is the active one.
@@ -256,7 +256,8 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Make `version` the active version of `name`. False when there is no such version.
+    /// Make `version` the active version of `name`. False when there is no such version, or it
+    /// is not ready ([`Store::version_state`] tells which).
     pub async fn activate_plugin(&self, tenant: &TenantId, name: &str, version: i64) -> Result<bool> {
         let mut tx = self.begin(true).await?;
         let found = set_active(&mut tx, tenant, name, version).await?;
@@ -279,7 +280,7 @@ impl Store {
     /// The tenant's plugins with their versions, by name.
     pub async fn plugins(&self, tenant: &TenantId) -> Result<Vec<PluginInfo>> {
         let rows = sqlx::query(
-            "SELECT name, version, digest, length(component) AS size, active, created_at
+            "SELECT name, version, digest, length(component) AS size, active, created_at, state, state_reason
              FROM plugins WHERE tenant_id = $1 ORDER BY name, version",
         )
         .bind(tenant.as_str())
@@ -294,6 +295,8 @@ impl Store {
                 size_bytes: r.get("size"),
                 created_at: r.get("created_at"),
                 active: r.get::<i64, _>("active") != 0,
+                state: plugin_state(r.get("state"))?,
+                reason: r.get("state_reason"),
             };
             match out.last_mut() {
                 Some(p) if p.name == name => {
@@ -534,11 +537,16 @@ pub(super) async fn kv_write(
     Ok(KvPut::Stored)
 }
 
-async fn set_active(tx: &mut sqlx::Transaction<'_, Any>, tenant: &TenantId, name: &str, version: i64) -> Result<bool> {
-    // One statement: nothing changes unless the version exists.
+pub(super) async fn set_active(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    tenant: &TenantId,
+    name: &str,
+    version: i64,
+) -> Result<bool> {
+    // One statement: nothing changes unless the version exists and is ready.
     let r = sqlx::query(
         "UPDATE plugins SET active = CASE WHEN version = $1 THEN 1 ELSE 0 END WHERE tenant_id = $2 AND name = $3 AND EXISTS (
-             SELECT 1 FROM plugins WHERE tenant_id = $4 AND name = $5 AND version = $6)",
+             SELECT 1 FROM plugins WHERE tenant_id = $4 AND name = $5 AND version = $6 AND state = 'ready')",
     )
     .bind(version)
     .bind(tenant.as_str())
@@ -553,4 +561,9 @@ async fn set_active(tx: &mut sqlx::Transaction<'_, Any>, tenant: &TenantId, name
 
 fn plugin_version(r: &AnyRow) -> PluginVersion {
     PluginVersion { name: r.get("name"), version: r.get("version"), digest: r.get("digest") }
+}
+
+/// A stored compile state; one that does not parse is corrupt, never a default.
+pub(super) fn plugin_state(text: String) -> Result<PluginState> {
+    PluginState::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("unknown plugin state {text:?}")))
 }

@@ -1,5 +1,6 @@
 //! The states rows move through, as types: an event's processing status, a job's status, a
-//! delivery's status as the API shows it, an endpoint's signing style and a receipt's verdict. Each has one spelling, used in SQL and JSON alike.
+//! delivery's status as the API shows it, an endpoint's signing style, a receipt's verdict and a
+//! plugin version's compile state. Each has one spelling, used in SQL and JSON alike.
 //! No SQL here.
 
 use std::fmt;
@@ -142,6 +143,18 @@ states! {
     }
 }
 
+states! {
+    /// A plugin version's compilation.
+    PluginState {
+        /// Stored at upload; compiling (or waiting for the compile budget).
+        Compiling = "compiling",
+        /// Compiled, linked and instantiated within the tenant's limits: may be activated.
+        Ready = "ready",
+        /// Not a usable plugin component; `reason` says why. Never runs.
+        Invalid = "invalid",
+    }
+}
+
 impl Verdict {
     /// `Duplicate` when the request had already been applied, else `Accepted`.
     pub fn of(duplicate: bool) -> Self {
@@ -160,6 +173,9 @@ mod tests {
         }
         for s in Verdict::ALL {
             assert_eq!(Verdict::parse(s.as_str()), Some(*s));
+        }
+        for s in PluginState::ALL {
+            assert_eq!(PluginState::parse(s.as_str()), Some(*s));
         }
         for s in JobStatus::ALL {
             assert_eq!(JobStatus::parse(s.as_str()), Some(*s));

@@ -182,9 +182,17 @@ async fn routing_changes_bump_the_config_revision() {
         changed(&mut last, rev().await, "creating a sink");
         let q = PluginQuotas { plugins: 1, versions: 2, bytes: 9 };
         store.add_plugin_version(&tenant, "p", "d1", b"wasm", true, q).await.unwrap();
-        changed(&mut last, rev().await, "uploading and activating a plugin");
+        changed(&mut last, rev().await, "uploading a plugin to be activated");
+        assert!(!store.activate_plugin(&tenant, "p", 1).await.unwrap(), "{url}: not while it compiles");
+        assert_eq!(store.version_state(&tenant, "p", 1).await.unwrap(), Some((PluginState::Compiling, None)));
+        assert!(store.finish_compile(&tenant, "p", 1, Ok(())).await.unwrap(), "{url}: active once ready");
+        assert!(!store.finish_compile(&tenant, "p", 1, Err("late".into())).await.unwrap(), "{url}: once");
+        assert_eq!(store.version_state(&tenant, "p", 1).await.unwrap(), Some((PluginState::Ready, None)));
+        changed(&mut last, rev().await, "activating a compiled plugin");
         store.add_plugin_version(&tenant, "p", "d2", b"wasm2", false, q).await.unwrap();
         changed(&mut last, rev().await, "uploading a version");
+        assert!(!store.finish_compile(&tenant, "p", 2, Ok(())).await.unwrap(), "{url}: ready, not asked to be active");
+        assert_eq!(store.compiling_versions().await.unwrap(), Vec::new());
         // The quotas, counted in the database: versions, plugins, bytes; the same bytes again
         // are the existing version, whatever the quota.
         let over = |u: Upload| match u {
@@ -205,7 +213,6 @@ async fn routing_changes_bump_the_config_revision() {
             store.add_plugin_version(&tenant, "p", "d1", b"wasm", false, q).await.unwrap(),
             Upload::Existing(_)
         ));
-        assert_eq!(store.plugin_quota(&tenant, "p", "d9", 1, q).await.unwrap().map(|o| o.0), Some("plugin_versions"));
         assert_eq!(store.delete_plugin_version(&tenant, "p", 1).await.unwrap(), VersionDelete::Active);
         assert_eq!(store.delete_plugin_version(&tenant, "p", 7).await.unwrap(), VersionDelete::NotFound);
         store.activate_plugin(&tenant, "p", 2).await.unwrap();
