@@ -16,7 +16,7 @@ fn main() {
     // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
     let target = out_dir.ancestors().nth(4).expect("OUT_DIR is inside the target directory").join("wasm-plugins");
 
-    for dir in ["plugins", "sdk", "wit"] {
+    for dir in ["plugins", "sdk", "sdk-python", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -59,5 +59,64 @@ fn main() {
         "/// Every example plugin: (name, path).\npub const ALL: &[(&str, &str)] = &[{}];\n",
         all.join(", ")
     ));
+    consts.push_str(&python_plugins(&root, &target));
     std::fs::write(out_dir.join("plugins.rs"), consts).expect("writing plugins.rs");
+}
+
+/// The componentize-py the Python examples are built with (pinned: the SDK's `build` extra).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Build each `plugins/python/NAME/app.py` with the Python SDK's build wrapper, in a virtual
+/// environment of its own under the target directory (made, and componentize-py installed from
+/// PyPI, the first time). Returns a constant per plugin (`PY_NAME`) and `PYTHON`. Fails loudly
+/// when the toolchain cannot be installed: the conformance tests need these components.
+fn python_plugins(root: &std::path::Path, target: &std::path::Path) -> String {
+    let venv = target.join("python-toolchain");
+    let python = venv.join("bin/python");
+    let pinned = venv.join(format!("{COMPONENTIZE_PY}.installed"));
+    if !pinned.exists() {
+        let python3 = env::var("PYTHON3").unwrap_or_else(|_| "python3".into());
+        let made = Command::new(&python3).args(["-m", "venv"]).arg(&venv).env("PYTHONDONTWRITEBYTECODE", "1").status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "making a virtual environment with {python3} -m venv failed (Python 3.11+ with venv is needed)"
+        );
+        let installed = Command::new(&python).args(["-m", "pip", "install", "--quiet", COMPONENTIZE_PY]).status();
+        assert!(installed.is_ok_and(|s| s.success()), "installing {COMPONENTIZE_PY} from PyPI failed");
+        std::fs::write(&pinned, b"").expect("marking the toolchain installed");
+    }
+    let out = target.join("python-plugins");
+    let mut consts = String::new();
+    let mut all = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(root.join("plugins/python"))
+        .expect("plugins/python")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.join("app.py").exists())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let file = out.join(format!("{}.wasm", name.replace('-', "_")));
+        let built = Command::new(&python)
+            .args(["-m", "hookhost_sdk.build"])
+            .arg(dir.join("app.py"))
+            .arg("-o")
+            .arg(&file)
+            .env("PYTHONPATH", root.join("sdk-python"))
+            // No __pycache__ beside the sources: it would make cargo run this script again.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .status();
+        assert!(built.is_ok_and(|s| s.success()), "building plugins/python/{name} with componentize-py failed");
+        let ident = format!("PY_{}", name.replace('-', "_").to_uppercase());
+        consts.push_str(&format!(
+            "/// `plugins/python/{name}`, built with componentize-py.\npub const {ident}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+        all.push(format!("({name:?}, {ident})"));
+    }
+    consts.push_str(&format!(
+        "/// Every Python example plugin: (name, path).\npub const PYTHON: &[(&str, &str)] = &[{}];\n",
+        all.join(", ")
+    ));
+    consts
 }

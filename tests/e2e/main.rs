@@ -9,6 +9,7 @@ mod delivery;
 mod endpoints;
 mod ingest;
 mod isolation;
+mod languages;
 mod leases;
 mod platform;
 mod plugins;

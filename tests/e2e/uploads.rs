@@ -102,3 +102,15 @@ async fn a_component_over_the_old_16_mib_limit_uploads_and_runs() {
     s.call_status("CAbig1", "no-answer").await;
     assert!(s.receiver.next().await.json()["payload"]["from"].as_str().unwrap().starts_with("+*"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_uploads_and_runs_on_a_real_callback() {
+    let mut s = Setup::new(&["call.missed"]).await;
+    let (status, v) = s.server.upload_plugin(&s.tenant, &s.key, plugins::PY_REDACT_PHONE).await;
+    assert_eq!((status, v["state"].as_str(), v["active"].as_bool()), (202, Some("ready"), Some(true)), "{v}");
+    assert!(v["size_bytes"].as_i64().unwrap() > 16 << 20, "componentize-py components are large: {v}");
+    s.call_status("CApython1", "no-answer").await;
+    let got = s.receiver.next().await;
+    assert!(hookhost_tests::verify_standard_webhook(&s.secret, &got.headers, &got.body));
+    assert_eq!(got.json()["payload"]["from"], "+*******5309", "the Python plugin masked it");
+}
