@@ -246,13 +246,17 @@ enum PluginCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Create a new plugin crate NAME (builds with `cargo build --release --target wasm32-wasip2`).
+    /// Create a new plugin project NAME: a Rust crate (builds with `cargo build --release
+    /// --target wasm32-wasip2`) or a Python app (`--lang python`, builds with componentize-py).
     New {
         name: String,
+        /// `rust` or `python`.
+        #[arg(long, default_value = "rust")]
+        lang: template::Lang,
         /// Directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path to hookhost's `sdk/` (default: the checkout this binary was built from).
+        /// Path to hookhost's `sdk/` or `sdk-python/` (default: the checkout this binary was built from).
         #[arg(long, conflicts_with = "sdk_version")]
         sdk_path: Option<PathBuf>,
         /// Depend on the SDK from a registry at this version instead.
@@ -302,17 +306,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Plugin { command: PluginCommand::Run { component, event, kv, limits } } => {
             plugin_run(component, event, kv, limits.limits()?).await
         }
-        Command::Plugin { command: PluginCommand::New { name, dir, sdk_path, sdk_version } } => {
+        Command::Plugin { command: PluginCommand::New { name, lang, dir, sdk_path, sdk_version } } => {
             let sdk = match (sdk_path, sdk_version) {
                 (Some(p), _) => SdkSource::Path(p),
                 (None, Some(v)) => SdkSource::Version(v),
-                (None, None) => SdkSource::from_build(),
+                (None, None) => SdkSource::from_build(lang),
             };
-            let created = template::create(&dir, &name, &sdk)?;
-            println!(
-                "created {}\n  cd {0} && cargo test && cargo build --release --target wasm32-wasip2",
-                created.display()
-            );
+            let created = template::create(&dir, &name, lang, &sdk)?;
+            match lang {
+                template::Lang::Rust => println!(
+                    "created {}\n  cd {0} && cargo test && cargo build --release --target wasm32-wasip2",
+                    created.display()
+                ),
+                template::Lang::Python => {
+                    println!("created {}\n  see {0}/README.md: unittest, build, plugin run", created.display())
+                }
+            }
             Ok(())
         }
         Command::Plugin {

@@ -160,11 +160,11 @@ async fn the_local_runner_reports_actions_and_each_limit_by_name() {
 /// `hookhost plugin new`'s crate builds for wasm32-wasip2 as it is and runs in the sandbox.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_plugin_from_the_template_builds_and_runs() {
-    use hookhost::plugin::template::{self, SdkSource};
+    use hookhost::plugin::template::{self, Lang, SdkSource};
     use hookhost::plugin::{Limits, local};
 
     let parent = hookhost_tests::temp_dir("template");
-    let dir = template::create(&parent, "tag-calls", &SdkSource::from_build()).unwrap();
+    let dir = template::create(&parent, "tag-calls", Lang::Rust, &SdkSource::from_build(Lang::Rust)).unwrap();
     // Build beside the example plugins, with their lock file, so the dependencies are reused.
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     std::fs::copy(repo.join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
@@ -182,11 +182,43 @@ async fn a_new_plugin_from_the_template_builds_and_runs() {
     .unwrap();
     assert!(status.success(), "the template did not build");
     let wasm = std::path::Path::new(plugins::PASSTHROUGH).with_file_name("tag_calls.wasm");
-    let event = local::event_from_envelope(
-        &serde_json::json!({ "event_type": "call.missed", "payload": { "call_id": "CA1" } }),
-    )
-    .unwrap();
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("event.json")).unwrap()).unwrap();
+    let event = local::event_from_envelope(&fixture).unwrap();
     let report =
         local::run(std::fs::read(&wasm).unwrap(), &event, Default::default(), Limits::default()).await.unwrap();
     assert_eq!(report.json["actions"][0]["deliver"]["payload"]["handled_by"], "TagCalls", "{}", report.json);
+}
+
+/// `hookhost plugin new --lang python`: its test passes, it builds with the SDK's wrapper over
+/// componentize-py (the test build's toolchain), and it runs on its own fixture in the sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_python_plugin_from_the_template_tests_builds_and_runs() {
+    use hookhost::plugin::template::{self, Lang, SdkSource};
+    use hookhost::plugin::{Limits, local};
+
+    let parent = hookhost_tests::temp_dir("template-py");
+    let dir = template::create(&parent, "tag-calls", Lang::Python, &SdkSource::from_build(Lang::Python)).unwrap();
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sdk-python");
+    let python =
+        std::path::Path::new(plugins::PY_REDACT_PHONE).ancestors().nth(2).unwrap().join("python-toolchain/bin/python");
+    let run = |args: Vec<&'static str>| {
+        let (dir, sdk, python) = (dir.clone(), sdk.clone(), python.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .args(args)
+                .current_dir(dir)
+                .env("PYTHONPATH", sdk)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .status()
+                .unwrap()
+        })
+    };
+    assert!(run(vec!["-m", "unittest", "-q"]).await.unwrap().success(), "the template's own test");
+    assert!(run(vec!["-m", "hookhost_sdk.build", "app.py", "-o", "tag_calls.wasm"]).await.unwrap().success());
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("event.json")).unwrap()).unwrap();
+    let event = local::event_from_envelope(&fixture).unwrap();
+    let bytes = std::fs::read(dir.join("tag_calls.wasm")).unwrap();
+    let report = local::run(bytes, &event, Default::default(), Limits::default()).await.unwrap();
+    assert_eq!(report.json["actions"][0]["deliver"]["payload"]["handled_by"], "tag-calls", "{}", report.json);
+    assert_eq!(report.json["logs"], "info: handled call.missed\n");
 }

@@ -1,6 +1,8 @@
-//! `hookhost plugin new NAME`: a new plugin crate that builds with `cargo build --release
-//! --target wasm32-wasip2` and tests natively with `cargo test`. Writes files only into the
-//! new directory, never over existing ones.
+//! `hookhost plugin new NAME [--lang rust|python]`: a new plugin project — a Rust crate that
+//! builds with `cargo build --release --target wasm32-wasip2` and tests with `cargo test`, or a
+//! Python app that tests with `python3 -m unittest` and builds with the Python SDK's wrapper over
+//! componentize-py — each with an `event.json` fixture for `hookhost plugin run`. Writes files
+//! only into the new directory, never over existing ones.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,24 @@ pub enum TemplateError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rust" => Ok(Lang::Rust),
+            "python" => Ok(Lang::Python),
+            other => Err(format!("{other:?} is not a plugin language: rust or python")),
+        }
+    }
+}
+
 /// Where the SDK comes from in the new crate's `Cargo.toml`.
 #[derive(Debug, Clone)]
 pub enum SdkSource {
@@ -25,24 +45,32 @@ pub enum SdkSource {
 }
 
 impl SdkSource {
-    /// The SDK of the checkout this binary was built from.
-    pub fn from_build() -> SdkSource {
-        SdkSource::Path(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"))
+    /// The SDK in `lang` of the checkout this binary was built from.
+    pub fn from_build(lang: Lang) -> SdkSource {
+        let dir = match lang {
+            Lang::Rust => "../sdk",
+            Lang::Python => "../sdk-python",
+        };
+        SdkSource::Path(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+    }
+
+    fn canonical(&self) -> String {
+        match self {
+            SdkSource::Path(p) => p.canonicalize().unwrap_or_else(|_| p.clone()).display().to_string(),
+            SdkSource::Version(v) => v.clone(),
+        }
     }
 
     fn dependency(&self) -> String {
         match self {
-            SdkSource::Path(p) => {
-                let p = p.canonicalize().unwrap_or_else(|_| p.clone());
-                format!("hookhost-sdk = {{ path = {:?} }}", p.display().to_string())
-            }
+            SdkSource::Path(_) => format!("hookhost-sdk = {{ path = {:?} }}", self.canonical()),
             SdkSource::Version(v) => format!("hookhost-sdk = {v:?}"),
         }
     }
 }
 
-/// Write the crate `name` under `parent`; returns its directory.
-pub fn create(parent: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, TemplateError> {
+/// Write the project `name` in `lang` under `parent`; returns its directory.
+pub fn create(parent: &Path, name: &str, lang: Lang, sdk: &SdkSource) -> Result<PathBuf, TemplateError> {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -60,12 +88,34 @@ pub fn create(parent: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, Tem
             c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect();
-    let files = [
-        (PathBuf::from("Cargo.toml"), cargo_toml(name, sdk)),
-        (PathBuf::from("src/lib.rs"), LIB_RS.replace("TypeName", &type_name)),
-        (PathBuf::from(".gitignore"), "/target\n".to_string()),
-        (PathBuf::from("README.md"), README_MD.replace("NAME", name).replace("FILE", &name.replace('-', "_"))),
-    ];
+    let file = name.replace('-', "_");
+    let mut files = match lang {
+        Lang::Rust => vec![
+            (PathBuf::from("Cargo.toml"), cargo_toml(name, sdk)),
+            (PathBuf::from("src/lib.rs"), LIB_RS.replace("TypeName", &type_name)),
+            (PathBuf::from(".gitignore"), "/target\n".to_string()),
+            (PathBuf::from("README.md"), README_MD.replace("NAME", name).replace("FILE", &file)),
+        ],
+        Lang::Python => {
+            // Where `hookhost_sdk` comes from: this checkout's `sdk-python/`, or a registry.
+            let setup = match sdk {
+                SdkSource::Path(_) => format!("    export PYTHONPATH={}", sdk.canonical()),
+                SdkSource::Version(v) => {
+                    format!(
+                        "    .venv/bin/pip install hookhost-sdk=={v} && export PYTHONPATH=$(.venv/bin/python -c 'import hookhost_sdk, os; print(os.path.dirname(os.path.dirname(hookhost_sdk.__file__)))')"
+                    )
+                }
+            };
+            let readme = README_PY.replace("NAME", name).replace("FILE", &file).replace("SETUP", &setup);
+            vec![
+                (PathBuf::from("app.py"), APP_PY.replace("NAME", name)),
+                (PathBuf::from("test_app.py"), TEST_APP_PY.replace("NAME", name)),
+                (PathBuf::from(".gitignore"), "__pycache__/\n*.wasm\n".to_string()),
+                (PathBuf::from("README.md"), readme),
+            ]
+        }
+    };
+    files.push((PathBuf::from("event.json"), EVENT_JSON.to_string()));
     for (rel, text) in files {
         let path = dir.join(rel);
         let io = |source| TemplateError::Io { path: path.clone(), source };
@@ -74,6 +124,64 @@ pub fn create(parent: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, Tem
     }
     Ok(dir)
 }
+
+const EVENT_JSON: &str = r#"{
+  "event_type": "call.missed",
+  "payload": { "call_id": "CA1", "from": "+14158675309", "to": "+18005551212", "direction": "inbound" }
+}
+"#;
+
+const APP_PY: &str = r#""""NAME: a hookhost plugin, called once per canonical event; returns what to do with it."""
+
+import hookhost_sdk as hh
+
+
+def handle(event):
+    if event.is_test:
+        return [hh.drop("test event")]
+    payload = hh.payload(event)
+    payload["handled_by"] = "NAME"
+    hh.log(hh.Level.INFO, f"handled {event.event_type}")
+    return [hh.deliver(event.event_type, payload)]
+
+
+WitWorld = hh.export(handle)
+"#;
+
+const TEST_APP_PY: &str = r#"import unittest
+
+import app
+from hookhost_sdk import testing
+
+
+class App(unittest.TestCase):
+    def test_marks_the_payload(self):
+        testing.reset()
+        out = testing.run(app.handle, testing.event("call.missed", {"call_id": "CA1"}))
+        self.assertEqual(testing.delivered(out)[0][1]["handled_by"], "NAME")
+        self.assertEqual(len(testing.logs), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
+"#;
+
+const README_PY: &str = r#"# NAME — a hookhost plugin in Python
+
+    python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1
+SETUP
+    python3 -m unittest                                             # unit tests, natively
+    .venv/bin/python -m hookhost_sdk.build app.py -o FILE.wasm      # the component
+    hookhost plugin run --component FILE.wasm --event event.json
+    curl -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/wasm' \
+         --data-binary @FILE.wasm $HOOKHOST/v1/tenants/$TENANT/plugins/NAME
+
+The upload answers 202 while it compiles; then dry-run the version on recent events and
+activate it:
+
+    curl -X POST ... $HOOKHOST/v1/tenants/$TENANT/plugins/NAME/versions/1/dry-run -d '{"last": 20}'
+    curl -X POST ... $HOOKHOST/v1/tenants/$TENANT/plugins/NAME/versions/1/activate
+"#;
 
 fn cargo_toml(name: &str, sdk: &SdkSource) -> String {
     format!(
@@ -161,15 +269,44 @@ mod tests {
         let parent = std::env::temp_dir().join(format!("hookhost-template-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&parent);
         std::fs::create_dir_all(&parent).unwrap();
-        let dir = create(&parent, "tag-calls", &SdkSource::Version("0.1".into())).unwrap();
+        let dir = create(&parent, "tag-calls", Lang::Rust, &SdkSource::Version("0.1".into())).unwrap();
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("struct TagCalls;") && lib.contains("export!(TagCalls)"));
         assert!(std::fs::read_to_string(dir.join("Cargo.toml")).unwrap().contains("hookhost-sdk = \"0.1\""));
         assert!(matches!(
-            create(&parent, "tag-calls", &SdkSource::Version("0.1".into())),
+            create(&parent, "tag-calls", Lang::Python, &SdkSource::Version("0.1".into())),
             Err(TemplateError::Exists(_))
         ));
-        assert!(matches!(create(&parent, "Bad", &SdkSource::Version("0.1".into())), Err(TemplateError::BadName(_))));
+        let bad = create(&parent, "Bad", Lang::Rust, &SdkSource::Version("0.1".into()));
+        assert!(matches!(bad, Err(TemplateError::BadName(_))));
+        std::fs::remove_dir_all(&parent).unwrap();
+    }
+
+    /// The Python template's own test passes against this checkout's Python SDK.
+    #[test]
+    fn a_python_project_tests_green_against_the_sdk() {
+        let parent = std::env::temp_dir().join(format!("hookhost-template-py-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        std::fs::create_dir_all(&parent).unwrap();
+        let sdk = SdkSource::from_build(Lang::Python);
+        let dir = create(&parent, "tag-calls", Lang::Python, &sdk).unwrap();
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        assert!(
+            readme.contains(&format!("export PYTHONPATH={}", sdk.canonical())) && readme.contains("tag_calls.wasm")
+        );
+        let SdkSource::Path(sdk_dir) = &sdk else { unreachable!() };
+        let ran = std::process::Command::new("python3")
+            .args(["-m", "unittest", "-q"])
+            .current_dir(&dir)
+            .env("PYTHONPATH", sdk_dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .expect("python3 runs");
+        assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("event.json")).unwrap())
+                .is_ok()
+        );
         std::fs::remove_dir_all(&parent).unwrap();
     }
 }
