@@ -3,7 +3,9 @@
 //! The plugins get their own target directory beside this workspace's (a nested cargo must not
 //! wait on the outer one's lock). The list of plugins is the plugins workspace's `members`:
 //! kept once, there; this script writes `plugins.rs` (a constant per plugin, and `ALL`) for the
-//! tests' `plugins` module.
+//! tests' `plugins` module. The Python and JavaScript examples (`plugins/python`, `plugins/js`)
+//! are built with their SDKs' build commands, the toolchains installed from PyPI and npm at
+//! pinned versions the first time (`PY_*`, `JS_*`, `PYTHON`, `JS`).
 
 use std::env;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ fn main() {
     // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
     let target = out_dir.ancestors().nth(4).expect("OUT_DIR is inside the target directory").join("wasm-plugins");
 
-    for dir in ["plugins", "sdk", "sdk-python", "wit"] {
+    for dir in ["plugins", "sdk", "sdk-python", "sdk-js", "wit", "package.json", "package-lock.json"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -60,6 +62,7 @@ fn main() {
         all.join(", ")
     ));
     consts.push_str(&python_plugins(&root, &target));
+    consts.push_str(&js_plugins(&root, &target));
     std::fs::write(out_dir.join("plugins.rs"), consts).expect("writing plugins.rs");
 }
 
@@ -116,6 +119,58 @@ fn python_plugins(root: &std::path::Path, target: &std::path::Path) -> String {
     }
     consts.push_str(&format!(
         "/// Every Python example plugin: (name, path).\npub const PYTHON: &[(&str, &str)] = &[{}];\n",
+        all.join(", ")
+    ));
+    consts
+}
+
+/// Build each `plugins/js/NAME/app.js` with the JavaScript SDK's `hookhost-build` (esbuild +
+/// componentize-js), after `npm ci` in the repository root whenever `package-lock.json` is not
+/// the one installed (the npm workspace holds `sdk-js`). Returns a constant per plugin
+/// (`JS_NAME`) and `JS`. Fails loudly when npm or the toolchain is missing.
+fn js_plugins(root: &std::path::Path, target: &std::path::Path) -> String {
+    let lock = std::fs::read(root.join("package-lock.json")).expect("package-lock.json");
+    let stamp = target.join("npm-installed.lock");
+    let installed = root.join("node_modules/.package-lock.json").exists();
+    if !installed || std::fs::read(&stamp).ok().as_deref() != Some(&lock[..]) {
+        let npm = env::var("NPM").unwrap_or_else(|_| "npm".into());
+        let ran = Command::new(&npm).args(["ci", "--no-audit", "--no-fund"]).current_dir(root).status();
+        assert!(
+            ran.is_ok_and(|s| s.success()),
+            "`{npm} ci` in {} failed (Node.js 20+ with npm is needed)",
+            root.display()
+        );
+        std::fs::create_dir_all(target).expect("the plugins' target directory");
+        std::fs::write(&stamp, &lock).expect("stamping the npm install");
+    }
+    let out = target.join("js-plugins");
+    let mut consts = String::new();
+    let mut all = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(root.join("plugins/js"))
+        .expect("plugins/js")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.join("app.js").exists())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let file = out.join(format!("{}.wasm", name.replace('-', "_")));
+        let built = Command::new(env::var("NODE").unwrap_or_else(|_| "node".into()))
+            .arg(root.join("sdk-js/bin/build.js"))
+            .arg(dir.join("app.js"))
+            .arg("-o")
+            .arg(&file)
+            .status();
+        assert!(built.is_ok_and(|s| s.success()), "building plugins/js/{name} with componentize-js failed");
+        let ident = format!("JS_{}", name.replace('-', "_").to_uppercase());
+        consts.push_str(&format!(
+            "/// `plugins/js/{name}`, built with componentize-js.\npub const {ident}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+        all.push(format!("({name:?}, {ident})"));
+    }
+    consts.push_str(&format!(
+        "/// Every JavaScript example plugin: (name, path).\npub const JS: &[(&str, &str)] = &[{}];\n",
         all.join(", ")
     ));
     consts

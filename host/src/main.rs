@@ -247,16 +247,17 @@ enum PluginCommand {
         limits: LimitArgs,
     },
     /// Create a new plugin project NAME: a Rust crate (builds with `cargo build --release
-    /// --target wasm32-wasip2`) or a Python app (`--lang python`, builds with componentize-py).
+    /// --target wasm32-wasip2`), a Python app (`--lang python`, builds with componentize-py) or a
+    /// JavaScript app (`--lang js`, an npm project that builds with componentize-js).
     New {
         name: String,
-        /// `rust` or `python`.
+        /// `rust`, `python` or `js`.
         #[arg(long, default_value = "rust")]
         lang: template::Lang,
         /// Directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path to hookhost's `sdk/` or `sdk-python/` (default: the checkout this binary was built from).
+        /// Path to hookhost's `sdk/`, `sdk-python/` or `sdk-js/` (default: the checkout this binary was built from).
         #[arg(long, conflicts_with = "sdk_version")]
         sdk_path: Option<PathBuf>,
         /// Depend on the SDK from a registry at this version instead.
@@ -321,6 +322,10 @@ async fn main() -> anyhow::Result<()> {
                 template::Lang::Python => {
                     println!("created {}\n  see {0}/README.md: unittest, build, plugin run", created.display())
                 }
+                template::Lang::Js => println!(
+                    "created {}\n  cd {0} && npm install && npm test && npm run build (README.md: plugin run, upload)",
+                    created.display()
+                ),
             }
             Ok(())
         }

@@ -159,10 +159,14 @@ def is_e164(s: str) -> bool:
     return 8 <= len(digits) <= 15 and digits.isascii() and digits.isdigit() and digits[0] != "0"
 
 
+# What Rust's ``str::trim`` strips (Unicode White_Space), which is not quite Python's ``strip``.
+_EDGES = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def looks_like_phone(s: str) -> bool:
     """Whether a string looks like a phone number: an optional ``+``, then 7 to 15 digits with
     only spaces, dashes, dots and parentheses between them."""
-    t = s.strip()
+    t = s.strip(_EDGES)
     body = t[1:] if t.startswith("+") else t
     if not body or not (body[0].isascii() and (body[0].isdigit() or body[0] == "(")):
         return False

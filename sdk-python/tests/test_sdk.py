@@ -10,9 +10,9 @@ class Sdk(unittest.TestCase):
         testing.reset()
 
     def test_phone_rules_match_the_rust_sdk(self):
-        for yes in ["+14158675309", "4158675309", "+1 (415) 867-5309", "+91 80 4719 2000"]:
+        for yes in ["+14158675309", "4158675309", "+1 (415) 867-5309", "+91 80 4719 2000", " 4158675309\u3000"]:
             self.assertTrue(hh.looks_like_phone(yes), yes)
-        for no in ["CA1234567890ABCDE", "42", "+", "", "client:alice", "12-34", "1234567890123456", "٤١٥٨٦٧٥٣٠٩"]:
+        for no in ["CA1234567890ABCDE", "42", "+", "", "client:alice", "12-34", "1234567890123456", "٤١٥٨٦٧٥٣٠٩", "\x1c4158675309"]:
             self.assertFalse(hh.looks_like_phone(no), no)
         self.assertEqual(hh.mask_phone("+1 (415) 867-5309"), "+* (***) ***-5309")
         payload = {"from": "+14158675309", "legs": [{"to": "+18005551212", "n": 42}], "note": "call me"}

@@ -1,7 +1,7 @@
 //! The example plugins written in each SDK's language do the same thing: on recorded events —
 //! the canonical events the real server made from signed Twilio and Stripe callbacks, and the
-//! edge cases of `tests/fixtures/conformance/events.json` — the Rust and the Python version of
-//! each return identical actions (compared as the runner reports them: payloads parsed, the
+//! edge cases of `tests/fixtures/conformance/events.json` — the Rust, Python and JavaScript
+//! versions of each return identical actions (compared as the runner reports them: payloads parsed, the
 //! exact request each delivery sends), run in the real sandbox with every limit on.
 
 use hookhost::plugin::{Kv, Limits, PluginEngine, local};
@@ -33,33 +33,36 @@ async fn recorded() -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_and_python_examples_return_the_same_actions_on_recorded_events() {
+async fn rust_python_and_javascript_examples_return_the_same_actions_on_recorded_events() {
     let mut events = recorded().await;
     let fixture =
         std::fs::read_to_string(format!("{}/fixtures/conformance/events.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
     events.extend(serde_json::from_str::<Vec<Value>>(&fixture).unwrap());
-    assert!(!plugins::PYTHON.is_empty());
-    // One engine, each component compiled once, a fresh instance per event (as the service).
-    let engine = std::sync::Arc::new(PluginEngine::new(Limits::default()).unwrap());
+    let twins: Vec<_> =
+        plugins::PYTHON.iter().map(|p| ("Python", p)).chain(plugins::JS.iter().map(|p| ("JavaScript", p))).collect();
+    assert!(twins.len() >= 4, "each of Python and JavaScript has redact-phone and keep-missed-calls: {twins:?}");
+    // One engine, each component compiled once, a fresh instance per event (as the service);
+    // compiled code kept where the test servers keep theirs, so the upload tests reuse it.
+    let artifacts = hookhost::Config::new("", "").plugin_artifacts.expect("artifacts are kept by default");
+    let engine = PluginEngine::new(Limits::default()).unwrap().with_artifacts(&artifacts, 1 << 30).unwrap();
+    let engine = std::sync::Arc::new(engine);
     let limits = Limits::default();
-    for (name, python) in plugins::PYTHON {
+    for (lang, (name, path)) in twins {
         let rust = plugins::ALL.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no Rust {name}")).1;
         let rust = engine.compile_in_turn(std::fs::read(rust).unwrap()).await.unwrap();
-        let python = engine.compile_in_turn(std::fs::read(python).unwrap()).await.unwrap();
-        assert_eq!(python.world(), "hookhost:plugin@0.2.0");
+        let twin = engine.compile_in_turn(std::fs::read(path).unwrap()).await.unwrap();
+        assert_eq!(twin.world(), "hookhost:plugin@0.2.0");
         for envelope in &events {
             let event = local::event_from_envelope(envelope).unwrap();
             let kv = || Kv::Map(Default::default());
-            let (r, p) = (
-                engine.invoke(&rust, &event, &limits, kv()).await,
-                engine.invoke(&python, &event, &limits, kv()).await,
-            );
+            let (r, t) =
+                (engine.invoke(&rust, &event, &limits, kv()).await, engine.invoke(&twin, &event, &limits, kv()).await);
             let actions = |inv: &hookhost::plugin::Invocation| match &inv.outcome {
                 Ok(actions) => local::actions_json(&event, actions),
-                Err((failure, message)) => panic!("{name} on {envelope}: {} {message}", failure.as_str()),
+                Err((failure, message)) => panic!("{lang} {name} on {envelope}: {} {message}", failure.as_str()),
             };
-            assert_eq!(actions(&r), actions(&p), "{name} on {envelope}");
+            assert_eq!(actions(&r), actions(&t), "Rust and {lang} {name} on {envelope}");
         }
-        eprintln!("{name}: Rust and Python agree on {} events", events.len());
+        eprintln!("{name}: Rust and {lang} agree on {} events", events.len());
     }
 }

@@ -222,3 +222,32 @@ async fn a_new_python_plugin_from_the_template_tests_builds_and_runs() {
     assert_eq!(report.json["actions"][0]["deliver"]["payload"]["handled_by"], "tag-calls", "{}", report.json);
     assert_eq!(report.json["logs"], "info: handled call.missed\n");
 }
+
+/// `hookhost plugin new --lang js`: its test passes, it builds with the SDK's `hookhost-build`
+/// (componentize-js), and it runs on its own fixture in the sandbox. Offline: the project's
+/// `node_modules` is the checkout's (what `npm install` gives it: the SDK and its toolchain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_javascript_plugin_from_the_template_tests_builds_and_runs() {
+    use hookhost::plugin::template::{self, Lang, SdkSource};
+    use hookhost::plugin::{Limits, local};
+
+    assert!(!plugins::JS.is_empty(), "the test build installed the npm workspace");
+    let parent = hookhost_tests::temp_dir("template-js");
+    let dir = template::create(&parent, "tag-calls", Lang::Js, &SdkSource::from_build(Lang::Js)).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::os::unix::fs::symlink(root.join("node_modules"), dir.join("node_modules")).unwrap();
+    let npm = |script: &'static str| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("npm").args(["run", "--silent", script]).current_dir(dir).status().unwrap()
+        })
+    };
+    assert!(npm("test").await.unwrap().success(), "the template's own test");
+    assert!(npm("build").await.unwrap().success(), "the template builds");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("event.json")).unwrap()).unwrap();
+    let event = local::event_from_envelope(&fixture).unwrap();
+    let bytes = std::fs::read(dir.join("tag_calls.wasm")).unwrap();
+    let report = local::run(bytes, &event, Default::default(), Limits::default()).await.unwrap();
+    assert_eq!(report.json["actions"][0]["deliver"]["payload"]["handled_by"], "tag-calls", "{}", report.json);
+    assert_eq!(report.json["logs"], "info: handled call.missed\n");
+}

@@ -104,13 +104,22 @@ async fn a_component_over_the_old_16_mib_limit_uploads_and_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_plugin_uploads_and_runs_on_a_real_callback() {
+async fn python_and_javascript_plugins_upload_and_run_on_a_real_callback() {
     let mut s = Setup::new(&["call.missed"]).await;
-    let (status, v) = s.server.upload_plugin(&s.tenant, &s.key, plugins::PY_REDACT_PHONE).await;
-    assert_eq!((status, v["state"].as_str(), v["active"].as_bool()), (202, Some("ready"), Some(true)), "{v}");
-    assert!(v["size_bytes"].as_i64().unwrap() > 16 << 20, "componentize-py components are large: {v}");
-    s.call_status("CApython1", "no-answer").await;
-    let got = s.receiver.next().await;
-    assert!(hookhost_tests::verify_standard_webhook(&s.secret, &got.headers, &got.body));
-    assert_eq!(got.json()["payload"]["from"], "+*******5309", "the Python plugin masked it");
+    for (n, (lang, component)) in
+        [("Python", plugins::PY_REDACT_PHONE), ("JavaScript", plugins::JS_REDACT_PHONE)].into_iter().enumerate()
+    {
+        let (status, v) = s.server.upload_plugin(&s.tenant, &s.key, component).await;
+        assert_eq!(
+            (status, v["state"].as_str(), v["active"].as_bool()),
+            (202, Some("ready"), Some(true)),
+            "{lang}: {v}"
+        );
+        assert!(v["size_bytes"].as_i64().unwrap() > 10 << 20, "componentize-py and -js components are large: {v}");
+        s.call_status(&format!("CAlang{n}"), "no-answer").await;
+        let got = s.receiver.next().await;
+        assert!(hookhost_tests::verify_standard_webhook(&s.secret, &got.headers, &got.body));
+        assert_eq!(got.json()["payload"]["from"], "+*******5309", "the {lang} plugin masked it");
+        assert_eq!(got.json()["payload"]["call_id"], format!("CAlang{n}"));
+    }
 }

@@ -1,7 +1,9 @@
-//! `hookhost plugin new NAME [--lang rust|python]`: a new plugin project — a Rust crate that
-//! builds with `cargo build --release --target wasm32-wasip2` and tests with `cargo test`, or a
+//! `hookhost plugin new NAME [--lang rust|python|js]`: a new plugin project — a Rust crate that
+//! builds with `cargo build --release --target wasm32-wasip2` and tests with `cargo test`, a
 //! Python app that tests with `python3 -m unittest` and builds with the Python SDK's wrapper over
-//! componentize-py — each with an `event.json` fixture for `hookhost plugin run`. Writes files
+//! componentize-py, or a JavaScript app (an npm project, files in `template_js/`) that tests with
+//! `npm test` and builds with `npm run build` (the JS SDK's `hookhost-build`) — each with an
+//! `event.json` fixture for `hookhost plugin run`. Writes files
 //! only into the new directory, never over existing ones.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ pub enum TemplateError {
 pub enum Lang {
     Rust,
     Python,
+    Js,
 }
 
 impl std::str::FromStr for Lang {
@@ -30,7 +33,8 @@ impl std::str::FromStr for Lang {
         match s {
             "rust" => Ok(Lang::Rust),
             "python" => Ok(Lang::Python),
-            other => Err(format!("{other:?} is not a plugin language: rust or python")),
+            "js" | "javascript" => Ok(Lang::Js),
+            other => Err(format!("{other:?} is not a plugin language: rust, python or js")),
         }
     }
 }
@@ -50,6 +54,7 @@ impl SdkSource {
         let dir = match lang {
             Lang::Rust => "../sdk",
             Lang::Python => "../sdk-python",
+            Lang::Js => "../sdk-js",
         };
         SdkSource::Path(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
     }
@@ -114,6 +119,7 @@ pub fn create(parent: &Path, name: &str, lang: Lang, sdk: &SdkSource) -> Result<
                 (PathBuf::from("README.md"), readme),
             ]
         }
+        Lang::Js => js_files(name, &file, sdk),
     };
     files.push((PathBuf::from("event.json"), EVENT_JSON.to_string()));
     for (rel, text) in files {
@@ -123,6 +129,32 @@ pub fn create(parent: &Path, name: &str, lang: Lang, sdk: &SdkSource) -> Result<
         std::fs::write(&path, text).map_err(io)?;
     }
     Ok(dir)
+}
+
+/// The JavaScript project: with this checkout's SDK, a `file:` dependency installed as a copy
+/// (`install-links`, so its own dependencies are installed too) and this checkout's WIT.
+fn js_files(name: &str, file: &str, sdk: &SdkSource) -> Vec<(PathBuf, String)> {
+    let (dependency, wit) = match sdk {
+        SdkSource::Path(_) => {
+            let sdk_dir = PathBuf::from(sdk.canonical());
+            let wit = sdk_dir.parent().map(|root| format!(" --wit {}", root.join("wit").display()));
+            (format!("file:{}", sdk_dir.display()), wit.unwrap_or_default())
+        }
+        SdkSource::Version(v) => (v.clone(), String::new()),
+    };
+    let fill =
+        |text: &str| text.replace("NAME", name).replace("FILE", file).replace("WIT", &wit).replace("SDK", &dependency);
+    let mut files = vec![
+        (PathBuf::from("app.js"), fill(include_str!("template_js/app.js"))),
+        (PathBuf::from("app.test.js"), fill(include_str!("template_js/app.test.js"))),
+        (PathBuf::from("package.json"), fill(include_str!("template_js/package.json"))),
+        (PathBuf::from("README.md"), fill(include_str!("template_js/README.md"))),
+        (PathBuf::from(".gitignore"), "node_modules/\n*.wasm\n".to_string()),
+    ];
+    if matches!(sdk, SdkSource::Path(_)) {
+        files.push((PathBuf::from(".npmrc"), "install-links=true\n".to_string()));
+    }
+    files
 }
 
 const EVENT_JSON: &str = r#"{
@@ -307,6 +339,29 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("event.json")).unwrap())
                 .is_ok()
         );
+        std::fs::remove_dir_all(&parent).unwrap();
+    }
+
+    /// The JavaScript project names this checkout's SDK (installed as a copy) and WIT.
+    #[test]
+    fn a_javascript_project_depends_on_this_checkouts_sdk() {
+        let parent = std::env::temp_dir().join(format!("hookhost-template-js-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        std::fs::create_dir_all(&parent).unwrap();
+        let sdk = SdkSource::from_build(Lang::Js);
+        let dir = create(&parent, "tag-calls", Lang::Js, &sdk).unwrap();
+        let package: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+        assert_eq!(package["dependencies"]["@hookhost/sdk"], format!("file:{}", sdk.canonical()));
+        let build = package["scripts"]["build"].as_str().unwrap();
+        assert!(build.starts_with("hookhost-build app.js -o tag_calls.wasm --wit /"), "{build}");
+        assert!(std::path::Path::new(build.rsplit(' ').next().unwrap()).join("plugin.wit").exists());
+        assert_eq!(std::fs::read_to_string(dir.join(".npmrc")).unwrap(), "install-links=true\n");
+        assert!(std::fs::read_to_string(dir.join("app.js")).unwrap().contains(r#"handled_by = "tag-calls""#));
+        let registry = create(&parent, "from-npm", Lang::Js, &SdkSource::Version("^0.2.0".into())).unwrap();
+        let package = std::fs::read_to_string(registry.join("package.json")).unwrap();
+        assert!(package.contains(r#""@hookhost/sdk": "^0.2.0""#) && !package.contains("--wit"));
+        assert!(!registry.join(".npmrc").exists());
         std::fs::remove_dir_all(&parent).unwrap();
     }
 }
