@@ -8,10 +8,13 @@
 //! 2. instantiation alone, then one plugin invocation (fresh instance, every limit on) of
 //!    `redact-phone` at 1 KB and 16 KB payloads, against the same transform done natively in
 //!    the host, in the same run; invocations per second on one task. Both start from the
-//!    payload's JSON text, as stored (the worker hands that text to the sandbox).
+//!    payload's JSON text, as stored (the worker hands that text to the sandbox);
+//! 3. the same `redact-phone` in each SDK's language — Rust, Python (componentize-py) and
+//!    JavaScript (componentize-js) — at 1 KB: instantiation alone and instantiate + invoke,
+//!    fresh instance per event, every limit on, beside the target (≤ 2 ms median).
 //!
 //! Knobs: `BENCH_EVENTS` (default 2000), `BENCH_CONCURRENCY` (default 32), `BENCH_INVOCATIONS`
-//! (default 2000).
+//! (default 2000), `BENCH_LANG_INVOCATIONS` (default 300), `BENCH_ONLY=languages` (part 3 only).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,8 +33,11 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        end_to_end().await;
-        invocations().await;
+        if std::env::var("BENCH_ONLY").as_deref() != Ok("languages") {
+            end_to_end().await;
+            invocations().await;
+        }
+        languages().await;
     });
 }
 
@@ -164,6 +170,66 @@ async fn invocations() {
             nm.as_secs_f64() * 1e6,
             pm.as_secs_f64() / nm.as_secs_f64(),
             n as f64 / plugin_total.as_secs_f64(),
+        );
+    }
+}
+
+/// Part 3: one plugin, three languages, at 1 KB; the payload text as the worker hands it over.
+async fn languages() {
+    let n = env_usize("BENCH_LANG_INVOCATIONS", 300);
+    let limits = hookhost::plugin::Limits::default();
+    let engine = Arc::new(PluginEngine::new(limits.clone()).unwrap());
+    let kv = Kv::Map(Arc::new(Default::default()));
+    let tenant = hookhost::TenantId::from_stored("ten_bench".into());
+    let p = payload(1024);
+    let event = CanonicalEvent {
+        id: "evt_bench".into(),
+        tenant_id: tenant.clone(),
+        event_type: "call.missed".into(),
+        occurred_at: 0,
+        source: "twilio",
+        is_test: false,
+        payload: p.clone(),
+    };
+    let text = p.to_string();
+    println!("\n== redact-phone in each SDK's language, 1 KB (fresh instance per event, every limit on)");
+    println!(
+        "| language | component | compile | instantiate median | instantiate + invoke median | p99 | fuel | target |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (lang, path) in [
+        ("Rust", plugins::REDACT_PHONE),
+        ("Python", plugins::PY_REDACT_PHONE),
+        ("JavaScript", plugins::JS_REDACT_PHONE),
+    ] {
+        let bytes = std::fs::read(path).unwrap();
+        let size = bytes.len();
+        let t = Instant::now();
+        let compiled = engine.compile(&bytes).unwrap();
+        let compile = t.elapsed();
+        let (mut inst, mut runs, mut fuel) = (Vec::with_capacity(n), Vec::with_capacity(n), 0);
+        for _ in 0..n {
+            let t = Instant::now();
+            engine.instantiate(&compiled, &tenant, &limits).await.unwrap();
+            inst.push(t.elapsed());
+            let t = Instant::now();
+            let inv = engine.invoke_json(&compiled, &event, text.clone(), &limits, kv.clone()).await;
+            runs.push(t.elapsed());
+            assert!(inv.outcome.is_ok(), "{lang}: {:?}", inv.outcome.err());
+            fuel = inv.fuel_used;
+        }
+        inst.sort();
+        runs.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "| {lang} | {:.1} MB | {:.1} s | {:.3} ms | {:.3} ms | {:.3} ms | {:.2} M | ≤ 2 ms median{} |",
+            size as f64 / 1e6,
+            compile.as_secs_f64(),
+            ms(percentile(&inst, 0.5)),
+            ms(percentile(&runs, 0.5)),
+            ms(percentile(&runs, 0.99)),
+            fuel as f64 / 1e6,
+            if lang == "Rust" { " (for Python and JavaScript)" } else { "" },
         );
     }
 }
