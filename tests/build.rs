@@ -88,40 +88,23 @@ fn python_plugins(root: &std::path::Path, target: &std::path::Path) -> String {
         assert!(installed.is_ok_and(|s| s.success()), "installing {COMPONENTIZE_PY} from PyPI failed");
         std::fs::write(&pinned, b"").expect("marking the toolchain installed");
     }
-    let out = target.join("python-plugins");
-    let mut consts = String::new();
-    let mut all = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(root.join("plugins/python"))
-        .expect("plugins/python")
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.join("app.py").exists())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let file = out.join(format!("{}.wasm", name.replace('-', "_")));
-        let built = Command::new(&python)
-            .args(["-m", "hookhost_sdk.build"])
-            .arg(dir.join("app.py"))
-            .arg("-o")
-            .arg(&file)
-            .env("PYTHONPATH", root.join("sdk-python"))
-            // No __pycache__ beside the sources: it would make cargo run this script again.
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .status();
-        assert!(built.is_ok_and(|s| s.success()), "building plugins/python/{name} with componentize-py failed");
-        let ident = format!("PY_{}", name.replace('-', "_").to_uppercase());
-        consts.push_str(&format!(
-            "/// `plugins/python/{name}`, built with componentize-py.\npub const {ident}: &str = {:?};\n",
-            file.display().to_string()
-        ));
-        all.push(format!("({name:?}, {ident})"));
-    }
-    consts.push_str(&format!(
-        "/// Every Python example plugin: (name, path).\npub const PYTHON: &[(&str, &str)] = &[{}];\n",
-        all.join(", ")
-    ));
-    consts
+    let sdk = root.join("sdk-python");
+    apps(
+        root,
+        target,
+        Lang { dir: "python", app: "app.py", prefix: "PY", all: "PYTHON", tool: "componentize-py" },
+        |app, out| {
+            Command::new(&python)
+                .args(["-m", "hookhost_sdk.build"])
+                .arg(app)
+                .arg("-o")
+                .arg(out)
+                .env("PYTHONPATH", &sdk)
+                // No __pycache__ beside the sources: it would make cargo run this script again.
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .status()
+        },
+    )
 }
 
 /// Build each `plugins/js/NAME/app.js` with the JavaScript SDK's `hookhost-build` (esbuild +
@@ -143,34 +126,65 @@ fn js_plugins(root: &std::path::Path, target: &std::path::Path) -> String {
         std::fs::create_dir_all(target).expect("the plugins' target directory");
         std::fs::write(&stamp, &lock).expect("stamping the npm install");
     }
-    let out = target.join("js-plugins");
+    let build = root.join("sdk-js/bin/build.js");
+    apps(
+        root,
+        target,
+        Lang { dir: "js", app: "app.js", prefix: "JS", all: "JS", tool: "componentize-js" },
+        |app, out| {
+            Command::new(env::var("NODE").unwrap_or_else(|_| "node".into()))
+                .arg(&build)
+                .arg(app)
+                .arg("-o")
+                .arg(out)
+                .status()
+        },
+    )
+}
+
+/// Where one language's example plugins are and what their constants are called.
+struct Lang {
+    /// `plugins/<dir>/NAME/<app>`
+    dir: &'static str,
+    app: &'static str,
+    /// `<prefix>_NAME` per plugin, and `<all>` listing them.
+    prefix: &'static str,
+    all: &'static str,
+    tool: &'static str,
+}
+
+/// Build every `plugins/<dir>/NAME/<app>` into `<target>/<dir>-plugins/NAME.wasm` with `build(app,
+/// out)`, in name order; returns their constants. A failed build fails the test build.
+fn apps(
+    root: &std::path::Path,
+    target: &std::path::Path,
+    lang: Lang,
+    build: impl Fn(&std::path::Path, &std::path::Path) -> std::io::Result<std::process::ExitStatus>,
+) -> String {
+    let Lang { dir: lang_dir, app, prefix, all: all_name, tool } = lang;
+    let out = target.join(format!("{lang_dir}-plugins"));
     let mut consts = String::new();
     let mut all = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(root.join("plugins/js"))
-        .expect("plugins/js")
+    let mut dirs: Vec<_> = std::fs::read_dir(root.join("plugins").join(lang_dir))
+        .unwrap_or_else(|e| panic!("plugins/{lang_dir}: {e}"))
         .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.join("app.js").exists())
+        .filter(|p| p.join(app).exists())
         .collect();
     dirs.sort();
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let file = out.join(format!("{}.wasm", name.replace('-', "_")));
-        let built = Command::new(env::var("NODE").unwrap_or_else(|_| "node".into()))
-            .arg(root.join("sdk-js/bin/build.js"))
-            .arg(dir.join("app.js"))
-            .arg("-o")
-            .arg(&file)
-            .status();
-        assert!(built.is_ok_and(|s| s.success()), "building plugins/js/{name} with componentize-js failed");
-        let ident = format!("JS_{}", name.replace('-', "_").to_uppercase());
+        let built = build(&dir.join(app), &file);
+        assert!(built.is_ok_and(|s| s.success()), "building plugins/{lang_dir}/{name} with {tool} failed");
+        let ident = format!("{prefix}_{}", name.replace('-', "_").to_uppercase());
         consts.push_str(&format!(
-            "/// `plugins/js/{name}`, built with componentize-js.\npub const {ident}: &str = {:?};\n",
+            "/// `plugins/{lang_dir}/{name}`, built with {tool}.\npub const {ident}: &str = {:?};\n",
             file.display().to_string()
         ));
         all.push(format!("({name:?}, {ident})"));
     }
     consts.push_str(&format!(
-        "/// Every JavaScript example plugin: (name, path).\npub const JS: &[(&str, &str)] = &[{}];\n",
+        "/// Every example plugin in plugins/{lang_dir}: (name, path).\npub const {all_name}: &[(&str, &str)] = &[{}];\n",
         all.join(", ")
     ));
     consts

@@ -61,6 +61,8 @@ pub struct Config {
     pub plugin_artifacts: Option<std::path::PathBuf>,
     /// Most bytes kept there (least recently used out).
     pub plugin_artifacts_bytes: u64,
+    /// Linear memory kept mapped per sandbox pool slot between instances, bytes.
+    pub plugin_keep_resident: usize,
     /// Per-tenant quotas: named plugins, versions of one plugin, stored component bytes.
     pub max_plugins: u64,
     pub max_plugin_versions: u64,
@@ -139,6 +141,7 @@ impl Config {
             plugin_cache_bytes: crate::plugin::DEFAULT_CACHE_BYTES,
             plugin_artifacts: Some(std::env::temp_dir().join("hookhost-artifacts")),
             plugin_artifacts_bytes: 1 << 30,
+            plugin_keep_resident: crate::plugin::DEFAULT_KEEP_RESIDENT,
             max_plugins: 20,
             max_plugin_versions: 50,
             max_plugin_storage_bytes: 256 << 20,

@@ -129,13 +129,14 @@ pub async fn run_with_clock(
     }
     let fetcher = plugin::fetch::Fetcher::new(deliver::OutboundPolicy::from_config(&config))
         .map_err(deliver::DeliverError::Client)?;
-    let mut engine = plugin::PluginEngine::new(config.plugin_limits.clone())?
-        .with_default_ceiling(&config.tenant_ceiling)?
-        .with_tenant_slots(config.plugin_tenant_concurrency)
-        .with_compile_concurrency(config.compile_concurrency)
-        .with_cache_bytes(config.plugin_cache_bytes)
-        .with_fetcher(fetcher)
-        .with_threads(config.plugin_threads)?;
+    let mut engine =
+        plugin::PluginEngine::with_keep_resident(config.plugin_limits.clone(), config.plugin_keep_resident)?
+            .with_default_ceiling(&config.tenant_ceiling)?
+            .with_tenant_slots(config.plugin_tenant_concurrency)
+            .with_compile_concurrency(config.compile_concurrency)
+            .with_cache_bytes(config.plugin_cache_bytes)
+            .with_fetcher(fetcher)
+            .with_threads(config.plugin_threads)?;
     if let Some(dir) = &config.plugin_artifacts {
         engine = engine.with_artifacts(dir, config.plugin_artifacts_bytes)?;
     }

@@ -136,6 +136,9 @@ struct ServeArgs {
     /// Most bytes of compiled plugins kept in HOOKHOST_PLUGIN_ARTIFACTS.
     #[arg(long, env = "HOOKHOST_PLUGIN_ARTIFACTS_BYTES", default_value_t = 1 << 30)]
     plugin_artifacts_bytes: u64,
+    /// Linear memory kept mapped per sandbox pool slot between instances, bytes.
+    #[arg(long, env = "HOOKHOST_PLUGIN_KEEP_RESIDENT", default_value_t = hookhost::plugin::DEFAULT_KEEP_RESIDENT)]
+    plugin_keep_resident: usize,
     /// Compiled plugin code kept in memory, bytes.
     #[arg(long, env = "HOOKHOST_PLUGIN_CACHE_BYTES", default_value_t = hookhost::plugin::DEFAULT_CACHE_BYTES)]
     plugin_cache_bytes: usize,
@@ -409,6 +412,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.plugin_cache_bytes = args.plugin_cache_bytes;
     config.max_plugin_bytes = args.max_plugin_bytes;
     config.plugin_artifacts_bytes = args.plugin_artifacts_bytes;
+    config.plugin_keep_resident = args.plugin_keep_resident;
     match args.plugin_artifacts.as_deref().map(str::trim) {
         None | Some("") => {}
         Some("off") => config.plugin_artifacts = None,

@@ -102,6 +102,19 @@ fn payload(bytes: usize) -> Value {
     p
 }
 
+/// A missed call of tenant `ten_bench` carrying `payload`.
+fn bench_event(payload: &Value) -> CanonicalEvent {
+    CanonicalEvent {
+        id: "evt_bench".into(),
+        tenant_id: hookhost::TenantId::from_stored("ten_bench".into()),
+        event_type: "call.missed".into(),
+        occurred_at: 0,
+        source: "twilio",
+        is_test: false,
+        payload: payload.clone(),
+    }
+}
+
 fn native(payload: &str) -> String {
     let mut v: Value = serde_json::from_str(payload).unwrap();
     // The same transform the plugin runs (the SDK's redaction), linked natively into the host.
@@ -134,15 +147,7 @@ async fn invocations() {
     println!("|---|---|---|---|---|---|");
     for size in [1024, 16 * 1024] {
         let p = payload(size);
-        let event = CanonicalEvent {
-            id: "evt_bench".into(),
-            tenant_id: hookhost::TenantId::from_stored("ten_bench".into()),
-            event_type: "call.missed".into(),
-            occurred_at: 0,
-            source: "twilio",
-            is_test: false,
-            payload: p.clone(),
-        };
+        let event = bench_event(&p);
         let text = p.to_string();
         let (mut plug, mut nat) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let mut plugin_total = Duration::ZERO;
@@ -182,15 +187,7 @@ async fn languages() {
     let kv = Kv::Map(Arc::new(Default::default()));
     let tenant = hookhost::TenantId::from_stored("ten_bench".into());
     let p = payload(1024);
-    let event = CanonicalEvent {
-        id: "evt_bench".into(),
-        tenant_id: tenant.clone(),
-        event_type: "call.missed".into(),
-        occurred_at: 0,
-        source: "twilio",
-        is_test: false,
-        payload: p.clone(),
-    };
+    let event = bench_event(&p);
     let text = p.to_string();
     let mut compiled = Vec::new();
     for (lang, path) in [

@@ -591,3 +591,40 @@ async fn every_example_plugin_fits_the_caps() {
         assert_eq!((status, body["state"].as_str()), (202, Some("ready")), "{name}: {body}");
     }
 }
+
+/// A hostile plugin cannot read what an earlier event — another tenant's — left in sandbox
+/// memory, whatever the pool keeps mapped between instances (`HOOKHOST_PLUGIN_KEEP_RESIDENT`,
+/// 32 MiB by default: kept pages are reset to the initial image, the rest unmapped).
+/// `memory-snoop` fills its heap with a word and scans its whole linear memory for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_instance_never_sees_memory_an_earlier_event_wrote() {
+    use hookhost::plugin::{Kv, Limits, PluginEngine, local};
+
+    let limits = Limits::default();
+    let engine = std::sync::Arc::new(PluginEngine::new(limits.clone()).unwrap());
+    let snoop = engine.compile_in_turn(std::fs::read(plugins::MEMORY_SNOOP).unwrap()).await.unwrap();
+    let secret: u64 = 0x5345_4352_4554_2d41;
+    let (fill, probe) = (format!("{secret:016x}"), format!("{:016x}", secret ^ 0x5a5a_5a5a_5a5a_5a5a));
+    let found = |tenant: &'static str, payload: Value| {
+        let (engine, snoop, limits) = (&engine, &snoop, &limits);
+        async move {
+            let envelope =
+                json!({ "id": "evt_snoop", "tenant_id": tenant, "event_type": "call.missed", "payload": payload });
+            let event = local::event_from_envelope(&envelope).unwrap();
+            let inv = engine.invoke(snoop, &event, limits, Kv::Map(Default::default())).await;
+            let actions = inv.outcome.unwrap_or_else(|(f, m)| panic!("{} {m}", f.as_str()));
+            local::actions_json(&event, &actions)[0]["deliver"]["payload"]["found"].as_u64().unwrap()
+        }
+    };
+    // The scan works: an instance finds the 16 MiB it filled itself.
+    assert!(found("ten_a", json!({ "mb": 16, "fill": fill, "probe": probe })).await >= 2 << 20);
+    // Tenant A fills 40 MiB, past what a slot keeps mapped; B's next instances find none of it.
+    assert_eq!(found("ten_a", json!({ "mb": 40, "fill": fill })).await, 0);
+    for _ in 0..3 {
+        assert_eq!(
+            found("ten_b", json!({ "mb": 40, "probe": probe })).await,
+            0,
+            "a later instance read another event's memory"
+        );
+    }
+}

@@ -194,7 +194,6 @@ async fn a_new_plugin_from_the_template_builds_and_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_python_plugin_from_the_template_tests_builds_and_runs() {
     use hookhost::plugin::template::{self, Lang, SdkSource};
-    use hookhost::plugin::{Limits, local};
 
     let parent = hookhost_tests::temp_dir("template-py");
     let dir = template::create(&parent, "tag-calls", Lang::Python, &SdkSource::from_build(Lang::Python)).unwrap();
@@ -215,12 +214,7 @@ async fn a_new_python_plugin_from_the_template_tests_builds_and_runs() {
     };
     assert!(run(vec!["-m", "unittest", "-q"]).await.unwrap().success(), "the template's own test");
     assert!(run(vec!["-m", "hookhost_sdk.build", "app.py", "-o", "tag_calls.wasm"]).await.unwrap().success());
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("event.json")).unwrap()).unwrap();
-    let event = local::event_from_envelope(&fixture).unwrap();
-    let bytes = std::fs::read(dir.join("tag_calls.wasm")).unwrap();
-    let report = local::run(bytes, &event, Default::default(), Limits::default()).await.unwrap();
-    assert_eq!(report.json["actions"][0]["deliver"]["payload"]["handled_by"], "tag-calls", "{}", report.json);
-    assert_eq!(report.json["logs"], "info: handled call.missed\n");
+    runs_on_its_fixture(&dir).await;
 }
 
 /// `hookhost plugin new --lang js`: its test passes, it builds with the SDK's `hookhost-build`
@@ -229,7 +223,6 @@ async fn a_new_python_plugin_from_the_template_tests_builds_and_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_javascript_plugin_from_the_template_tests_builds_and_runs() {
     use hookhost::plugin::template::{self, Lang, SdkSource};
-    use hookhost::plugin::{Limits, local};
 
     assert!(!plugins::JS.is_empty(), "the test build installed the npm workspace");
     let parent = hookhost_tests::temp_dir("template-js");
@@ -244,6 +237,14 @@ async fn a_new_javascript_plugin_from_the_template_tests_builds_and_runs() {
     };
     assert!(npm("test").await.unwrap().success(), "the template's own test");
     assert!(npm("build").await.unwrap().success(), "the template builds");
+    runs_on_its_fixture(&dir).await;
+}
+
+/// A Python or JavaScript template project, built into `tag_calls.wasm`, runs on the fixture it
+/// wrote in the real sandbox: it marks the payload and logs one line.
+async fn runs_on_its_fixture(dir: &std::path::Path) {
+    use hookhost::plugin::{Limits, local};
+
     let fixture: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("event.json")).unwrap()).unwrap();
     let event = local::event_from_envelope(&fixture).unwrap();
     let bytes = std::fs::read(dir.join("tag_calls.wasm")).unwrap();

@@ -108,6 +108,11 @@ const KV_MAX_WRITES: usize = 64;
 
 /// Instances that can be live at once (pool slots). Invocations beyond wait for a slot.
 const POOL_INSTANCES: u32 = 256;
+/// Linear memory kept mapped per pool slot between instances, by default
+/// (`HOOKHOST_PLUGIN_KEEP_RESIDENT`). Interpreters compiled to wasm (componentize-py's CPython,
+/// componentize-js's SpiderMonkey) dirty megabytes of their snapshot heap on every event; with
+/// 2 MiB kept, each of those pages faulted again at the next event (pipeline bench, part 3).
+pub const DEFAULT_KEEP_RESIDENT: usize = 32 << 20;
 /// What one component may hold, checked when it is compiled (an upload over them is refused
 /// with the reason): core instances, linear memories and tables, all nested modules counted.
 /// The pool holds this much for every slot, so no instantiation can find it exhausted.
@@ -282,6 +287,14 @@ impl std::fmt::Debug for PluginEngine {
 impl PluginEngine {
     /// Build the engine and start its epoch ticker (a thread that ends with the engine).
     pub fn new(limits: Limits) -> Result<Self, PluginError> {
+        Self::with_keep_resident(limits, DEFAULT_KEEP_RESIDENT)
+    }
+
+    /// As [`PluginEngine::new`], keeping up to `keep_resident` bytes of each pool slot's linear
+    /// memory mapped between instances (reset to the initial image in place) instead of handing
+    /// them back to the kernel: a later instance of the same plugin then takes no page faults
+    /// there. The pages a plugin never touched cost nothing either way.
+    pub fn with_keep_resident(limits: Limits, keep_resident: usize) -> Result<Self, PluginError> {
         let engine_err = PluginError::Engine;
         if limits.memory_bytes > POOL_MAX_MEMORY {
             return Err(PluginError::Settings(format!("memory limit above the pool's {POOL_MAX_MEMORY} bytes")));
@@ -296,7 +309,7 @@ impl PluginEngine {
             .total_memories(POOL_INSTANCES * MAX_MEMORIES_PER_COMPONENT)
             .total_tables(POOL_INSTANCES * MAX_TABLES_PER_COMPONENT)
             .max_memory_size(POOL_MAX_MEMORY)
-            .linear_memory_keep_resident(2 << 20)
+            .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(64 << 10)
             // Reset only the pages an instance dirtied (Linux 6.7+; otherwise the whole
             // kept-resident prefix is memset): most of a plugin's memory is never touched.
