@@ -16,7 +16,7 @@
 // The same plugin built as a component runs in hookhost's sandbox with
 // `hookhost plugin run --component … --event …`.
 
-import { parseJson } from "./index.js";
+import { json, parseJson } from "./index.js";
 
 /** The tenant's key-value store as the plugin sees it. */
 export const kv = new Map();
@@ -46,7 +46,7 @@ export function event(eventType, payload, { isTest = false, id = "evt_test" } = 
     occurredAt: 1_760_084_505n,
     source: "test",
     isTest,
-    payload: typeof payload === "string" ? payload : JSON.stringify(payload),
+    payload: typeof payload === "string" ? payload : json(payload),
   };
 }
 
@@ -62,7 +62,7 @@ export function delivered(actions) {
     .map(({ val }) => ({ ...val, payload: val.payload ? parseJson(val.payload) : undefined }));
 }
 
-/** The deliver actions that shape their request, as {eventType, request}. */
+/** The deliver actions that shape their request (each action's record: eventType, request, …). */
 export function requests(actions) {
   return actions.filter((a) => a.tag === "deliver" && a.val.request).map(({ val }) => val);
 }

@@ -31,6 +31,8 @@ test("integers beyond 2^53 survive a round trip; other numbers are doubles", () 
   assert.deepEqual(payload, parsed);
   assert.equal(hh.deliver("x", parsed).val.payload, '{"big":9007199254740993,"neg":-12345678901234567890,"ratio":0.5,"n":42}');
   assert.throws(() => hh.payload(testing.event("x", "{not json")), (e) => e.payload.code === "bad_payload");
+  // A test event may carry such an integer too.
+  assert.equal(hh.payload(testing.event("x", { big: 9007199254740993n })).big, 9007199254740993n);
 });
 
 test("actions", () => {

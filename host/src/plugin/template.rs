@@ -142,8 +142,8 @@ fn js_files(name: &str, file: &str, sdk: &SdkSource) -> Vec<(PathBuf, String)> {
         }
         SdkSource::Version(v) => (v.clone(), String::new()),
     };
-    let fill =
-        |text: &str| text.replace("NAME", name).replace("FILE", file).replace("WIT", &wit).replace("SDK", &dependency);
+    let values = [("NAME", name), ("FILE", file), ("WIT", wit.as_str()), ("SDK", dependency.as_str())];
+    let fill = |text: &str| fill_tokens(text, &values);
     let mut files = vec![
         (PathBuf::from("app.js"), fill(include_str!("template_js/app.js"))),
         (PathBuf::from("app.test.js"), fill(include_str!("template_js/app.test.js"))),
@@ -155,6 +155,23 @@ fn js_files(name: &str, file: &str, sdk: &SdkSource) -> Vec<(PathBuf, String)> {
         files.push((PathBuf::from(".npmrc"), "install-links=true\n".to_string()));
     }
     files
+}
+
+/// `text` with each `{{KEY}}` replaced by its value, in one pass: a value (a checkout's path, say)
+/// is never searched for tokens itself.
+fn fill_tokens(text: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let end = start + rest[start..].find("}}").expect("a template's tokens are closed");
+        let key = &rest[start + 2..end];
+        let value = values.iter().find(|(k, _)| *k == key).unwrap_or_else(|| panic!("no value for the token {key}"));
+        out.push_str(&rest[..start]);
+        out.push_str(value.1);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 const EVENT_JSON: &str = r#"{
@@ -296,11 +313,17 @@ Then dry-run the new version on recent events and activate it:
 mod tests {
     use super::*;
 
-    #[test]
-    fn writes_a_crate_and_refuses_to_overwrite() {
-        let parent = std::env::temp_dir().join(format!("hookhost-template-{}", std::process::id()));
+    /// An empty directory of this test process's own to create projects in.
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let parent = std::env::temp_dir().join(format!("hookhost-template-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&parent);
         std::fs::create_dir_all(&parent).unwrap();
+        parent
+    }
+
+    #[test]
+    fn writes_a_crate_and_refuses_to_overwrite() {
+        let parent = scratch("rust");
         let dir = create(&parent, "tag-calls", Lang::Rust, &SdkSource::Version("0.1".into())).unwrap();
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("struct TagCalls;") && lib.contains("export!(TagCalls)"));
@@ -317,9 +340,7 @@ mod tests {
     /// The Python template's own test passes against this checkout's Python SDK.
     #[test]
     fn a_python_project_tests_green_against_the_sdk() {
-        let parent = std::env::temp_dir().join(format!("hookhost-template-py-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&parent);
-        std::fs::create_dir_all(&parent).unwrap();
+        let parent = scratch("py");
         let sdk = SdkSource::from_build(Lang::Python);
         let dir = create(&parent, "tag-calls", Lang::Python, &sdk).unwrap();
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
@@ -345,9 +366,7 @@ mod tests {
     /// The JavaScript project names this checkout's SDK (installed as a copy) and WIT.
     #[test]
     fn a_javascript_project_depends_on_this_checkouts_sdk() {
-        let parent = std::env::temp_dir().join(format!("hookhost-template-js-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&parent);
-        std::fs::create_dir_all(&parent).unwrap();
+        let parent = scratch("js");
         let sdk = SdkSource::from_build(Lang::Js);
         let dir = create(&parent, "tag-calls", Lang::Js, &sdk).unwrap();
         let package: serde_json::Value =
@@ -358,6 +377,17 @@ mod tests {
         assert!(std::path::Path::new(build.rsplit(' ').next().unwrap()).join("plugin.wit").exists());
         assert_eq!(std::fs::read_to_string(dir.join(".npmrc")).unwrap(), "install-links=true\n");
         assert!(std::fs::read_to_string(dir.join("app.js")).unwrap().contains(r#"handled_by = "tag-calls""#));
+        // A checkout whose path holds the template's words (and tokens) is written verbatim.
+        let odd = parent.join("SDK-NAME-{{WIT}}/sdk-js");
+        let odd_dir = create(&parent, "odd-path", Lang::Js, &SdkSource::Path(odd.clone())).unwrap();
+        let package: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(odd_dir.join("package.json")).unwrap()).unwrap();
+        assert_eq!(package["dependencies"]["@hookhost/sdk"], format!("file:{}", odd.display()));
+        let wit = parent.join("SDK-NAME-{{WIT}}/wit");
+        assert_eq!(
+            package["scripts"]["build"],
+            format!("hookhost-build app.js -o odd_path.wasm --wit {}", wit.display())
+        );
         let registry = create(&parent, "from-npm", Lang::Js, &SdkSource::Version("^0.2.0".into())).unwrap();
         let package = std::fs::read_to_string(registry.join("package.json")).unwrap();
         assert!(package.contains(r#""@hookhost/sdk": "^0.2.0""#) && !package.contains("--wit"));

@@ -1,4 +1,4 @@
-// NAME: a hookhost plugin, called once per canonical event; returns what to do with it.
+// {{NAME}}: a hookhost plugin, called once per canonical event; returns what to do with it.
 
 import * as hh from "@hookhost/sdk";
 
@@ -6,7 +6,7 @@ import * as hh from "@hookhost/sdk";
 export function handle(event) {
   if (event.isTest) return [hh.drop("test event")];
   const payload = hh.payload(event);
-  payload.handled_by = "NAME";
+  payload.handled_by = "{{NAME}}";
   hh.log("info", `handled ${event.eventType}`);
   return [hh.deliver(event.eventType, payload)];
 }
