@@ -1,7 +1,14 @@
-//! The job pump shared by the router stage and the delivery and sink workers: claim due jobs with a lease,
-//! run each under a concurrency limit while renewing its lease, sleep until woken or until the
-//! next job is due, stop on shutdown and let in-flight jobs finish. Owns no job semantics and
-//! no SQL of its own.
+//! The job pump shared by the router stage and the delivery and sink workers: take the jobs
+//! handed over in memory (committed by this process, already leased to it), claim due jobs
+//! from the store when it may hold some, run each under a concurrency limit while renewing its
+//! lease, sleep until woken or until the next job is due, stop on shutdown and let in-flight
+//! jobs finish. Owns no job semantics and no SQL of its own.
+//!
+//! A claim is a write, queued behind every other, so it is made only when it can find work:
+//! pending rows were committed here since the last one (the lane's flag), the last one took
+//! all it asked for, a job claimed from the store finished (it may have been holding back the
+//! next of its ordering key), or the next pending job falls due — at the latest after
+//! `idle_poll`, which also finds leases that ran out and other replicas' work.
 //!
 //! A job's lease is renewed every third of it while the job runs, so long work keeps its job;
 //! when a renewal finds the job taken over, or the store cannot be reached until the lease is
@@ -13,10 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::store::{Job, JobKind, Store, StoreError};
+use crate::store::{Bounds, Job, JobKind, Lane, Store, StoreError, Ticket};
 
 /// Settings of one pump.
 #[derive(Debug, Clone)]
@@ -26,14 +34,19 @@ pub struct Pump {
     pub idle_poll: Duration,
     /// The lease claims take, and renewals extend.
     pub lease: Duration,
+    /// How many jobs may be handed over in memory at once, in all and per key (tenant or
+    /// endpoint).
+    pub handed: usize,
+    pub handed_per_key: usize,
 }
 
-/// Run `handle` on every job `claim(n, woken)` leases, until `stop` turns true. `woken` says
-/// whether new work was announced (`notify`) since the last claim.
+/// Run `handle` on every job handed over in `lane` and every job `claim(n, woken)` leases,
+/// until `stop` turns true. `woken` says whether pending rows were committed since the last
+/// claim.
 pub async fn pump<C, CFut, H, Fut>(
     store: Store,
     pump: Pump,
-    notify: &Notify,
+    lane: &Lane,
     mut stop: watch::Receiver<bool>,
     claim: C,
     handle: H,
@@ -45,54 +58,81 @@ pub async fn pump<C, CFut, H, Fut>(
 {
     let slots = Arc::new(Semaphore::new(pump.concurrency));
     let mut running = JoinSet::new();
-    let mut woken = true;
+    lane.open(Bounds { total: pump.handed, per_key: pump.handed_per_key.max(1), lease: pump.lease });
+    // When the store may hold claimable jobs: at start (what a previous process left), then
+    // see the module's doc.
+    // `woken`: pending rows were committed; `again`: a job claimed from the store ended.
+    let (mut claim_at, mut woken, mut again, mut full) = (Instant::now(), true, false, false);
     while !*stop.borrow() {
-        while running.try_join_next().is_some() {}
-        let free = slots.available_permits().clamp(1, 64) as i64;
-        let jobs = match claim(free, std::mem::take(&mut woken)).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::error!(kind = ?pump.kind, error = %e, "claiming jobs failed; retrying");
-                Vec::new()
-            }
-        };
-        if jobs.is_empty() {
-            let now = store.now_ms();
-            let wait = match store.next_due(pump.kind).await {
-                Ok(Some(due)) if due > now => {
-                    Duration::from_millis((due - now).min(pump.idle_poll.as_millis() as i64) as u64)
+        while let Some(done) = running.try_join_next() {
+            again |= done.unwrap_or(false);
+        }
+        let free = slots.available_permits().clamp(1, 64);
+        let mut jobs: Vec<(Job, Option<Ticket>)> =
+            lane.take(free).into_iter().map(|h| (h.job, Some(h.ticket))).collect();
+        woken |= lane.take_pending();
+        if jobs.len() < free && (woken || again || full || Instant::now() >= claim_at) {
+            let want = free - jobs.len();
+            again = false;
+            let claimed = match claim(want as i64, std::mem::take(&mut woken)).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(kind = ?pump.kind, error = %e, "claiming jobs failed; retrying");
+                    Vec::new()
                 }
-                // Nothing pending, or pending and due but not claimable now (its tenant at its
-                // share, its endpoint at its limit or disabled, its row locked by another
-                // replica): look again when one of ours ends, on a wake-up, or after the idle
-                // poll; never spin on the claim.
-                _ => pump.idle_poll,
             };
+            full = claimed.len() >= want;
+            claim_at = Instant::now() + pump.idle_poll;
+            if claimed.is_empty() && jobs.is_empty() {
+                let now = store.now_ms();
+                if let Ok(Some(due)) = store.next_due(pump.kind).await
+                    && due > now
+                {
+                    // Pending and due but not claimable now (its tenant at its share, its
+                    // endpoint at its limit or disabled, its row locked by another replica)
+                    // waits for one of ours to end, a wake-up or the idle poll: never a spin.
+                    let wait = Duration::from_millis((due - now) as u64).max(Duration::from_millis(1));
+                    claim_at = claim_at.min(Instant::now() + wait);
+                }
+            }
+            jobs.extend(claimed.into_iter().map(|j| (j, None)));
+        }
+        if jobs.is_empty() {
             tokio::select! {
-                _ = notify.notified() => woken = true,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+                _ = lane.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => again |= done.unwrap_or(false),
+                _ = tokio::time::sleep_until(claim_at) => {}
                 _ = stop.changed() => {}
             }
             continue;
         }
-        for job in jobs {
+        for (job, ticket) in jobs {
             let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
             // Every log line of the job carries its kind, id, tenant and event.
             let span = tracing::info_span!("job", kind = pump.kind.as_str(), job_id = job.id, tenant = %job.tenant_id,
                 event_id = %job.event_id);
             let held = keep_lease(store.clone(), job.clone(), pump.lease);
             let fut = handle(job);
+            // A job claimed from the store says, when it ends, that a claim may find more.
+            let claimed = ticket.is_none();
             running.spawn(
                 async move {
                     tokio::select! {
                         () = fut => {}
                         () = held => tracing::warn!("job stopped: its lease could not be kept"),
                     }
-                    drop(permit);
+                    drop((permit, ticket));
+                    claimed
                 }
                 .instrument(span),
             );
+        }
+    }
+    // Jobs handed over and not started go back to the store, to run at once (here after a
+    // restart, or on another replica).
+    for h in lane.close() {
+        if let Err(e) = store.defer(&h.job, store.now_ms()).await {
+            tracing::warn!(job_id = h.job.id, error = %e, "could not put back a job; its lease will expire");
         }
     }
     while running.join_next().await.is_some() {}

@@ -92,13 +92,7 @@ pub enum RunError {
     Io(#[from] std::io::Error),
 }
 
-/// Wake-ups between stages, so a new job is picked up at once rather than at the next poll.
-#[derive(Debug, Default)]
-pub struct Wakeups {
-    pub plugin: tokio::sync::Notify,
-    pub delivery: tokio::sync::Notify,
-    pub sink: tokio::sync::Notify,
-}
+pub use store::Wakeups;
 
 /// Run the service on `listener` until `shutdown` completes: HTTP API, plugin, delivery and
 /// sink workers. Work in flight at shutdown is given a grace period; what is left keeps its
@@ -144,7 +138,7 @@ pub async fn run_with_clock(
     // Uploads a stop or a crash cut short are compiled again, in the background.
     tokio::spawn(plugin::stored::recover_compiles(store.clone(), engine.clone()));
     let sender = deliver::Sender::new(&config)?;
-    let wake = Arc::new(Wakeups::default());
+    let wake = store.wakeups();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let plugin_worker =

@@ -222,7 +222,7 @@ pub(super) async fn patch_endpoint(
     }
     if ep.enabled && !was_enabled {
         tracing::info!(%tenant, endpoint = %eid, "endpoint re-enabled; its pending deliveries resume");
-        state.wake.delivery.notify_one();
+        state.wake.delivery.pending();
     }
     Ok(Json(EndpointView::of(&ep, state.store.now_ms())))
 }

@@ -133,7 +133,7 @@ pub(super) async fn retry_delivery(
         }
         Some(true) => {
             tracing::info!(%tenant, delivery = did, "failed delivery queued again");
-            state.wake.delivery.notify_one();
+            state.wake.delivery.pending();
             Ok((StatusCode::ACCEPTED, Json(Requeued { id: did, status: DeliveryStatus::Pending })).into_response())
         }
     }
@@ -159,7 +159,7 @@ pub(super) async fn recover_endpoint(
     find_endpoint(&state, &tenant, &eid).await?;
     let n = state.store.recover(&tenant, &EndpointId::named(&eid), since).await?;
     tracing::info!(%tenant, endpoint = %eid, requeued = n, "failed deliveries recovered");
-    state.wake.delivery.notify_one();
+    state.wake.delivery.pending();
     Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: n })).into_response())
 }
 
@@ -185,7 +185,7 @@ pub(super) async fn replay_event(
     };
     let ids = state.store.replay(&tenant, &event_id, &ep.id, fallback).await?;
     tracing::info!(%tenant, %event_id, endpoint = %ep.id, deliveries = ?ids, "event replayed");
-    state.wake.delivery.notify_one();
+    state.wake.delivery.pending();
     Ok((StatusCode::ACCEPTED, Json(ReplayedDeliveries { delivery_ids: ids })).into_response())
 }
 

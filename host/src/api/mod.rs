@@ -80,7 +80,7 @@ impl AppState {
         wake: Arc<Wakeups>,
         config: Arc<Config>,
     ) -> Self {
-        let ingest = Ingestor::new(store.clone(), config.clone(), wake.clone());
+        let ingest = Ingestor::new(store.clone(), config.clone());
         let admin_digest = Sha256::digest(config.admin_token.as_bytes()).into();
         let sql_sinks = Arc::default();
         Self { store, ingest, plugins, config, sender, sql_sinks, wake, admin_digest }

@@ -82,14 +82,18 @@ impl Gate {
 
 /// Run the delivery worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
+    let cap = config.endpoint_concurrency.max(1);
     let settings = Pump {
         kind: JobKind::Delivery,
         concurrency: config.delivery_concurrency,
         idle_poll: config.idle_poll,
         lease: config.job_lease.max(config.delivery_timeout * 2),
+        // Deliveries without an ordering key come from the plugin stage in memory, an
+        // endpoint's up to its in-flight limit; past it they wait in the store.
+        handed: config.delivery_concurrency * 2,
+        handed_per_key: cap,
     };
     let lease = settings.lease;
-    let cap = config.endpoint_concurrency.max(1);
     let gate = Arc::new(Mutex::new(Gate::default()));
     let claim = |n, _woken| {
         let exclude = gate.lock().expect("gate lock").saturated(cap, store.now_ms());
@@ -97,7 +101,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
         async move { store.claim_deliveries(n, lease, &exclude).await }
     };
     pump(store.clone(), settings, &wake.delivery, stop, claim, |job| {
-        let (store, sender, config, gate, wake) = (store.clone(), sender.clone(), config.clone(), gate.clone(), wake.clone());
+        let (store, sender, config, gate) = (store.clone(), sender.clone(), config.clone(), gate.clone());
         async move {
             let endpoint = job.work.target().to_string();
             if !gate.lock().expect("gate lock").enter(&endpoint, cap) {
@@ -112,7 +116,6 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
             match deliver(&store, &sender, &config, &gate, slot, job).await {
                 Ok(Some(disabled_event)) => {
                     tracing::warn!(%tenant, endpoint, event_id = %disabled_event, "endpoint disabled after sustained failure");
-                    wake.plugin.notify_one();
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -155,6 +158,12 @@ async fn deliver(
         let record = AttemptRecord { error: Some("endpoint no longer exists".into()), ..Default::default() };
         return store.record_attempt(&job, DeliveryState::Failed, &record, None).await;
     };
+    if !ep.enabled {
+        // Handed over (or claimed) just before the endpoint was disabled: it waits in the
+        // store, as the claim leaves it, until the endpoint is enabled again.
+        store.defer(&job, store.now_ms()).await?;
+        return Ok(None);
+    }
     if let Some(rate) = ep.rate_limit_per_s.filter(|r| *r > 0.0) {
         let taken = gate.lock().expect("gate lock").take(ep.id.as_str(), rate, store.now_ms());
         if let Err(when) = taken {

@@ -27,7 +27,7 @@ use crate::normalize::calls::{Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::normalize::{exotel, sms};
 use crate::store::{Accepted, HookTenant, ReceiptRecord, Store, StoreError, TenantSettings, Verdict};
-use crate::{Config, TenantId, Wakeups, new_id};
+use crate::{Config, TenantId, new_id};
 
 /// A request whose signature has not been checked.
 #[derive(Debug)]
@@ -198,14 +198,13 @@ pub struct HookRequest {
 pub struct Ingestor {
     store: Store,
     config: Arc<Config>,
-    wake: Arc<Wakeups>,
     throttle: Arc<throttle::Throttle>,
 }
 
 impl Ingestor {
-    pub fn new(store: Store, config: Arc<Config>, wake: Arc<Wakeups>) -> Self {
+    pub fn new(store: Store, config: Arc<Config>) -> Self {
         let throttle = Arc::new(throttle::Throttle::new(config.rejected_per_address, config.rejected_per_tenant));
-        Self { store, config, wake, throttle }
+        Self { store, config, throttle }
     }
 
     /// `POST /hooks/{tenant}/twilio/voice/{inbound|status|dial-complete}`: verify, apply the
@@ -314,7 +313,6 @@ impl Ingestor {
             tracing::info!(tenant = %verified.tenant, %message_sid, "duplicate Twilio message acknowledged");
         } else {
             tracing::info!(tenant = %verified.tenant, %message_sid, keyword = ?keyword.map(|k| k.word()), "message accepted");
-            self.wake.plugin.notify_one();
         }
         Ok(())
     }
@@ -411,7 +409,6 @@ impl Ingestor {
             tracing::info!(tenant = %verified.tenant, provider = verified.provider, %call_sid, %key, "duplicate call signal acknowledged");
         } else if !applied.event_ids.is_empty() {
             tracing::info!(tenant = %verified.tenant, provider = verified.provider, %call_sid, events = applied.event_ids.len(), outcome = ?applied.state.outcome, "call signal accepted");
-            self.wake.plugin.notify_one();
         }
         Ok(applied)
     }
@@ -513,7 +510,6 @@ impl Ingestor {
             tracing::info!(tenant = %receipt.tenant, event_id = %accepted.event_id, key = %n.dedupe_key, "duplicate provider request acknowledged");
         } else {
             tracing::info!(tenant = %receipt.tenant, event_id = %accepted.event_id, event_type = %event.event_type, "event accepted");
-            self.wake.plugin.notify_one();
         }
         Ok(accepted)
     }

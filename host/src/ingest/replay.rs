@@ -47,7 +47,6 @@ impl Ingestor {
         };
         let ids = self.store.insert_replays(tenant, receipt_id, &fresh).await?;
         tracing::info!(%tenant, receipt = receipt_id, events = ids.len(), "receipt replayed");
-        self.wake.plugin.notify_one();
         Ok(ids)
     }
 }

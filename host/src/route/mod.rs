@@ -46,13 +46,17 @@ pub async fn run(
     config: Arc<Config>,
     stop: watch::Receiver<bool>,
 ) {
+    let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
     let settings = Pump {
         kind: JobKind::Plugin,
         concurrency: config.plugin_concurrency * 2,
         idle_poll: config.idle_poll,
-        lease: config.job_lease,
+        lease,
+        // Events accepted here come to the router in memory, a tenant's within the same
+        // share it may hold leased; past it, they wait in the store.
+        handed: config.plugin_concurrency * 2,
+        handed_per_key: per_tenant * 2,
     };
-    let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
     let running = Arc::new(Semaphore::new(config.plugin_concurrency.max(1)));
     let busy: Arc<Mutex<HashMap<String, TenantSlots>>> = Arc::default();
     let routing = Arc::new(RoutingCache::default());
@@ -73,19 +77,19 @@ pub async fn run(
             }
             let jobs = store.claim_plugin_jobs(n, lease, &leased, per_tenant * 2).await?;
             last_full.store(jobs.len() as i64 >= n, Ordering::Relaxed);
-            let mut busy = busy.lock().expect("busy lock");
-            for job in &jobs {
-                busy.entry(job.tenant_id.to_string())
-                    .or_insert_with(|| TenantSlots { leased: 0, run: Arc::new(Semaphore::new(per_tenant)) })
-                    .leased += 1;
-            }
             Ok(jobs)
         }
     };
     pump(store.clone(), settings, &wake.plugin, stop, claim, |job| {
-        let (store, engine, wake, config, busy, routing, running) =
-            (store.clone(), engine.clone(), wake.clone(), config.clone(), busy.clone(), routing.clone(), running.clone());
+        let (store, engine, config, busy, routing, running) =
+            (store.clone(), engine.clone(), config.clone(), busy.clone(), routing.clone(), running.clone());
         let claimed = Instant::now();
+        // Counted before the pump takes or claims more (claimed or handed over alike).
+        busy.lock()
+            .expect("busy lock")
+            .entry(job.tenant_id.to_string())
+            .or_insert_with(|| TenantSlots { leased: 0, run: Arc::new(Semaphore::new(per_tenant)) })
+            .leased += 1;
         async move {
             let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
             let tenant_slots = busy.lock().expect("busy lock").get(tenant.as_str()).map(|s| s.run.clone());
@@ -100,17 +104,9 @@ pub async fn run(
                     tracing::error!(%tenant, %event_id, error = %e, "could not put back a plugin job; its lease will expire");
                 }
             } else {
-                match process(&store, &engine, &config, &routing, job).await {
-                    // Wake only the workers with new work: a claim that finds none is a write too.
-                    Ok((deliveries, sink_writes)) => {
-                        if deliveries > 0 {
-                            wake.delivery.notify_one();
-                        }
-                        if sink_writes > 0 {
-                            wake.sink.notify_one();
-                        }
-                    }
-                    Err(e) => tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires"),
+                // The deliveries and sink writes it enqueues reach their workers from the store.
+                if let Err(e) = process(&store, &engine, &config, &routing, job).await {
+                    tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires");
                 }
             }
             drop((slot, tenant_slot));
@@ -126,14 +122,14 @@ pub async fn run(
     .await;
 }
 
-/// Process one plugin job; returns how many deliveries and sink writes it enqueued.
+/// Process one plugin job.
 async fn process(
     store: &Store,
     engine: &Arc<PluginEngine>,
     config: &Config,
     cache: &RoutingCache,
     job: Job,
-) -> Result<(usize, usize), WorkError> {
+) -> Result<(), WorkError> {
     let Some((stored, rev)) = store.event_with_config_rev(&job.tenant_id, &job.event_id).await? else {
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
     };
@@ -189,13 +185,12 @@ async fn process(
         }
         None => (Vec::new(), Vec::new()),
     };
-    let written = (outputs.deliveries.len(), outputs.sink_writes.len());
     let done = PluginJobDone { runs, status, retry_at, error, outputs, kv_writes, kv_max_keys: config.kv_max_keys };
     let refused = store.finish_plugin_job(&job, done).await?;
     if refused > 0 {
         tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, refused, "plugin key-value writes refused: the tenant's key quota is full");
     }
-    Ok(written)
+    Ok(())
 }
 
 /// The invocations of a chain as recorded, counted in the metrics.

@@ -16,8 +16,16 @@ use crate::{Config, Wakeups};
 /// Run the sink worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
     let lease = config.job_lease.max(config.delivery_timeout * 2);
-    let settings =
-        Pump { kind: JobKind::Sink, concurrency: config.delivery_concurrency, idle_poll: config.idle_poll, lease };
+    // Sink writes are claimed from the store (one write per record at a time is the claim's
+    // rule), never handed over in memory.
+    let settings = Pump {
+        kind: JobKind::Sink,
+        concurrency: config.delivery_concurrency,
+        idle_poll: config.idle_poll,
+        lease,
+        handed: 0,
+        handed_per_key: 0,
+    };
     let sql = Arc::new(SqlSinks::default());
     let claim = |n, _woken| store.claim_sink_writes(n, lease);
     pump(store.clone(), settings, &wake.sink, stop, claim, |job| {

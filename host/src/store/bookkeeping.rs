@@ -13,7 +13,7 @@ use sqlx::{Any, Row};
 use super::plugins::{self, KvPut};
 use super::{
     AttemptRecord, Backend, Batched, DeliveryState, EventStatus, Job, JobKind, JobStatus, JobWork, Outputs,
-    PluginJobDone, Result, disable_endpoint, insert_delivery,
+    PluginJobDone, Result, Staged, disable_endpoint, insert_delivery,
 };
 
 /// Most requests applied in one transaction.
@@ -51,13 +51,18 @@ pub(super) enum Applied {
 impl Batched for Bookkeeping {
     type Out = Applied;
 
-    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, _backend: Backend) -> Result<Applied> {
+    async fn apply(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        _backend: Backend,
+        stage: &mut Staged,
+    ) -> Result<Applied> {
         match self {
             Bookkeeping::FinishPlugin { job, done, now, .. } => {
-                finish_plugin_job(tx, job, done, *now).await.map(|r| r.map_or(Applied::Stale, Applied::Refused))
+                finish_plugin_job(tx, stage, job, done, *now).await.map(|r| r.map_or(Applied::Stale, Applied::Refused))
             }
             Bookkeeping::Attempt { job, state, record, disable_after, now, .. } => {
-                record_attempt(tx, job, *state, record, *disable_after, *now)
+                record_attempt(tx, stage, job, *state, record, *disable_after, *now)
                     .await
                     .map(|r| r.map_or(Applied::Stale, Applied::Disabled))
             }
@@ -102,6 +107,7 @@ fn stale(job: &Job) -> super::StoreError {
 /// enqueue its deliveries and sink writes. Returns the key-value writes refused for the quota.
 async fn finish_plugin_job(
     tx: &mut sqlx::Transaction<'static, Any>,
+    stage: &mut Staged,
     job: &Job,
     done: &PluginJobDone,
     now: i64,
@@ -153,7 +159,7 @@ async fn finish_plugin_job(
             .await?;
         return Ok(Some(refused));
     }
-    complete_plugin_job(tx, job, done.status, done.error.as_deref(), &done.outputs, now).await?;
+    complete_plugin_job(tx, stage, job, done.status, done.error.as_deref(), &done.outputs, now).await?;
     Ok(Some(refused))
 }
 
@@ -185,6 +191,7 @@ async fn fenced_update(
 
 async fn complete_plugin_job(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     job: &Job,
     event_status: EventStatus,
     error: Option<&str>,
@@ -218,7 +225,7 @@ async fn complete_plugin_job(
             shared.push((d.body.clone(), Some(id)));
             Some(id)
         };
-        insert_delivery(&mut **tx, &job.tenant_id, &job.event_id, d, body_id, false, now).await?;
+        insert_delivery(&mut **tx, stage, &job.tenant_id, &job.event_id, d, body_id, false, now).await?;
     }
     for w in &outputs.sink_writes {
         sqlx::query(
@@ -240,6 +247,7 @@ async fn complete_plugin_job(
         .bind(now)
         .execute(&mut **tx)
         .await?;
+        stage.pending(JobKind::Sink);
     }
     Ok(())
 }
@@ -249,6 +257,7 @@ async fn complete_plugin_job(
 /// `endpoint.disabled` event is stored for the tenant's other endpoints; its id is returned.
 async fn record_attempt(
     tx: &mut sqlx::Transaction<'static, Any>,
+    stage: &mut Staged,
     job: &Job,
     state: DeliveryState,
     record: &AttemptRecord,
@@ -326,7 +335,7 @@ async fn record_attempt(
         if let (Some(since), Some(after)) = (since, disable_after)
             && now - since >= after.as_millis() as i64
         {
-            disabled_event = disable_endpoint(tx, &job.tenant_id, endpoint_id, since, now).await?;
+            disabled_event = disable_endpoint(tx, stage, &job.tenant_id, endpoint_id, since, now).await?;
         }
     }
     Ok(Some(disabled_event))

@@ -154,8 +154,10 @@ impl Store {
                 now,
             };
             let step = call_step(&call_sid, &key, Party::default(), Signal::Sweep(sweep));
-            let applied = save_call(&mut tx, &write, stored, &step).await?;
+            let mut stage = self.stage();
+            let applied = save_call(&mut tx, &mut stage, &write, stored, &step).await?;
             tx.commit().await?;
+            stage.publish();
             tracing::info!(%tenant, %call_sid, ?sweep, outcome = ?applied.state.outcome, "open call closed by the sweeper");
             match sweep {
                 Sweep::Settle => swept.settled += 1,
@@ -177,20 +179,20 @@ impl Store {
         opt: Option<(bool, &str)>,
     ) -> Result<Accepted> {
         let mut tx = self.begin(true).await?;
+        let mut stage = self.stage();
         let now = self.now_ms();
         let tenant = &receipt.tenant_id;
         let mut event_ids = Vec::new();
         for (event_type, payload) in events {
             let event = receipt_event(receipt, event_type, payload.clone());
-            if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#{event_type}"), receipt.received_at)
-                .await?
-            {
+            let key = format!("{receipt_key}#{event_type}");
+            if insert_event_with_job(&mut tx, &mut stage, &event, &key, receipt.received_at).await? {
                 event_ids.push(event.id);
             }
         }
         let duplicate = event_ids.is_empty();
         if !duplicate {
-            event_ids.extend(first_sight(&mut tx, receipt, receipt_key, contact, "sms").await?);
+            event_ids.extend(first_sight(&mut tx, &mut stage, receipt, receipt_key, contact, "sms").await?);
             let was_opted_out = sqlx::query(
                 "UPDATE contacts SET messages = messages + 1, last_message_at = $1 WHERE tenant_id = $2 AND e164 = $3
                  RETURNING opted_out",
@@ -216,7 +218,8 @@ impl Store {
                 if opted_out != was_opted_out && contact_events(&mut tx, tenant).await? {
                     let payload = serde_json::json!({ "contact": contact, "e164": contact, "opted_out": opted_out, "keyword": keyword });
                     let event = receipt_event(receipt, "contact.updated", payload);
-                    if insert_event_with_job(&mut tx, &event, &format!("{receipt_key}#contact.updated"), now).await? {
+                    let key = format!("{receipt_key}#contact.updated");
+                    if insert_event_with_job(&mut tx, &mut stage, &event, &key, now).await? {
                         event_ids.push(event.id);
                     }
                 }
@@ -232,6 +235,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        stage.publish();
         let event_id = event_ids.into_iter().next().unwrap_or_default();
         Ok(Accepted { event_id, duplicate })
     }

@@ -143,11 +143,12 @@ impl Store {
         if deliveries.is_empty() {
             deliveries.push(fallback);
         }
-        let mut ids = Vec::new();
+        let (mut ids, mut stage) = (Vec::new(), self.stage());
         for d in &deliveries {
-            ids.push(insert_delivery(&mut *tx, tenant, event_id, d, None, true, now).await?);
+            ids.push(insert_delivery(&mut *tx, &mut stage, tenant, event_id, d, None, true, now).await?);
         }
         tx.commit().await?;
+        stage.publish();
         Ok(ids)
     }
 

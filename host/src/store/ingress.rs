@@ -109,11 +109,12 @@ impl Store {
         events: &[CanonicalEvent],
     ) -> Result<Vec<String>> {
         let mut tx = self.begin(true).await?;
+        let mut stage = self.stage();
         let now = self.now_ms();
         let mut ids = Vec::new();
         for e in events {
             let key = format!("replay:{receipt_id}:{}", e.id);
-            if insert_event_with_job(&mut tx, e, &key, now).await? {
+            if insert_event_with_job(&mut tx, &mut stage, e, &key, now).await? {
                 sqlx::query("UPDATE events SET replay_of = $1 WHERE tenant_id = $2 AND id = $3")
                     .bind(receipt_id)
                     .bind(tenant.as_str())
@@ -124,6 +125,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        stage.publish();
         Ok(ids)
     }
 }

@@ -205,7 +205,9 @@ impl Store {
     /// only while this worker still holds its lease.
     pub async fn defer(&self, job: &Job, run_at: i64) -> Result<()> {
         let set = "status = 'pending', run_at = $1, lease_until = NULL, updated_at = $2";
-        self.update_held(job, set, run_at).await
+        self.update_held(job, set, run_at).await?;
+        self.wake.lane(job.work.kind()).pending();
+        Ok(())
     }
 
     /// Extend this worker's lease on a running job to `lease` from now; when the lease now

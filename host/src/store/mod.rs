@@ -73,6 +73,7 @@ mod compiles;
 mod deliveries;
 mod endpoints;
 mod events;
+mod handoff;
 mod ingress;
 mod jobs;
 mod keys;
@@ -90,6 +91,7 @@ pub use states::{DeliveryStatus, EventStatus, JobStatus, PluginState, SigningSty
 pub use types::*;
 use writer::*;
 
+pub use handoff::{Bounds, Handed, Lane, Staged, Ticket, Wakeups};
 pub use keys::ApiKeyInfo;
 pub use retention::{Retention, Swept};
 
@@ -188,6 +190,8 @@ pub struct Store {
     /// Seals and opens the secrets stored in rows (provider secrets, endpoint secrets, sink
     /// settings).
     keys: Arc<Keyring>,
+    /// The lanes to this process's workers: jobs handed over in memory, pending rows announced.
+    wake: Arc<Wakeups>,
 }
 
 /// See [`Store::now_ms`].
@@ -256,17 +260,23 @@ impl Store {
         // It counts itself while it waits for the writer, and on SQLite (one writer
         // connection) the bookkeeper then hands the writer over, so an acknowledgement never
         // waits behind a whole batch of bookkeeping.
+        let wake = Arc::new(Wakeups::default());
         let accepts_waiting = Arc::new(AtomicUsize::new(0));
         let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        let turns =
-            Turns { what: "provider request", durable: true, announce: Some(accepts_waiting.clone()), yield_to: None };
+        let turns = Turns {
+            what: "provider request",
+            durable: true,
+            announce: Some(accepts_waiting.clone()),
+            yield_to: None,
+            wake: wake.clone(),
+        };
         tokio::spawn(write_batches(write.clone(), backend, rx, GROUP_COMMIT_MAX, turns));
         let (bookkeeping, rx) = tokio::sync::mpsc::channel(4 * bookkeeping::BATCH_MAX);
         let yield_to = (backend == Backend::Sqlite).then_some(accepts_waiting);
-        let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to };
+        let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to, wake: wake.clone() };
         tokio::spawn(write_batches(write.clone(), backend, rx, bookkeeping::BATCH_MAX, turns));
-        let store =
-            Self { pool, write, backend, accepts, bookkeeping, clock, db_clock: Arc::default(), keys: Arc::new(keys) };
+        let keys = Arc::new(keys);
+        let store = Self { pool, write, backend, accepts, bookkeeping, clock, db_clock: Arc::default(), keys, wake };
         let sealed = store.seal_stored_secrets().await?;
         if sealed > 0 {
             tracing::info!(sealed, key = store.keys.current_id(), "stored secrets sealed with the current key");
@@ -277,6 +287,16 @@ impl Store {
     /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The lanes to this process's workers.
+    pub fn wakeups(&self) -> Arc<Wakeups> {
+        self.wake.clone()
+    }
+
+    /// What a transaction hands over or leaves pending, to publish once it commits.
+    fn stage(&self) -> Staged {
+        Staged::new(self.wake.clone())
     }
 
     /// A write transaction (see [`begin_on`]).
@@ -311,5 +331,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod handoff_tests;
 #[cfg(test)]
 mod tests;

@@ -93,6 +93,7 @@ pub(super) fn verdict(r: &AnyRow) -> Result<Verdict> {
 /// event's dedupe key starts with `receipt_key`); its id when it was new.
 pub(super) async fn first_sight(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     receipt: &ReceiptRecord,
     receipt_key: &str,
     e164: &str,
@@ -116,7 +117,7 @@ pub(super) async fn first_sight(
     let payload = serde_json::json!({ "contact": e164, "e164": e164, "first_seen_in": via });
     let event = receipt_event(receipt, "contact.created", payload);
     let key = format!("{receipt_key}#contact.created");
-    Ok(insert_event_with_job(tx, &event, &key, receipt.received_at).await?.then_some(event.id))
+    Ok(insert_event_with_job(tx, stage, &event, &key, receipt.received_at).await?.then_some(event.id))
 }
 
 /// Whether the tenant asked for `contact.*` events (read only when a contact changes: rare).
@@ -187,9 +188,13 @@ pub(super) fn shared_body(r: &AnyRow) -> Option<i64> {
     r.get::<Option<String>, _>("body").is_none().then(|| r.get::<Option<i64>, _>("body_id")).flatten()
 }
 
-/// Insert a delivery job; with `shared`, its body is that row of `bodies`, not its own.
+/// Insert a delivery job; with `shared`, its body is that row of `bodies`, not its own. One
+/// without an ordering key is leased to this process and handed to its delivery worker in
+/// memory when that has room for its endpoint; any other is pending for a claim.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
+    stage: &mut Staged,
     tenant: &TenantId,
     event_id: &str,
     d: &NewDelivery,
@@ -197,11 +202,16 @@ pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     replay: bool,
     now: i64,
 ) -> Result<i64> {
+    let ticket = match d.ordering_key {
+        None => stage.reserve(JobKind::Delivery, d.endpoint_id.as_str()),
+        Some(_) => None,
+    };
+    let lease = ticket.as_ref().map(|t| (now + t.lease_ms(), lease_token()));
     let id = sqlx::query(
         "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, body_id, ordering_key, replay,
-             status, run_at, created_at, updated_at, request)
+             status, run_at, created_at, updated_at, request, lease_until, lease_token)
          VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $13, $8, $9,
-             'pending', $10, $11, $12, $14)
+             $15, $10, $11, $12, $14, $16, $17)
          RETURNING id",
     )
     .bind(tenant.as_str())
@@ -218,15 +228,39 @@ pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
     .bind(now)
     .bind(shared)
     .bind(d.request.as_ref().map(|s| serde_json::to_string(s.as_ref()).expect("a shape serializes")))
+    .bind(if lease.is_some() { JobStatus::Running } else { JobStatus::Pending }.as_str())
+    .bind(lease.map(|l| l.0))
+    .bind(lease.map(|l| l.1))
     .fetch_one(exec)
     .await?
     .get("id");
+    match ticket {
+        Some(ticket) => {
+            let work = JobWork::Delivery {
+                endpoint_id: d.endpoint_id.clone(),
+                message_id: d.message_id.clone(),
+                body: d.body.to_string(),
+                request: d.request.as_deref().cloned(),
+            };
+            let job = Job {
+                id,
+                tenant_id: tenant.clone(),
+                event_id: event_id.to_string(),
+                lease: lease.map(|l| l.1),
+                attempts: 0,
+                work,
+            };
+            stage.hand(JobKind::Delivery, job, ticket);
+        }
+        None => stage.pending(JobKind::Delivery),
+    }
     Ok(id)
 }
 
 /// Insert a canonical event with its plugin job; false when its dedupe key is known.
 pub(super) async fn insert_event_with_job(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     event: &CanonicalEvent,
     dedupe_key: &str,
     now: i64,
@@ -251,18 +285,41 @@ pub(super) async fn insert_event_with_job(
     .rows_affected()
         == 1;
     if inserted {
-        sqlx::query(
-            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at)
-             VALUES ('plugin', $1, $2, (SELECT seq FROM events WHERE id = $3), 'pending', $4, $5, $6)",
+        // Leased to this process and handed to its router in memory when it has room, else
+        // pending for a claim.
+        let ticket = stage.reserve(JobKind::Plugin, event.tenant_id.as_str());
+        let lease = ticket.as_ref().map(|t| (now + t.lease_ms(), lease_token()));
+        let id: i64 = sqlx::query(
+            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at, lease_until,
+                 lease_token)
+             VALUES ('plugin', $1, $2, (SELECT seq FROM events WHERE id = $3), $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(event.tenant_id.as_str())
         .bind(&event.id)
         .bind(&event.id)
+        .bind(if lease.is_some() { JobStatus::Running } else { JobStatus::Pending }.as_str())
         .bind(now)
         .bind(now)
         .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .bind(lease.map(|l| l.0))
+        .bind(lease.map(|l| l.1))
+        .fetch_one(&mut **tx)
+        .await?
+        .get("id");
+        match ticket {
+            Some(ticket) => {
+                let job = Job {
+                    id,
+                    tenant_id: event.tenant_id.clone(),
+                    event_id: event.id.clone(),
+                    lease: lease.map(|l| l.1),
+                    attempts: 0,
+                    work: JobWork::Plugin,
+                };
+                stage.hand(JobKind::Plugin, job, ticket);
+            }
+            None => stage.pending(JobKind::Plugin),
+        }
     }
     Ok(inserted)
 }
@@ -271,6 +328,7 @@ pub(super) async fn insert_event_with_job(
 /// `endpoint.disabled` event (the pipeline delivers it to the tenant's other endpoints).
 pub(super) async fn disable_endpoint(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     tenant: &TenantId,
     endpoint_id: &str,
     since: i64,
@@ -290,7 +348,7 @@ pub(super) async fn disable_endpoint(
     let Some(row) = row else { return Ok(None) };
     let url: String = row.get("url");
     let event = CanonicalEvent::endpoint_disabled(tenant, endpoint_id, &url, since, now);
-    insert_event_with_job(tx, &event, &format!("hookhost:endpoint.disabled:{endpoint_id}:{now}"), now).await?;
+    insert_event_with_job(tx, stage, &event, &format!("hookhost:endpoint.disabled:{endpoint_id}:{now}"), now).await?;
     Ok(Some(event.id))
 }
 

@@ -34,16 +34,21 @@ pub(super) enum Written {
 impl Batched for WriteRequest {
     type Out = Written;
 
-    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Written> {
+    async fn apply(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        backend: Backend,
+        stage: &mut Staged,
+    ) -> Result<Written> {
         match self {
             WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
-                accept_one(tx, receipt, event, dedupe_key).await.map(Written::Accept)
+                accept_one(tx, stage, receipt, event, dedupe_key).await.map(Written::Accept)
             }
             WriteRequest::Keep { receipt, verdict, reason, .. } => {
                 insert_receipt(&mut **tx, receipt, *verdict, Some(reason), None, None).await.map(|()| Written::Keep)
             }
             WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, .. } => {
-                call_in(tx, backend, receipt, call_sid, receipt_key, *occurred_at, step)
+                call_in(tx, stage, backend, receipt, call_sid, receipt_key, *occurred_at, step)
                     .await
                     .map(|c| Written::Call(Box::new(c)))
             }
@@ -77,7 +82,13 @@ pub(super) const GROUP_COMMIT_MAX: usize = 256;
 /// transaction and answers once that transaction has committed.
 pub(super) trait Batched: Sized {
     type Out;
-    async fn apply(&self, tx: &mut sqlx::Transaction<'static, Any>, backend: Backend) -> Result<Self::Out>;
+    /// Apply the request; jobs it inserts are staged in `stage`, published once committed.
+    async fn apply(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        backend: Backend,
+        stage: &mut Staged,
+    ) -> Result<Self::Out>;
     /// Send the outcome (`Ok` only once committed).
     fn answer(self, outcome: Result<Self::Out>);
 }
@@ -93,6 +104,8 @@ pub(super) struct Turns {
     /// While this counts anyone waiting, it commits what it has applied and hands the writer
     /// over.
     pub(super) yield_to: Option<Arc<AtomicUsize>>,
+    /// Where the jobs its batches insert are handed over and announced.
+    pub(super) wake: Arc<Wakeups>,
 }
 
 /// A batching writer: until every sender is gone, take the requests waiting (at most `max`),
@@ -153,14 +166,16 @@ pub(super) async fn apply_batch<R: Batched>(
         waiting.fetch_sub(1, Ordering::AcqRel);
     }
     let mut tx = tx?;
+    let mut stage = Staged::new(turns.wake.clone());
     let mut outcomes = Vec::with_capacity(requests.len());
     for req in requests {
-        outcomes.push(req.apply(&mut tx, backend).await?);
+        outcomes.push(req.apply(&mut tx, backend, &mut stage).await?);
         if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
             break;
         }
     }
     tx.commit().await?;
+    stage.publish();
     Ok(outcomes)
 }
 
@@ -189,8 +204,10 @@ pub(super) async fn begin_on(
 /// The statements of one call signal: read the call's state, apply `step`, store the state,
 /// the events it emits (each with its plugin job) and the receipt (a `duplicate` when the
 /// state machine had already applied it).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn call_in(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     backend: Backend,
     receipt: &ReceiptRecord,
     call_sid: &str,
@@ -209,11 +226,11 @@ pub(super) async fn call_in(
         now: receipt.received_at,
     };
     let new_call = stored.updated_at.is_none();
-    let mut applied = save_call(tx, &write, stored, step).await?;
+    let mut applied = save_call(tx, stage, &write, stored, step).await?;
     // The other party of a call hookhost hears of for the first time may be a new contact.
     if new_call && let Some(contact) = applied.state.other_party().filter(|n| crate::phone::is_e164(n)) {
         let contact = contact.to_string();
-        applied.event_ids.extend(first_sight(tx, receipt, receipt_key, &contact, "call").await?);
+        applied.event_ids.extend(first_sight(tx, stage, receipt, receipt_key, &contact, "call").await?);
     }
     let first = applied.event_ids.first().map(String::as_str);
     insert_receipt(&mut **tx, receipt, Verdict::of(already), None, Some(receipt_key), first).await?;
@@ -268,6 +285,7 @@ pub(super) struct CallWrite<'a> {
 /// plugin job). The parent's end is noted the first time the call waits on a dial result.
 pub(super) async fn save_call(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     w: &CallWrite<'_>,
     stored: StoredCall,
     step: &CallStep,
@@ -301,7 +319,7 @@ pub(super) async fn save_call(
             payload: e.payload,
         };
         let key = format!("{}#{}", w.receipt_key, event.event_type);
-        if insert_event_with_job(tx, &event, &key, w.now).await? {
+        if insert_event_with_job(tx, stage, &event, &key, w.now).await? {
             event_ids.push(event.id);
         }
     }
@@ -312,11 +330,12 @@ pub(super) async fn save_call(
 /// and the receipt with its verdict.
 pub(super) async fn accept_one(
     tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
     receipt: &ReceiptRecord,
     event: &CanonicalEvent,
     dedupe_key: &str,
 ) -> Result<Accepted> {
-    let inserted = insert_event_with_job(tx, event, dedupe_key, receipt.received_at).await?;
+    let inserted = insert_event_with_job(tx, stage, event, dedupe_key, receipt.received_at).await?;
     let accepted = if inserted {
         Accepted { event_id: event.id.clone(), duplicate: false }
     } else {
