@@ -40,9 +40,9 @@ pub struct Pump {
     pub handed_per_key: usize,
 }
 
-/// Run `handle` on every job handed over in `lane` and every job `claim(n, woken)` leases,
-/// until `stop` turns true. `woken` says whether pending rows were committed since the last
-/// claim.
+/// Run `handle` on every job handed over in `lane` (with its ticket, to give back once the
+/// job no longer needs its place) and every job `claim(n, woken)` leases, until `stop` turns
+/// true. `woken` says whether pending rows were committed since the last claim.
 pub async fn pump<C, CFut, H, Fut>(
     store: Store,
     pump: Pump,
@@ -53,7 +53,7 @@ pub async fn pump<C, CFut, H, Fut>(
 ) where
     C: Fn(i64, bool) -> CFut,
     CFut: Future<Output = Result<Vec<Job>, StoreError>>,
-    H: Fn(Job) -> Fut,
+    H: Fn(Job, Option<Ticket>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(pump.concurrency));
@@ -112,16 +112,16 @@ pub async fn pump<C, CFut, H, Fut>(
             let span = tracing::info_span!("job", kind = pump.kind.as_str(), job_id = job.id, tenant = %job.tenant_id,
                 event_id = %job.event_id);
             let held = keep_lease(store.clone(), job.clone(), pump.lease);
-            let fut = handle(job);
             // A job claimed from the store says, when it ends, that a claim may find more.
             let claimed = ticket.is_none();
+            let fut = handle(job, ticket);
             running.spawn(
                 async move {
                     tokio::select! {
                         () = fut => {}
                         () = held => tracing::warn!("job stopped: its lease could not be kept"),
                     }
-                    drop((permit, ticket));
+                    drop(permit);
                     claimed
                 }
                 .instrument(span),

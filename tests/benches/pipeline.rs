@@ -36,13 +36,64 @@ static STATEMENTS: AtomicU64 = AtomicU64::new(0);
 
 struct CountStatements;
 
+/// With `BENCH_STATEMENTS=1`: per statement (its first words), how many ran and their time.
+static PROFILE: std::sync::Mutex<Option<std::collections::HashMap<String, (u64, f64)>>> = std::sync::Mutex::new(None);
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
-    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        let mut profile = PROFILE.lock().unwrap();
+        if let Some(profile) = profile.as_mut() {
+            let mut seen = Seen::default();
+            event.record(&mut seen);
+            let what = if seen.statement.trim().is_empty() { seen.summary } else { seen.statement };
+            let what: String = what.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(90).collect();
+            let e = profile.entry(what).or_default();
+            e.0 += 1;
+            e.1 += seen.elapsed;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    summary: String,
+    statement: String,
+    elapsed: f64,
+}
+
+impl tracing::field::Visit for Seen {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_string(),
+            "db.statement" => self.statement = value.to_string(),
+            _ => {}
+        }
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed = value;
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// Print the statements profile, most time first.
+fn print_profile(events: usize) {
+    let Some(profile) = PROFILE.lock().unwrap().take() else { return };
+    let mut rows: Vec<_> = profile.into_iter().collect();
+    rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    println!("\n| statement | per event | total ms | µs each |");
+    println!("|---|---|---|---|");
+    for (what, (n, secs)) in rows.iter().take(25) {
+        println!("| {what} | {:.2} | {:.0} | {:.0} |", *n as f64 / events as f64, secs * 1e3, secs * 1e6 / *n as f64);
     }
 }
 
 fn count_statements() {
+    if std::env::var_os("BENCH_STATEMENTS").is_some() {
+        *PROFILE.lock().unwrap() = Some(Default::default());
+    }
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::{Layer, filter::Targets};
     let only = Targets::new().with_target("sqlx::query", tracing::Level::DEBUG);
@@ -100,6 +151,7 @@ async fn end_to_end() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         statements as f64 / events as f64,
     );
+    print_profile(events);
     // Disk use: the database and its WAL, after a checkpoint, per event kept.
     let pool = sqlx::SqlitePool::connect(&server.database_url).await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();

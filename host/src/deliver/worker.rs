@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::policy::{self, Verdict};
 use super::{Response, Sender};
 use crate::jobs::{Pump, pump};
-use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, JobWork, Store, StoreError};
+use crate::store::{AttemptRecord, DeliveryState, Job, JobKind, JobWork, Store, StoreError, Ticket};
 use crate::{Config, Wakeups};
 
 /// A token bucket: `rate` tokens a second, holding at most `max(rate, 1)`.
@@ -28,7 +28,8 @@ struct Bucket {
 /// In-process per-endpoint limits.
 #[derive(Debug, Default)]
 struct Gate {
-    in_flight: HashMap<String, usize>,
+    /// Each endpoint's in-flight slots (`cap` permits), made when first used.
+    slots: HashMap<String, Arc<Semaphore>>,
     buckets: HashMap<String, Bucket>,
     /// Endpoints whose bucket is empty, until when (unix ms).
     throttled_until: HashMap<String, i64>,
@@ -36,30 +37,22 @@ struct Gate {
 
 impl Gate {
     /// Endpoints the next claim must leave out.
-    fn saturated(&mut self, cap: usize, now: i64) -> Vec<String> {
+    fn saturated(&mut self, now: i64) -> Vec<String> {
         self.throttled_until.retain(|_, until| *until > now);
-        let mut out: Vec<String> = self.in_flight.iter().filter(|(_, n)| **n >= cap).map(|(k, _)| k.clone()).collect();
+        let mut out: Vec<String> =
+            self.slots.iter().filter(|(_, s)| s.available_permits() == 0).map(|(k, _)| k.clone()).collect();
         out.extend(self.throttled_until.keys().cloned());
         out
     }
 
-    /// Take a slot for the endpoint unless it is full.
-    fn enter(&mut self, endpoint: &str, cap: usize) -> bool {
-        let n = self.in_flight.entry(endpoint.to_string()).or_default();
-        if *n >= cap {
-            return false;
-        }
-        *n += 1;
-        true
+    /// The endpoint's in-flight slots.
+    fn slots(&mut self, endpoint: &str, cap: usize) -> Arc<Semaphore> {
+        self.slots.entry(endpoint.to_string()).or_insert_with(|| Arc::new(Semaphore::new(cap))).clone()
     }
 
-    fn leave(&mut self, endpoint: &str) {
-        if let Some(n) = self.in_flight.get_mut(endpoint) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.in_flight.remove(endpoint);
-            }
-        }
+    /// Take a slot for the endpoint unless it is full.
+    fn enter(&mut self, endpoint: &str, cap: usize) -> Option<OwnedSemaphorePermit> {
+        self.slots(endpoint, cap).try_acquire_owned().ok()
     }
 
     /// Take a token at `rate`/s; `Err(when)` if none is available before `when` (unix ms).
@@ -80,38 +73,52 @@ impl Gate {
     }
 }
 
+/// How many deliveries may be handed over in memory at once (see the pump's settings).
+const HANDED: usize = 1024;
+
 /// Run the delivery worker until `stop` turns true.
 pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<Config>, stop: watch::Receiver<bool>) {
     let cap = config.endpoint_concurrency.max(1);
     let settings = Pump {
         kind: JobKind::Delivery,
-        concurrency: config.delivery_concurrency,
+        // Deliveries handed over wait here for their endpoint's slots, each holding one of the
+        // extra `HANDED` places, never one of the shared slots claims take.
+        concurrency: config.delivery_concurrency + HANDED,
         idle_poll: config.idle_poll,
         lease: config.job_lease.max(config.delivery_timeout * 2),
-        // Deliveries without an ordering key come from the plugin stage in memory, an
-        // endpoint's up to its in-flight limit; past it they wait in the store.
-        handed: config.delivery_concurrency * 2,
-        handed_per_key: cap,
+        // Deliveries without an ordering key come from the plugin stage in memory, up to a
+        // quarter of the places to one endpoint; past that they wait in the store.
+        handed: HANDED,
+        handed_per_key: HANDED / 4,
     };
     let lease = settings.lease;
     let gate = Arc::new(Mutex::new(Gate::default()));
     let claim = |n, _woken| {
-        let exclude = gate.lock().expect("gate lock").saturated(cap, store.now_ms());
+        let exclude = gate.lock().expect("gate lock").saturated(store.now_ms());
         let store = store.clone();
         async move { store.claim_deliveries(n, lease, &exclude).await }
     };
-    pump(store.clone(), settings, &wake.delivery, stop, claim, |job| {
+    pump(store.clone(), settings, &wake.delivery, stop, claim, |job, ticket| {
         let (store, sender, config, gate) = (store.clone(), sender.clone(), config.clone(), gate.clone());
         async move {
             let endpoint = job.work.target().to_string();
-            if !gate.lock().expect("gate lock").enter(&endpoint, cap) {
-                // Claimed in the same batch as others for a full endpoint: put it back.
-                if let Err(e) = store.defer(&job, store.now_ms()).await {
-                    tracing::error!(job_id = job.id, error = %e, "could not put back a delivery; its lease will expire");
+            let entered = gate.lock().expect("gate lock").enter(&endpoint, cap);
+            let permit = match (entered, &ticket) {
+                (Some(permit), _) => permit,
+                // Handed over: wait for the endpoint's next free slot.
+                (None, Some(_)) => {
+                    let slots = gate.lock().expect("gate lock").slots(&endpoint, cap);
+                    slots.acquire_owned().await.expect("semaphore never closed")
                 }
-                return;
-            }
-            let slot = Slot { gate: gate.clone(), endpoint: endpoint.clone() };
+                (None, None) => {
+                    // Claimed in the same batch as others for a full endpoint: put it back.
+                    if let Err(e) = store.defer(&job, store.now_ms()).await {
+                        tracing::error!(job_id = job.id, error = %e, "could not put back a delivery; its lease will expire");
+                    }
+                    return;
+                }
+            };
+            let slot = Slot { _permit: permit, _ticket: ticket };
             let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);
             match deliver(&store, &sender, &config, &gate, slot, job).await {
                 Ok(Some(disabled_event)) => {
@@ -127,17 +134,11 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     .await;
 }
 
-/// An endpoint's in-flight slot, given back when dropped (as soon as the HTTP exchange ends;
-/// recording the attempt need not hold it).
+/// An endpoint's in-flight slot (and the delivery's handoff ticket), given back when dropped:
+/// as soon as the HTTP exchange ends; recording the attempt need not hold it.
 struct Slot {
-    gate: Arc<Mutex<Gate>>,
-    endpoint: String,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.gate.lock().expect("gate lock").leave(&self.endpoint);
-    }
+    _permit: OwnedSemaphorePermit,
+    _ticket: Option<Ticket>,
 }
 
 /// Make one attempt; returns the id of an `endpoint.disabled` event if this attempt disabled
@@ -202,13 +203,13 @@ mod tests {
     #[test]
     fn gate_caps_in_flight_per_endpoint() {
         let mut g = Gate::default();
-        assert!(g.enter("a", 2));
-        assert!(g.enter("a", 2));
-        assert!(!g.enter("a", 2));
-        assert!(g.enter("b", 2));
-        assert_eq!(g.saturated(2, 0), vec!["a".to_string()]);
-        g.leave("a");
-        assert!(g.saturated(2, 0).is_empty());
+        let a1 = g.enter("a", 2).unwrap();
+        let _a2 = g.enter("a", 2).unwrap();
+        assert!(g.enter("a", 2).is_none());
+        let _b = g.enter("b", 2).unwrap();
+        assert_eq!(g.saturated(0), vec!["a".to_string()]);
+        drop(a1);
+        assert!(g.saturated(0).is_empty());
     }
 
     #[test]
@@ -218,9 +219,9 @@ mod tests {
         assert_eq!(g.take("a", 2.0, 0), Ok(()));
         assert_eq!(g.take("a", 2.0, 0), Ok(()));
         assert_eq!(g.take("a", 2.0, 0), Err(500));
-        assert_eq!(g.saturated(8, 100), vec!["a".to_string()]);
+        assert_eq!(g.saturated(100), vec!["a".to_string()]);
         assert_eq!(g.take("a", 2.0, 500), Ok(()));
-        assert!(g.saturated(8, 600).is_empty());
+        assert!(g.saturated(600).is_empty());
         // 0.5/s: one, then one every 2 s.
         assert_eq!(g.take("b", 0.5, 0), Ok(()));
         assert_eq!(g.take("b", 0.5, 1000), Err(2000));

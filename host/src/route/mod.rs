@@ -22,7 +22,7 @@ use crate::jobs::{Pump, pump};
 use crate::normalize::{CanonicalEvent, billing};
 use crate::plugin::stored::WorkError;
 use crate::plugin::{Failure, Kv, PluginEngine, chain};
-use crate::store::{EventStatus, Job, JobKind, PluginJobDone, PluginRun, Store, StoreError};
+use crate::store::{EventStatus, Job, JobKind, PluginJobDone, PluginRun, Store, StoreError, Ticket};
 use crate::{Config, Wakeups};
 use cache::RoutingCache;
 use fanout::Routed;
@@ -33,6 +33,9 @@ struct TenantSlots {
     leased: usize,
     run: Arc<Semaphore>,
 }
+
+/// How many plugin jobs may be handed over in memory at once (see the pump's settings).
+const HANDED: usize = 1024;
 
 /// Run the plugin worker until `stop` turns true. At most `plugin_tenant_concurrency` of one
 /// tenant's events are in its plugins at once, so a slow or hostile plugin holds a few slots,
@@ -49,13 +52,15 @@ pub async fn run(
     let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
     let settings = Pump {
         kind: JobKind::Plugin,
-        concurrency: config.plugin_concurrency * 2,
+        // Jobs handed over wait here for their tenant's slots, each holding one of the extra
+        // `HANDED` places, never one of the shared places claims take.
+        concurrency: config.plugin_concurrency * 2 + HANDED,
         idle_poll: config.idle_poll,
         lease,
-        // Events accepted here come to the router in memory, a tenant's within the same
-        // share it may hold leased; past it, they wait in the store.
-        handed: config.plugin_concurrency * 2,
-        handed_per_key: per_tenant * 2,
+        // Events accepted here come to the router in memory, up to a quarter of the places
+        // to one tenant; past that they wait in the store.
+        handed: HANDED,
+        handed_per_key: HANDED / 4,
     };
     let running = Arc::new(Semaphore::new(config.plugin_concurrency.max(1)));
     let busy: Arc<Mutex<HashMap<String, TenantSlots>>> = Arc::default();
@@ -80,24 +85,19 @@ pub async fn run(
             Ok(jobs)
         }
     };
-    pump(store.clone(), settings, &wake.plugin, stop, claim, |job| {
-        let (store, engine, config, busy, routing, running) =
-            (store.clone(), engine.clone(), config.clone(), busy.clone(), routing.clone(), running.clone());
+    pump(store.clone(), settings, &wake.plugin, stop, claim, |job, ticket| {
+        let (store, engine, config, routing, running) =
+            (store.clone(), engine.clone(), config.clone(), routing.clone(), running.clone());
         let claimed = Instant::now();
         // Counted before the pump takes or claims more (claimed or handed over alike).
-        busy.lock()
-            .expect("busy lock")
-            .entry(job.tenant_id.to_string())
-            .or_insert_with(|| TenantSlots { leased: 0, run: Arc::new(Semaphore::new(per_tenant)) })
-            .leased += 1;
+        let mut held = Held::new(busy.clone(), &job, per_tenant, ticket);
         async move {
             let (tenant, event_id) = (job.tenant_id.clone(), job.event_id.clone());
-            let tenant_slots = busy.lock().expect("busy lock").get(tenant.as_str()).map(|s| s.run.clone());
-            let tenant_slot = match tenant_slots {
-                Some(slots) => Some(slots.acquire_owned().await.expect("semaphore never closed")),
-                None => None,
-            };
-            let slot = running.acquire_owned().await.expect("semaphore never closed");
+            let tenant_slots = held.busy.lock().expect("busy lock").get(tenant.as_str()).map(|s| s.run.clone());
+            if let Some(slots) = tenant_slots {
+                held.permits.push(slots.acquire_owned().await.expect("semaphore never closed"));
+            }
+            held.permits.push(running.acquire_owned().await.expect("semaphore never closed"));
             if claimed.elapsed() > lease / 2 {
                 // Waited so long that its lease might run out while it runs: hand it back.
                 if let Err(e) = store.defer(&job, store.now_ms()).await {
@@ -105,21 +105,53 @@ pub async fn run(
                 }
             } else {
                 // The deliveries and sink writes it enqueues reach their workers from the store.
-                if let Err(e) = process(&store, &engine, &config, &routing, job).await {
+                if let Err(e) = process(&store, &engine, &config, &routing, job, held).await {
                     tracing::error!(%tenant, %event_id, error = %e, "plugin job failed; it will be retried when its lease expires");
-                }
-            }
-            drop((slot, tenant_slot));
-            let mut busy = busy.lock().expect("busy lock");
-            if let Some(s) = busy.get_mut(tenant.as_str()) {
-                s.leased -= 1;
-                if s.leased == 0 {
-                    busy.remove(tenant.as_str());
                 }
             }
         }
     })
     .await;
+}
+
+/// A plugin job's places in the router: its tenant's leased count, its run slots and its
+/// handoff ticket. Given back once its plugins have run (or when it is dropped): waiting for
+/// the bookkeeper holds none of them, so a tenant's share bounds its plugins, not its writes.
+struct Held {
+    busy: Arc<Mutex<HashMap<String, TenantSlots>>>,
+    tenant: String,
+    permits: Vec<tokio::sync::OwnedSemaphorePermit>,
+    _ticket: Option<Ticket>,
+}
+
+impl Held {
+    fn new(
+        busy: Arc<Mutex<HashMap<String, TenantSlots>>>,
+        job: &Job,
+        per_tenant: usize,
+        ticket: Option<Ticket>,
+    ) -> Self {
+        let tenant = job.tenant_id.to_string();
+        busy.lock()
+            .expect("busy lock")
+            .entry(tenant.clone())
+            .or_insert_with(|| TenantSlots { leased: 0, run: Arc::new(Semaphore::new(per_tenant)) })
+            .leased += 1;
+        Held { busy, tenant, permits: Vec::new(), _ticket: ticket }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.permits.clear();
+        let mut busy = self.busy.lock().expect("busy lock");
+        if let Some(s) = busy.get_mut(&self.tenant) {
+            s.leased -= 1;
+            if s.leased == 0 {
+                busy.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// Process one plugin job.
@@ -129,6 +161,7 @@ async fn process(
     config: &Config,
     cache: &RoutingCache,
     job: Job,
+    held: Held,
 ) -> Result<(), WorkError> {
     let Some((stored, rev)) = store.event_with_config_rev(&job.tenant_id, &job.event_id).await? else {
         return Err(StoreError::Corrupt(format!("plugin job {} names a missing event", job.id)).into());
@@ -186,6 +219,7 @@ async fn process(
         None => (Vec::new(), Vec::new()),
     };
     let done = PluginJobDone { runs, status, retry_at, error, outputs, kv_writes, kv_max_keys: config.kv_max_keys };
+    drop(held);
     let refused = store.finish_plugin_job(&job, done).await?;
     if refused > 0 {
         tracing::warn!(tenant = %job.tenant_id, event_id = %event.id, refused, "plugin key-value writes refused: the tenant's key quota is full");

@@ -28,7 +28,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     };
     let sql = Arc::new(SqlSinks::default());
     let claim = |n, _woken| store.claim_sink_writes(n, lease);
-    pump(store.clone(), settings, &wake.sink, stop, claim, |job| {
+    pump(store.clone(), settings, &wake.sink, stop, claim, |job, _ticket| {
         let (store, sender, config, sql) = (store.clone(), sender.clone(), config.clone(), sql.clone());
         async move {
             let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);

@@ -145,7 +145,8 @@ impl Store {
         }
         let (mut ids, mut stage) = (Vec::new(), self.stage());
         for d in &deliveries {
-            ids.push(insert_delivery(&mut *tx, &mut stage, tenant, event_id, d, None, true, now).await?);
+            let row = DeliveryRow { tenant, event_id, d, shared: None, replay: true, now };
+            ids.push(insert_delivery(&mut tx, &mut stage, row).await?);
         }
         tx.commit().await?;
         stage.publish();

@@ -38,6 +38,33 @@ pub(super) async fn serialize_on(
     Ok(())
 }
 
+/// `n` copies of `row`, comma-separated, each `?` numbered as a placeholder (`$1`, `$2`, …)
+/// in order across the copies: the VALUES of a statement that writes `n` rows at once.
+pub(super) fn rows_of(row: &str, n: usize) -> String {
+    let mut out = String::with_capacity((row.len() + 8) * n);
+    let mut k = 0;
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for part in row.split_inclusive('?') {
+            match part.strip_suffix('?') {
+                Some(before) => {
+                    k += 1;
+                    out.push_str(before);
+                    out.push('$');
+                    out.push_str(&k.to_string());
+                }
+                None => out.push_str(part),
+            }
+        }
+    }
+    out
+}
+
+/// Most rows one multi-row statement writes (SQLite takes at most 32,766 parameters).
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
+
 /// A fresh lease token for one claim.
 pub(super) fn lease_token() -> i64 {
     rand::random::<i64>() & i64::MAX
@@ -188,73 +215,101 @@ pub(super) fn shared_body(r: &AnyRow) -> Option<i64> {
     r.get::<Option<String>, _>("body").is_none().then(|| r.get::<Option<i64>, _>("body_id")).flatten()
 }
 
-/// Insert a delivery job; with `shared`, its body is that row of `bodies`, not its own. One
-/// without an ordering key is leased to this process and handed to its delivery worker in
-/// memory when that has room for its endpoint; any other is pending for a claim.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn insert_delivery<'e, E: sqlx::Executor<'e, Database = Any>>(
-    exec: E,
+/// A delivery job to insert: `d` for `event_id`; with `shared`, its body is that row of
+/// `bodies`, not its own.
+pub(super) struct DeliveryRow<'a> {
+    pub(super) tenant: &'a TenantId,
+    pub(super) event_id: &'a str,
+    pub(super) d: &'a NewDelivery,
+    pub(super) shared: Option<i64>,
+    pub(super) replay: bool,
+    pub(super) now: i64,
+}
+
+/// Insert one delivery job (see [`insert_deliveries`]); its id.
+pub(super) async fn insert_delivery(
+    tx: &mut sqlx::Transaction<'_, Any>,
     stage: &mut Staged,
-    tenant: &TenantId,
-    event_id: &str,
-    d: &NewDelivery,
-    shared: Option<i64>,
-    replay: bool,
-    now: i64,
+    row: DeliveryRow<'_>,
 ) -> Result<i64> {
-    let ticket = match d.ordering_key {
-        None => stage.reserve(JobKind::Delivery, d.endpoint_id.as_str()),
-        Some(_) => None,
-    };
-    let lease = ticket.as_ref().map(|t| (now + t.lease_ms(), lease_token()));
-    let id = sqlx::query(
-        "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, body_id, ordering_key, replay,
-             status, run_at, created_at, updated_at, request, lease_until, lease_token)
-         VALUES ('delivery', $1, $2, (SELECT seq FROM events WHERE tenant_id = $3 AND id = $4), $5, $6, $7, $13, $8, $9,
-             $15, $10, $11, $12, $14, $16, $17)
-         RETURNING id",
-    )
-    .bind(tenant.as_str())
-    .bind(event_id)
-    .bind(tenant.as_str())
-    .bind(event_id)
-    .bind(&d.endpoint_id)
-    .bind(&d.message_id)
-    .bind(shared.is_none().then(|| d.body.to_string()))
-    .bind(&d.ordering_key)
-    .bind(replay as i64)
-    .bind(now)
-    .bind(now)
-    .bind(now)
-    .bind(shared)
-    .bind(d.request.as_ref().map(|s| serde_json::to_string(s.as_ref()).expect("a shape serializes")))
-    .bind(if lease.is_some() { JobStatus::Running } else { JobStatus::Pending }.as_str())
-    .bind(lease.map(|l| l.0))
-    .bind(lease.map(|l| l.1))
-    .fetch_one(exec)
-    .await?
-    .get("id");
-    match ticket {
-        Some(ticket) => {
-            let work = JobWork::Delivery {
-                endpoint_id: d.endpoint_id.clone(),
-                message_id: d.message_id.clone(),
-                body: d.body.to_string(),
-                request: d.request.as_deref().cloned(),
-            };
-            let job = Job {
-                id,
-                tenant_id: tenant.clone(),
-                event_id: event_id.to_string(),
-                lease: lease.map(|l| l.1),
-                attempts: 0,
-                work,
-            };
-            stage.hand(JobKind::Delivery, job, ticket);
+    let ids = insert_deliveries(tx, stage, &[row]).await?;
+    ids.first().copied().ok_or_else(|| StoreError::Corrupt("an insert returned no id".into()))
+}
+
+/// Insert delivery jobs, a few hundred to a statement. One without an ordering key is leased
+/// to this process and handed to its delivery worker in memory when that has room for its
+/// endpoint; any other is pending for a claim. Returns the new ids, in no particular order.
+pub(super) async fn insert_deliveries(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
+    rows: &[DeliveryRow<'_>],
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Each handed-over row gets its own lease token, which tells its id in what RETURNING gives.
+        let mut handed: HashMap<i64, (Ticket, &DeliveryRow<'_>)> = HashMap::new();
+        let leases: Vec<Option<(i64, i64)>> = chunk
+            .iter()
+            .map(|r| {
+                let ticket = match r.d.ordering_key {
+                    None => stage.reserve(JobKind::Delivery, r.d.endpoint_id.as_str()),
+                    Some(_) => None,
+                }?;
+                let lease = (r.now + ticket.lease_ms(), lease_token());
+                handed.insert(lease.1, (ticket, r));
+                Some(lease)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, endpoint_id, message_id, body, body_id, ordering_key,
+                 replay, status, run_at, created_at, updated_at, request, lease_until, lease_token)
+             VALUES {} RETURNING id, lease_token",
+            rows_of(
+                "('delivery', ?, ?, (SELECT seq FROM events WHERE tenant_id = ? AND id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk.len()
+            )
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (r, lease) in chunk.iter().zip(&leases) {
+            let status = if lease.is_some() { JobStatus::Running } else { JobStatus::Pending };
+            q = q
+                .bind(r.tenant.as_str())
+                .bind(r.event_id)
+                .bind(r.tenant.as_str())
+                .bind(r.event_id)
+                .bind(&r.d.endpoint_id)
+                .bind(&r.d.message_id)
+                .bind(r.shared.is_none().then(|| r.d.body.to_string()))
+                .bind(r.shared)
+                .bind(&r.d.ordering_key)
+                .bind(r.replay as i64)
+                .bind(status.as_str())
+                .bind(r.now)
+                .bind(r.now)
+                .bind(r.now)
+                .bind(r.d.request.as_ref().map(|s| serde_json::to_string(s.as_ref()).expect("a shape serializes")))
+                .bind(lease.map(|l| l.0))
+                .bind(lease.map(|l| l.1));
         }
-        None => stage.pending(JobKind::Delivery),
+        for row in q.fetch_all(&mut **tx).await? {
+            let id: i64 = row.get("id");
+            ids.push(id);
+            let token: Option<i64> = row.get("lease_token");
+            let Some((ticket, r)) = token.and_then(|t| handed.remove(&t)) else { continue };
+            let work = JobWork::Delivery {
+                endpoint_id: r.d.endpoint_id.clone(),
+                message_id: r.d.message_id.clone(),
+                body: r.d.body.to_string(),
+                request: r.d.request.as_deref().cloned(),
+            };
+            let (tenant_id, event_id) = (r.tenant.clone(), r.event_id.to_string());
+            stage.hand(JobKind::Delivery, Job { id, tenant_id, event_id, lease: token, attempts: 0, work }, ticket);
+        }
+        if leases.iter().any(Option::is_none) {
+            stage.pending(JobKind::Delivery);
+        }
     }
-    Ok(id)
+    Ok(ids)
 }
 
 /// Insert a canonical event with its plugin job; false when its dedupe key is known.
@@ -423,4 +478,17 @@ pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
             .map_err(decode("endpoint signature_headers"))?
             .unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_of_numbers_placeholders_across_rows() {
+        assert_eq!(
+            super::rows_of("(?, CAST(? AS TEXT), 1)", 2),
+            "($1, CAST($2 AS TEXT), 1), ($3, CAST($4 AS TEXT), 1)"
+        );
+        assert_eq!(super::rows_of("(?)", 1), "($1)");
+        assert_eq!(super::rows_of("(?)", 0), "");
+    }
 }

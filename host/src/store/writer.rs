@@ -34,6 +34,31 @@ pub(super) enum Written {
 impl Batched for WriteRequest {
     type Out = Written;
 
+    /// One request at a time (their statements read what the previous ones wrote).
+    async fn apply_all(
+        requests: &[Self],
+        tx: &mut sqlx::Transaction<'static, Any>,
+        backend: Backend,
+        stage: &mut Staged,
+        yield_to: Option<&AtomicUsize>,
+    ) -> Result<Vec<Written>> {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for req in requests {
+            outcomes.push(req.apply(tx, backend, stage).await?);
+            if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
+                break;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Send the outcome (`Ok` only once committed).
+    fn answer(self, outcome: Result<Written>) {
+        WriteRequest::answer(self, outcome)
+    }
+}
+
+impl WriteRequest {
     async fn apply(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
@@ -55,7 +80,6 @@ impl Batched for WriteRequest {
         }
     }
 
-    /// Send the outcome (`Ok` only once committed).
     fn answer(self, outcome: Result<Written>) {
         let mismatch = || StoreError::Corrupt("a write's outcome does not match its request".into());
         match self {
@@ -82,13 +106,16 @@ pub(super) const GROUP_COMMIT_MAX: usize = 256;
 /// transaction and answers once that transaction has committed.
 pub(super) trait Batched: Sized {
     type Out;
-    /// Apply the request; jobs it inserts are staged in `stage`, published once committed.
-    async fn apply(
-        &self,
+    /// Apply `requests` (at least one), or a first part of them once `yield_to` counts anyone
+    /// waiting; the outcomes of those applied, in order. Jobs they insert are staged in
+    /// `stage`, published once committed.
+    async fn apply_all(
+        requests: &[Self],
         tx: &mut sqlx::Transaction<'static, Any>,
         backend: Backend,
         stage: &mut Staged,
-    ) -> Result<Self::Out>;
+        yield_to: Option<&AtomicUsize>,
+    ) -> Result<Vec<Self::Out>>;
     /// Send the outcome (`Ok` only once committed).
     fn answer(self, outcome: Result<Self::Out>);
 }
@@ -167,13 +194,7 @@ pub(super) async fn apply_batch<R: Batched>(
     }
     let mut tx = tx?;
     let mut stage = Staged::new(turns.wake.clone());
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for req in requests {
-        outcomes.push(req.apply(&mut tx, backend, &mut stage).await?);
-        if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
-            break;
-        }
-    }
+    let outcomes = R::apply_all(requests, &mut tx, backend, &mut stage, yield_to).await?;
     tx.commit().await?;
     stage.publish();
     Ok(outcomes)
