@@ -73,6 +73,7 @@ mod compiles;
 mod deliveries;
 mod endpoints;
 mod events;
+mod group;
 mod handoff;
 mod ingress;
 mod jobs;

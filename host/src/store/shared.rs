@@ -2,6 +2,8 @@
 //! events with their plugin job and deliveries, per-tenant caps and locks, disabling an
 //! endpoint, and reading jobs, sinks, events and endpoints from rows.
 
+use std::collections::HashSet;
+
 use super::*;
 
 /// Whether the tenant already has `max` rows of `table` (endpoints or sinks), counted under
@@ -73,6 +75,15 @@ pub(super) fn lease_token() -> i64 {
 /// Bytes of a rejected request's body kept as evidence.
 pub(super) const REJECTED_BODY_KEPT: usize = 1024;
 
+/// A receipt to insert: the request, its verdict, and what it became.
+pub(super) struct ReceiptRow<'a> {
+    pub(super) receipt: &'a ReceiptRecord,
+    pub(super) verdict: Verdict,
+    pub(super) reason: Option<&'a str>,
+    pub(super) dedupe_key: Option<&'a str>,
+    pub(super) event_id: Option<&'a str>,
+}
+
 pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     exec: E,
     r: &ReceiptRecord,
@@ -81,32 +92,47 @@ pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
     dedupe_key: Option<&str>,
     event_id: Option<&str>,
 ) -> Result<()> {
-    // A rejected request keeps the first KiB of its body, its length and digest.
-    let (body, len, digest) = if verdict == Verdict::Rejected {
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body));
-        (&r.body[..r.body.len().min(REJECTED_BODY_KEPT)], Some(r.body.len() as i64), Some(digest))
-    } else {
-        (&r.body[..], None, None)
-    };
-    sqlx::query(
+    insert_receipts(exec, &[ReceiptRow { receipt: r, verdict, reason, dedupe_key, event_id }]).await
+}
+
+/// Insert receipts, in one statement (callers keep to [`ROWS_PER_STATEMENT`]).
+pub(super) async fn insert_receipts<'e, E: sqlx::Executor<'e, Database = Any>>(
+    exec: E,
+    rows: &[ReceiptRow<'_>],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id,
-             body_len, body_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(r.tenant_id.as_str())
-    .bind(r.provider)
-    .bind(&r.route)
-    .bind(r.headers.to_string())
-    .bind(body)
-    .bind(r.received_at)
-    .bind(verdict.as_str())
-    .bind(reason)
-    .bind(dedupe_key)
-    .bind(event_id)
-    .bind(len)
-    .bind(digest)
-    .execute(exec)
-    .await?;
+             body_len, body_sha256) VALUES {}",
+        rows_of("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for row in rows {
+        let r = row.receipt;
+        // A rejected request keeps the first KiB of its body, its length and digest.
+        let (body, len, digest) = if row.verdict == Verdict::Rejected {
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body));
+            (&r.body[..r.body.len().min(REJECTED_BODY_KEPT)], Some(r.body.len() as i64), Some(digest))
+        } else {
+            (&r.body[..], None, None)
+        };
+        q = q
+            .bind(r.tenant_id.as_str())
+            .bind(r.provider)
+            .bind(&r.route)
+            .bind(r.headers.to_string())
+            .bind(body)
+            .bind(r.received_at)
+            .bind(row.verdict.as_str())
+            .bind(row.reason)
+            .bind(row.dedupe_key)
+            .bind(row.event_id)
+            .bind(len)
+            .bind(digest);
+    }
+    q.execute(exec).await?;
     Ok(())
 }
 
@@ -320,63 +346,98 @@ pub(super) async fn insert_event_with_job(
     dedupe_key: &str,
     now: i64,
 ) -> Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at, contact)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(event.tenant_id.as_str())
-    .bind(&event.event_type)
-    .bind(event.occurred_at)
-    .bind(event.source)
-    .bind(event.is_test as i64)
-    .bind(event.payload.to_string())
-    .bind(dedupe_key)
-    .bind(now)
-    .bind(event.contact())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
+    let inserted = !insert_events(tx, &[(event, dedupe_key, now)]).await?.is_empty();
     if inserted {
-        // Leased to this process and handed to its router in memory when it has room, else
-        // pending for a claim.
-        let ticket = stage.reserve(JobKind::Plugin, event.tenant_id.as_str());
-        let lease = ticket.as_ref().map(|t| (now + t.lease_ms(), lease_token()));
-        let id: i64 = sqlx::query(
-            "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at, lease_until,
-                 lease_token)
-             VALUES ('plugin', $1, $2, (SELECT seq FROM events WHERE id = $3), $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(event.tenant_id.as_str())
-        .bind(&event.id)
-        .bind(&event.id)
-        .bind(if lease.is_some() { JobStatus::Running } else { JobStatus::Pending }.as_str())
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(lease.map(|l| l.0))
-        .bind(lease.map(|l| l.1))
-        .fetch_one(&mut **tx)
-        .await?
-        .get("id");
-        match ticket {
-            Some(ticket) => {
-                let job = Job {
-                    id,
-                    tenant_id: event.tenant_id.clone(),
-                    event_id: event.id.clone(),
-                    lease: lease.map(|l| l.1),
-                    attempts: 0,
-                    work: JobWork::Plugin,
-                };
-                stage.hand(JobKind::Plugin, job, ticket);
-            }
-            None => stage.pending(JobKind::Plugin),
-        }
+        insert_plugin_jobs(tx, stage, &[(event, now)]).await?;
     }
     Ok(inserted)
+}
+
+/// Insert events (event, dedupe key, now) unless their dedupe key is known, in one statement
+/// (callers keep to [`ROWS_PER_STATEMENT`]); the ids of those inserted. Of two rows with one
+/// key, the first is kept.
+pub(super) async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    rows: &[(&CanonicalEvent, &str, i64)],
+) -> Result<HashSet<String>> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at, contact)
+         VALUES {} ON CONFLICT (tenant_id, dedupe_key) DO NOTHING RETURNING id",
+        rows_of("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (event, key, now) in rows {
+        q = q
+            .bind(&event.id)
+            .bind(event.tenant_id.as_str())
+            .bind(&event.event_type)
+            .bind(event.occurred_at)
+            .bind(event.source)
+            .bind(event.is_test as i64)
+            .bind(event.payload.to_string())
+            .bind(*key)
+            .bind(*now)
+            .bind(event.contact());
+    }
+    Ok(q.fetch_all(&mut **tx).await?.iter().map(|r| r.get::<String, _>("id")).collect())
+}
+
+/// Insert the plugin jobs of inserted events (event, now), in one statement (callers keep to
+/// [`ROWS_PER_STATEMENT`]): leased to this process and handed to its router in memory when
+/// its lane has room for the tenant, else pending for a claim.
+pub(super) async fn insert_plugin_jobs(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    stage: &mut Staged,
+    rows: &[(&CanonicalEvent, i64)],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let leases: Vec<Option<(Ticket, i64, i64)>> = rows
+        .iter()
+        .map(|(event, now)| {
+            let ticket = stage.reserve(JobKind::Plugin, event.tenant_id.as_str())?;
+            let until = now + ticket.lease_ms();
+            Some((ticket, until, lease_token()))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at, lease_until,
+             lease_token)
+         VALUES {} RETURNING id, event_id",
+        rows_of("('plugin', ?, ?, (SELECT seq FROM events WHERE id = ?), ?, ?, ?, ?, ?, ?)", rows.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for ((event, now), lease) in rows.iter().zip(&leases) {
+        let status = if lease.is_some() { JobStatus::Running } else { JobStatus::Pending };
+        q = q
+            .bind(event.tenant_id.as_str())
+            .bind(&event.id)
+            .bind(&event.id)
+            .bind(status.as_str())
+            .bind(*now)
+            .bind(*now)
+            .bind(*now)
+            .bind(lease.as_ref().map(|l| l.1))
+            .bind(lease.as_ref().map(|l| l.2));
+    }
+    let ids: HashMap<String, i64> =
+        q.fetch_all(&mut **tx).await?.iter().map(|r| (r.get("event_id"), r.get("id"))).collect();
+    for ((event, _), lease) in rows.iter().zip(leases) {
+        let Some((ticket, _, token)) = lease else {
+            stage.pending(JobKind::Plugin);
+            continue;
+        };
+        let id =
+            *ids.get(&event.id).ok_or_else(|| StoreError::Corrupt("a plugin job's insert returned no id".into()))?;
+        let (tenant_id, event_id) = (event.tenant_id.clone(), event.id.clone());
+        let job = Job { id, tenant_id, event_id, lease: Some(token), attempts: 0, work: JobWork::Plugin };
+        stage.hand(JobKind::Plugin, job, ticket);
+    }
+    Ok(())
 }
 
 /// Disable an endpoint whose attempts have all failed since `since`, and store the

@@ -34,22 +34,15 @@ pub(super) enum Written {
 impl Batched for WriteRequest {
     type Out = Written;
 
-    /// One request at a time (their statements read what the previous ones wrote).
+    /// Together, in a handful of statements (see [`group`](super::group)).
     async fn apply_all(
         requests: &[Self],
         tx: &mut sqlx::Transaction<'static, Any>,
         backend: Backend,
         stage: &mut Staged,
-        yield_to: Option<&AtomicUsize>,
+        _yield_to: Option<&AtomicUsize>,
     ) -> Result<Vec<Written>> {
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for req in requests {
-            outcomes.push(req.apply(tx, backend, stage).await?);
-            if yield_to.is_some_and(|w| w.load(Ordering::Acquire) > 0) {
-                break;
-            }
-        }
-        Ok(outcomes)
+        super::group::apply_all(requests, tx, backend, stage).await
     }
 
     /// Send the outcome (`Ok` only once committed).
@@ -59,27 +52,6 @@ impl Batched for WriteRequest {
 }
 
 impl WriteRequest {
-    async fn apply(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
-        backend: Backend,
-        stage: &mut Staged,
-    ) -> Result<Written> {
-        match self {
-            WriteRequest::Accept { receipt, event, dedupe_key, .. } => {
-                accept_one(tx, stage, receipt, event, dedupe_key).await.map(Written::Accept)
-            }
-            WriteRequest::Keep { receipt, verdict, reason, .. } => {
-                insert_receipt(&mut **tx, receipt, *verdict, Some(reason), None, None).await.map(|()| Written::Keep)
-            }
-            WriteRequest::Call { receipt, call_sid, receipt_key, occurred_at, step, .. } => {
-                call_in(tx, stage, backend, receipt, call_sid, receipt_key, *occurred_at, step)
-                    .await
-                    .map(|c| Written::Call(Box::new(c)))
-            }
-        }
-    }
-
     fn answer(self, outcome: Result<Written>) {
         let mismatch = || StoreError::Corrupt("a write's outcome does not match its request".into());
         match self {
@@ -222,42 +194,6 @@ pub(super) async fn begin_on(
     })
 }
 
-/// The statements of one call signal: read the call's state, apply `step`, store the state,
-/// the events it emits (each with its plugin job) and the receipt (a `duplicate` when the
-/// state machine had already applied it).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn call_in(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    stage: &mut Staged,
-    backend: Backend,
-    receipt: &ReceiptRecord,
-    call_sid: &str,
-    receipt_key: &str,
-    occurred_at: i64,
-    step: &CallStep,
-) -> Result<CallApplied> {
-    let stored = load_call(tx, backend, &receipt.tenant_id, call_sid).await?;
-    let already = stored.state.seen.iter().any(|k| k == receipt_key);
-    let write = CallWrite {
-        tenant: &receipt.tenant_id,
-        call_sid,
-        source: receipt.provider,
-        receipt_key,
-        occurred_at,
-        now: receipt.received_at,
-    };
-    let new_call = stored.updated_at.is_none();
-    let mut applied = save_call(tx, stage, &write, stored, step).await?;
-    // The other party of a call hookhost hears of for the first time may be a new contact.
-    if new_call && let Some(contact) = applied.state.other_party().filter(|n| crate::phone::is_e164(n)) {
-        let contact = contact.to_string();
-        applied.event_ids.extend(first_sight(tx, stage, receipt, receipt_key, &contact, "call").await?);
-    }
-    let first = applied.event_ids.first().map(String::as_str);
-    insert_receipt(&mut **tx, receipt, Verdict::of(already), None, Some(receipt_key), first).await?;
-    Ok(CallApplied { duplicate: already, ..applied })
-}
-
 /// A call as stored: its state (the default when not seen yet) and when its parent ended.
 pub(super) struct StoredCall {
     pub(super) state: CallState,
@@ -345,37 +281,4 @@ pub(super) async fn save_call(
         }
     }
     Ok(CallApplied { event_ids, duplicate: false, state })
-}
-
-/// The statements of one accept: the event unless its dedupe key is known, its plugin job,
-/// and the receipt with its verdict.
-pub(super) async fn accept_one(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    stage: &mut Staged,
-    receipt: &ReceiptRecord,
-    event: &CanonicalEvent,
-    dedupe_key: &str,
-) -> Result<Accepted> {
-    let inserted = insert_event_with_job(tx, stage, event, dedupe_key, receipt.received_at).await?;
-    let accepted = if inserted {
-        Accepted { event_id: event.id.clone(), duplicate: false }
-    } else {
-        let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND dedupe_key = $2")
-            .bind(event.tenant_id.as_str())
-            .bind(dedupe_key)
-            .fetch_one(&mut **tx)
-            .await?
-            .get("id");
-        Accepted { event_id: existing, duplicate: true }
-    };
-    insert_receipt(
-        &mut **tx,
-        receipt,
-        Verdict::of(accepted.duplicate),
-        None,
-        Some(dedupe_key),
-        Some(&accepted.event_id),
-    )
-    .await?;
-    Ok(accepted)
 }
