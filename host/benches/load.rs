@@ -7,7 +7,7 @@
 //!    receiver: events per second from the first post to the last delivery, on SQLite and on
 //!    PostgreSQL with one replica, and on PostgreSQL with two.
 //!
-//! Knobs: `BENCH_TWIML_RATE` (1000/s), `BENCH_TWIML_SECONDS` (5), `BENCH_EVENTS` (3000),
+//! Knobs: `BENCH_TWIML_RATE` (1000/s), `BENCH_TWIML_SECONDS` (5), `BENCH_ONLY=twiml` (part (a) only), `BENCH_EVENTS` (3000),
 //! `BENCH_CONCURRENCY` (32), `BENCH_TENANT_SHARE` (the servers' per-tenant plugin share, default
 //! the service's 4: the bench has one tenant). PostgreSQL runs need `HOOKHOST_TEST_PG` (default the server on
 //! 127.0.0.1) and are left out, said so, when it does not answer.
@@ -40,6 +40,9 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         twiml().await;
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("twiml") {
+            return;
+        }
         let mut rows = vec![pipeline("SQLite", &sqlite_url("load"), 1).await];
         match hookhost_tests::postgres_database("load1").await {
             Ok(url) => {
@@ -87,6 +90,8 @@ async fn twiml() {
     let client = Arc::new(TestServer::external(&server.client.base, PUBLIC_URL, &server.client.database_url));
     let path = format!("/hooks/{tenant}/twilio/voice/inbound");
     let total = rate * seconds;
+    // The disk's own fsync latency, measured beside the run in the database's directory.
+    let (stop, fsyncs) = fsync_probe(&server.client.database_url);
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(total);
@@ -117,16 +122,45 @@ async fn twiml() {
         failed += usize::from(!ok);
     }
     latencies.sort();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut fsyncs = fsyncs.join().unwrap();
+    fsyncs.sort();
+    let (sync50, sync99) = (ms(percentile(&fsyncs, 0.5)), ms(percentile(&fsyncs, 0.99)));
     println!("\n== Twilio voice inbound -> TwiML <Dial>, one process on SQLite (event durable before the answer)");
-    println!("| rate | requests | not <Dial> | p50 | p90 | p99 | max |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| rate | requests | not <Dial> | p50 | p90 | p99 | max | disk fsync p50 / p99 (same run) | target p99 |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {rate}/s | {total} | {failed} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+        "| {rate}/s | {total} | {failed} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {sync50:.2} / {sync99:.2} ms ({} syncs) | ≤ {:.2} ms (1.5 × fsync p99) |",
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.9)),
         ms(percentile(&latencies, 0.99)),
         ms(*latencies.last().unwrap()),
+        fsyncs.len(),
+        sync99 * 1.5,
     );
+}
+
+/// Until the flag is set, write 4 KiB and `fdatasync` in a file beside the database at `url`
+/// every 10 ms; the time each sync took.
+fn fsync_probe(url: &str) -> (Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<Vec<Duration>>) {
+    use std::io::Write;
+    let db = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+    let path = db.with_file_name("fsync-probe");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let probe = std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&path).unwrap();
+        let mut times = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            file.write_all(&[7u8; 4096]).unwrap();
+            let t = Instant::now();
+            file.sync_data().unwrap();
+            times.push(t.elapsed());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        times
+    });
+    (stop, probe)
 }
 
 async fn pipeline(store: &str, url: &str, replicas: usize) -> String {
