@@ -30,6 +30,8 @@ use crate::store::{Bounds, Job, JobKind, Lane, Store, StoreError, Ticket};
 #[derive(Debug, Clone)]
 pub struct Pump {
     pub kind: JobKind,
+    /// Jobs claimed from the store running at once (jobs handed over are bounded by their
+    /// lane: `handed`).
     pub concurrency: usize,
     pub idle_poll: Duration,
     /// The lease claims take, and renewals extend.
@@ -67,12 +69,12 @@ pub async fn pump<C, CFut, H, Fut>(
         while let Some(done) = running.try_join_next() {
             again |= done.unwrap_or(false);
         }
-        let free = slots.available_permits().clamp(1, 64);
-        let mut jobs: Vec<(Job, Option<Ticket>)> =
-            lane.take(free).into_iter().map(|h| (h.job, Some(h.ticket))).collect();
+        // Jobs handed over are bounded by their lane; claims by the pump's own places.
+        let mut jobs: Vec<(Job, Option<Ticket>)> = lane.take(64).into_iter().map(|h| (h.job, Some(h.ticket))).collect();
+        let free = slots.available_permits().min(64);
         woken |= lane.take_pending();
-        if jobs.len() < free && (woken || again || full || Instant::now() >= claim_at) {
-            let want = free - jobs.len();
+        if free > 0 && (woken || again || full || Instant::now() >= claim_at) {
+            let want = free;
             again = false;
             let claimed = match claim(want as i64, std::mem::take(&mut woken)).await {
                 Ok(claimed) => claimed,
@@ -101,13 +103,16 @@ pub async fn pump<C, CFut, H, Fut>(
             tokio::select! {
                 _ = lane.notified() => {}
                 Some(done) = running.join_next(), if !running.is_empty() => again |= done.unwrap_or(false),
-                _ = tokio::time::sleep_until(claim_at) => {}
+                _ = tokio::time::sleep_until(claim_at), if free > 0 => {}
                 _ = stop.changed() => {}
             }
             continue;
         }
         for (job, ticket) in jobs {
-            let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+            let permit = match ticket {
+                Some(_) => None,
+                None => Some(slots.clone().acquire_owned().await.expect("semaphore never closed")),
+            };
             // Every log line of the job carries its kind, id, tenant and event.
             let span = tracing::info_span!("job", kind = pump.kind.as_str(), job_id = job.id, tenant = %job.tenant_id,
                 event_id = %job.event_id);

@@ -81,9 +81,7 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
     let cap = config.endpoint_concurrency.max(1);
     let settings = Pump {
         kind: JobKind::Delivery,
-        // Deliveries handed over wait here for their endpoint's slots, each holding one of the
-        // extra `HANDED` places, never one of the shared slots claims take.
-        concurrency: config.delivery_concurrency + HANDED,
+        concurrency: config.delivery_concurrency,
         idle_poll: config.idle_poll,
         lease: config.job_lease.max(config.delivery_timeout * 2),
         // Deliveries without an ordering key come from the plugin stage in memory, up to a
@@ -92,6 +90,8 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
         handed_per_key: HANDED / 4,
     };
     let lease = settings.lease;
+    // Deliveries in flight at once, claimed or handed over alike.
+    let sending = Arc::new(Semaphore::new(config.delivery_concurrency.max(1)));
     let gate = Arc::new(Mutex::new(Gate::default()));
     let claim = |n, _woken| {
         let exclude = gate.lock().expect("gate lock").saturated(store.now_ms());
@@ -99,7 +99,8 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
         async move { store.claim_deliveries(n, lease, &exclude).await }
     };
     pump(store.clone(), settings, &wake.delivery, stop, claim, |job, ticket| {
-        let (store, sender, config, gate) = (store.clone(), sender.clone(), config.clone(), gate.clone());
+        let (store, sender, config, gate, sending) =
+            (store.clone(), sender.clone(), config.clone(), gate.clone(), sending.clone());
         async move {
             let endpoint = job.work.target().to_string();
             let entered = gate.lock().expect("gate lock").enter(&endpoint, cap);
@@ -118,7 +119,8 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
                     return;
                 }
             };
-            let slot = Slot { _permit: permit, _ticket: ticket };
+            let sending = sending.acquire_owned().await.expect("semaphore never closed");
+            let slot = Slot { _permits: (permit, sending), _ticket: ticket };
             let (tenant, event_id, job_id) = (job.tenant_id.clone(), job.event_id.clone(), job.id);
             match deliver(&store, &sender, &config, &gate, slot, job).await {
                 Ok(Some(disabled_event)) => {
@@ -137,7 +139,8 @@ pub async fn run(store: Store, sender: Sender, wake: Arc<Wakeups>, config: Arc<C
 /// An endpoint's in-flight slot (and the delivery's handoff ticket), given back when dropped:
 /// as soon as the HTTP exchange ends; recording the attempt need not hold it.
 struct Slot {
-    _permit: OwnedSemaphorePermit,
+    /// The endpoint's slot and the process's.
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     _ticket: Option<Ticket>,
 }
 

@@ -52,9 +52,7 @@ pub async fn run(
     let (lease, per_tenant) = (config.job_lease, config.plugin_tenant_concurrency.max(1));
     let settings = Pump {
         kind: JobKind::Plugin,
-        // Jobs handed over wait here for their tenant's slots, each holding one of the extra
-        // `HANDED` places, never one of the shared places claims take.
-        concurrency: config.plugin_concurrency * 2 + HANDED,
+        concurrency: config.plugin_concurrency * 2,
         idle_poll: config.idle_poll,
         lease,
         // Events accepted here come to the router in memory, up to a quarter of the places
