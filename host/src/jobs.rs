@@ -61,9 +61,9 @@ pub async fn pump<C, CFut, H, Fut>(
     let slots = Arc::new(Semaphore::new(pump.concurrency));
     let mut running = JoinSet::new();
     lane.open(Bounds { total: pump.handed, per_key: pump.handed_per_key.max(1), lease: pump.lease });
-    // When the store may hold claimable jobs: at start (what a previous process left), then
-    // see the module's doc.
-    // `woken`: pending rows were committed; `again`: a job claimed from the store ended.
+    // When a claim may find work (see the module's doc). `woken`: pending rows were committed
+    // (true at start: a previous process may have left some); `again`: a job claimed from the
+    // store ended; `full`: the last claim took all it asked for.
     let (mut claim_at, mut woken, mut again, mut full) = (Instant::now(), true, false, false);
     while !*stop.borrow() {
         while let Some(done) = running.try_join_next() {
@@ -74,16 +74,15 @@ pub async fn pump<C, CFut, H, Fut>(
         let free = slots.available_permits().min(64);
         woken |= lane.take_pending();
         if free > 0 && (woken || again || full || Instant::now() >= claim_at) {
-            let want = free;
             again = false;
-            let claimed = match claim(want as i64, std::mem::take(&mut woken)).await {
+            let claimed = match claim(free as i64, std::mem::take(&mut woken)).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!(kind = ?pump.kind, error = %e, "claiming jobs failed; retrying");
                     Vec::new()
                 }
             };
-            full = claimed.len() >= want;
+            full = claimed.len() >= free;
             claim_at = Instant::now() + pump.idle_poll;
             if claimed.is_empty() && jobs.is_empty() {
                 let now = store.now_ms();

@@ -232,22 +232,7 @@ fn apply_step(call: &mut Call, w: &CallWrite<'_>, step: &CallStep) -> Vec<(Canon
     }
     call.stored.updated_at = Some(w.now);
     call.changed = true;
-    emits
-        .into_iter()
-        .map(|e| {
-            let event = CanonicalEvent {
-                id: crate::new_id("evt"),
-                tenant_id: w.tenant.clone(),
-                event_type: e.event_type,
-                occurred_at: w.occurred_at,
-                source: w.source,
-                is_test: false,
-                payload: e.payload,
-            };
-            let key = format!("{}#{}", w.receipt_key, event.event_type);
-            (event, key)
-        })
-        .collect()
+    emits.into_iter().map(|e| w.event(e)).collect()
 }
 
 /// Store every call the batch changed, once each, in its final state.

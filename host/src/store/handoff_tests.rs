@@ -2,20 +2,8 @@
 //! over is leased and fenced like a claim, the bounds hold, and nothing handed over is lost
 //! when the process dies.
 
-use super::tests::{databases, test_keys};
+use super::tests::{databases, receipt, test_keys};
 use super::*;
-use crate::now_ms;
-
-fn receipt(tenant: &TenantId) -> ReceiptRecord {
-    ReceiptRecord {
-        tenant_id: tenant.clone(),
-        provider: "stripe",
-        route: "/hooks/x/stripe".into(),
-        headers: serde_json::json!({}),
-        body: b"{}".to_vec(),
-        received_at: now_ms(),
-    }
-}
 
 async fn accept(store: &Store, tenant: &TenantId, key: &str) {
     let event = CanonicalEvent {

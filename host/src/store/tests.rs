@@ -43,7 +43,7 @@ async fn finish_without_plugin(store: &Store, job: &Job, outputs: Outputs) -> Re
     store.finish_plugin_job(job, done).await.map(drop)
 }
 
-fn receipt(tenant: &TenantId) -> ReceiptRecord {
+pub(super) fn receipt(tenant: &TenantId) -> ReceiptRecord {
     ReceiptRecord {
         tenant_id: tenant.clone(),
         provider: "stripe",

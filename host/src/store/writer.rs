@@ -266,19 +266,27 @@ pub(super) async fn save_call(
     .await?;
     let mut event_ids = Vec::new();
     for e in emits {
-        let event = CanonicalEvent {
-            id: crate::new_id("evt"),
-            tenant_id: w.tenant.clone(),
-            event_type: e.event_type,
-            occurred_at: w.occurred_at,
-            source: w.source,
-            is_test: false,
-            payload: e.payload,
-        };
-        let key = format!("{}#{}", w.receipt_key, event.event_type);
+        let (event, key) = w.event(e);
         if insert_event_with_job(tx, stage, &event, &key, w.now).await? {
             event_ids.push(event.id);
         }
     }
     Ok(CallApplied { event_ids, duplicate: false, state })
+}
+
+impl CallWrite<'_> {
+    /// An event the call emits, with its dedupe key.
+    pub(super) fn event(&self, e: Emit) -> (CanonicalEvent, String) {
+        let event = CanonicalEvent {
+            id: crate::new_id("evt"),
+            tenant_id: self.tenant.clone(),
+            event_type: e.event_type,
+            occurred_at: self.occurred_at,
+            source: self.source,
+            is_test: false,
+            payload: e.payload,
+        };
+        let key = format!("{}#{}", self.receipt_key, event.event_type);
+        (event, key)
+    }
 }
