@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use sqlx::{Any, AssertSqlSafe, Row};
@@ -57,13 +56,12 @@ pub(super) enum Applied {
 impl Batched for Bookkeeping {
     type Out = Applied;
 
-    /// The whole batch at once (a handful of statements; it does not yield the writer).
+    /// The whole batch at once, in a handful of statements.
     async fn apply_all(
         requests: &[Self],
         tx: &mut sqlx::Transaction<'static, Any>,
         _backend: Backend,
         stage: &mut Staged,
-        _yield_to: Option<&AtomicUsize>,
     ) -> Result<Vec<Applied>> {
         apply_all(requests, tx, stage).await
     }

@@ -293,9 +293,7 @@ async fn first_sights(
                 None => *asked.entry(tenant).or_insert(shared::contact_events(tx, &receipt.tenant_id).await?),
             };
             if wants {
-                let payload = serde_json::json!({ "contact": contact, "e164": contact, "first_seen_in": "call" });
-                let event = receipt_event(receipt, "contact.created", payload);
-                events.insert(*i, (event, format!("{receipt_key}#contact.created")));
+                events.insert(*i, contact_created(receipt, receipt_key, contact, "call"));
             }
         }
     }

@@ -2,20 +2,11 @@
 //! over is leased and fenced like a claim, the bounds hold, and nothing handed over is lost
 //! when the process dies.
 
-use super::tests::{databases, receipt, test_keys};
+use super::tests::{databases, event, receipt, test_keys};
 use super::*;
 
 async fn accept(store: &Store, tenant: &TenantId, key: &str) {
-    let event = CanonicalEvent {
-        id: crate::new_id("evt"),
-        tenant_id: tenant.clone(),
-        event_type: "billing.stripe.test".into(),
-        occurred_at: 0,
-        source: "stripe",
-        is_test: false,
-        payload: serde_json::json!({ "key": key }),
-    };
-    assert!(!store.accept(&receipt(tenant), &event, key).await.unwrap().duplicate);
+    assert!(!store.accept(&receipt(tenant), &event(tenant, 0), key).await.unwrap().duplicate);
 }
 
 fn delivery(endpoint: &str, ordering_key: Option<&str>) -> NewDelivery {

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -258,23 +258,14 @@ impl Store {
         };
         // Both writer tasks hold only the writer pool: they end when every Store handle is gone.
         // The group committer: provider requests, many in one durable transaction, one fsync.
-        // It counts itself while it waits for the writer, and on SQLite (one writer
-        // connection) the bookkeeper then hands the writer over, so an acknowledgement never
-        // waits behind a whole batch of bookkeeping.
+        // The bookkeeper: workers' results, many in one transaction. Each batch is a handful
+        // of multi-row statements, so neither holds the writer long.
         let wake = Arc::new(Wakeups::default());
-        let accepts_waiting = Arc::new(AtomicUsize::new(0));
         let (accepts, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        let turns = Turns {
-            what: "provider request",
-            durable: true,
-            announce: Some(accepts_waiting.clone()),
-            yield_to: None,
-            wake: wake.clone(),
-        };
+        let turns = Turns { what: "provider request", durable: true, wake: wake.clone() };
         tokio::spawn(write_batches(write.clone(), backend, rx, GROUP_COMMIT_MAX, turns));
         let (bookkeeping, rx) = tokio::sync::mpsc::channel(4 * bookkeeping::BATCH_MAX);
-        let yield_to = (backend == Backend::Sqlite).then_some(accepts_waiting);
-        let turns = Turns { what: "worker bookkeeping", durable: false, announce: None, yield_to, wake: wake.clone() };
+        let turns = Turns { what: "worker bookkeeping", durable: false, wake: wake.clone() };
         tokio::spawn(write_batches(write.clone(), backend, rx, bookkeeping::BATCH_MAX, turns));
         let keys = Arc::new(keys);
         let store = Self { pool, write, backend, accepts, bookkeeping, clock, db_clock: Arc::default(), keys, wake };

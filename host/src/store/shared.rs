@@ -167,10 +167,20 @@ pub(super) async fn first_sight(
     if !created || !contact_events(tx, tenant).await? {
         return Ok(None);
     }
-    let payload = serde_json::json!({ "contact": e164, "e164": e164, "first_seen_in": via });
-    let event = receipt_event(receipt, "contact.created", payload);
-    let key = format!("{receipt_key}#contact.created");
+    let (event, key) = contact_created(receipt, receipt_key, e164, via);
     Ok(insert_event_with_job(tx, stage, &event, &key, receipt.received_at).await?.then_some(event.id))
+}
+
+/// The `contact.created` event of a number first seen in `via` (a call or a message) by
+/// `receipt`, with its dedupe key.
+pub(super) fn contact_created(
+    receipt: &ReceiptRecord,
+    receipt_key: &str,
+    e164: &str,
+    via: &str,
+) -> (CanonicalEvent, String) {
+    let payload = serde_json::json!({ "contact": e164, "e164": e164, "first_seen_in": via });
+    (receipt_event(receipt, "contact.created", payload), format!("{receipt_key}#contact.created"))
 }
 
 /// Whether the tenant asked for `contact.*` events (read only when a contact changes: rare).

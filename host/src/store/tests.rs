@@ -54,7 +54,7 @@ pub(super) fn receipt(tenant: &TenantId) -> ReceiptRecord {
     }
 }
 
-fn event(tenant: &TenantId, n: usize) -> CanonicalEvent {
+pub(super) fn event(tenant: &TenantId, n: usize) -> CanonicalEvent {
     CanonicalEvent {
         id: crate::new_id("evt"),
         tenant_id: tenant.clone(),

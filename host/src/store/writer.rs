@@ -1,6 +1,6 @@
 //! The batching writer: provider requests (accepts, call signals, rejected receipts) committed
 //! many to a transaction by the group committer, and the `Batched` machinery the bookkeeper
-//! shares: apply a batch, fall back to one request at a time, hand the SQLite writer over.
+//! shares: apply a batch, fall back to one request at a time, commit.
 
 use super::*;
 
@@ -40,18 +40,10 @@ impl Batched for WriteRequest {
         tx: &mut sqlx::Transaction<'static, Any>,
         backend: Backend,
         stage: &mut Staged,
-        _yield_to: Option<&AtomicUsize>,
     ) -> Result<Vec<Written>> {
         super::group::apply_all(requests, tx, backend, stage).await
     }
 
-    /// Send the outcome (`Ok` only once committed).
-    fn answer(self, outcome: Result<Written>) {
-        WriteRequest::answer(self, outcome)
-    }
-}
-
-impl WriteRequest {
     fn answer(self, outcome: Result<Written>) {
         let mismatch = || StoreError::Corrupt("a write's outcome does not match its request".into());
         match self {
@@ -78,15 +70,13 @@ pub(super) const GROUP_COMMIT_MAX: usize = 256;
 /// transaction and answers once that transaction has committed.
 pub(super) trait Batched: Sized {
     type Out;
-    /// Apply `requests` (at least one), or a first part of them once `yield_to` counts anyone
-    /// waiting; the outcomes of those applied, in order. Jobs they insert are staged in
-    /// `stage`, published once committed.
+    /// Apply `requests` (at least one); their outcomes, in order. Jobs they insert are staged
+    /// in `stage`, published once committed.
     async fn apply_all(
         requests: &[Self],
         tx: &mut sqlx::Transaction<'static, Any>,
         backend: Backend,
         stage: &mut Staged,
-        yield_to: Option<&AtomicUsize>,
     ) -> Result<Vec<Self::Out>>;
     /// Send the outcome (`Ok` only once committed).
     fn answer(self, outcome: Result<Self::Out>);
@@ -98,18 +88,12 @@ pub(super) struct Turns {
     pub(super) what: &'static str,
     /// Commits on disk before they return (see [`begin_on`]).
     pub(super) durable: bool,
-    /// Counted up while it waits for the writer.
-    pub(super) announce: Option<Arc<AtomicUsize>>,
-    /// While this counts anyone waiting, it commits what it has applied and hands the writer
-    /// over.
-    pub(super) yield_to: Option<Arc<AtomicUsize>>,
     /// Where the jobs its batches insert are handed over and announced.
     pub(super) wake: Arc<Wakeups>,
 }
 
 /// A batching writer: until every sender is gone, take the requests waiting (at most `max`),
-/// apply them in one transaction (or a first part of them, see [`Turns::yield_to`]), commit,
-/// then answer each. A batch that fails is rolled back and applied again one request at a
+/// apply them in one transaction, commit, then answer each. A batch that fails is rolled back and applied again one request at a
 /// time, so a failing request fails alone.
 pub(super) async fn write_batches<R: Batched>(
     write: AnyPool,
@@ -123,11 +107,8 @@ pub(super) async fn write_batches<R: Batched>(
         if batch.is_empty() && rx.recv_many(&mut batch, max).await == 0 {
             return;
         }
-        match apply_batch(&write, backend, &batch, &turns, turns.yield_to.as_deref()).await {
-            Ok(outcomes) => {
-                let n = outcomes.len();
-                batch.drain(..n).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o)));
-            }
+        match apply_batch(&write, backend, &batch, &turns).await {
+            Ok(outcomes) => batch.drain(..).zip(outcomes).for_each(|(req, o)| req.answer(Ok(o))),
             Err(e) if batch.len() == 1 => {
                 tracing::error!(error = %e, what = turns.what, "a write failed");
                 if let Some(req) = batch.pop() {
@@ -137,7 +118,7 @@ pub(super) async fn write_batches<R: Batched>(
             Err(e) => {
                 tracing::warn!(error = %e, n = batch.len(), what = turns.what, "a batch of writes failed; applying them one by one");
                 for req in batch.drain(..) {
-                    let outcome = apply_batch(&write, backend, std::slice::from_ref(&req), &turns, None).await;
+                    let outcome = apply_batch(&write, backend, std::slice::from_ref(&req), &turns).await;
                     if let Err(e) = &outcome {
                         tracing::error!(error = %e, what = turns.what, "a write failed");
                     }
@@ -148,25 +129,16 @@ pub(super) async fn write_batches<R: Batched>(
     }
 }
 
-/// Apply `requests` in one transaction, or a first part of them (at least one) once `yield_to`
-/// counts anyone waiting, and commit. Returns the outcomes of those applied.
+/// Apply `requests` in one transaction and commit; their outcomes.
 pub(super) async fn apply_batch<R: Batched>(
     write: &AnyPool,
     backend: Backend,
     requests: &[R],
     turns: &Turns,
-    yield_to: Option<&AtomicUsize>,
 ) -> Result<Vec<R::Out>> {
-    if let Some(waiting) = &turns.announce {
-        waiting.fetch_add(1, Ordering::AcqRel);
-    }
-    let tx = begin_on(write, backend, turns.durable).await;
-    if let Some(waiting) = &turns.announce {
-        waiting.fetch_sub(1, Ordering::AcqRel);
-    }
-    let mut tx = tx?;
+    let mut tx = begin_on(write, backend, turns.durable).await?;
     let mut stage = Staged::new(turns.wake.clone());
-    let outcomes = R::apply_all(requests, &mut tx, backend, &mut stage, yield_to).await?;
+    let outcomes = R::apply_all(requests, &mut tx, backend, &mut stage).await?;
     tx.commit().await?;
     stage.publish();
     Ok(outcomes)
