@@ -114,6 +114,10 @@ pub struct Config {
     pub secret_overlap: Duration,
     /// Allow plain-http endpoint URLs to any host (otherwise only to allow-listed addresses).
     pub allow_http: bool,
+    /// How long a console sign-in lasts.
+    pub console_session: Duration,
+    /// Console sign-in attempts per source address: rate per second, burst.
+    pub console_sign_ins: crate::ingest::throttle::Rate,
 }
 
 impl Config {
@@ -168,6 +172,8 @@ impl Config {
             endpoint_disable_after: Some(Duration::from_secs(5 * 86_400)),
             secret_overlap: Duration::from_secs(86_400),
             allow_http: false,
+            console_session: Duration::from_secs(8 * 3600),
+            console_sign_ins: crate::ingest::throttle::Rate { per_second: 0.2, burst: 10.0 },
         }
     }
 }
@@ -198,6 +204,7 @@ impl Config {
             ("sweep_interval", self.sweep_interval),
             ("call_settle", self.call_settle),
             ("call_abandon", self.call_abandon),
+            ("console_session", self.console_session),
             ("dry_run_timeout", self.dry_run_timeout),
         ];
         if let Some((name, _)) = not_zero.iter().find(|(_, d)| d.is_zero()) {

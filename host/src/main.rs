@@ -101,6 +101,12 @@ struct ServeArgs {
     /// Allow plain-http endpoint URLs to any host.
     #[arg(long, env = "HOOKHOST_ALLOW_HTTP", default_value_t = false)]
     allow_http: bool,
+    /// How long a console sign-in lasts.
+    #[arg(long, env = "HOOKHOST_CONSOLE_SESSION", default_value = "8h")]
+    console_session: String,
+    /// Console sign-in attempts per source address: rate per second, burst.
+    #[arg(long, env = "HOOKHOST_CONSOLE_SIGN_INS", default_value = "0.2,10")]
+    console_sign_ins: String,
     /// How long a worker holds a claimed job before another worker (or replica) may take it
     /// over.
     #[arg(long, env = "HOOKHOST_JOB_LEASE", default_value = "120s")]
@@ -446,6 +452,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         d => Some(parse_duration(d).context("HOOKHOST_ENDPOINT_DISABLE_AFTER")?),
     };
     config.secret_overlap = parse_duration(&args.secret_overlap).context("HOOKHOST_SECRET_OVERLAP")?;
+    config.console_session = parse_duration(&args.console_session).context("HOOKHOST_CONSOLE_SESSION")?;
+    config.console_sign_ins =
+        Rate::parse(&args.console_sign_ins).map_err(anyhow::Error::msg).context("HOOKHOST_CONSOLE_SIGN_INS")?;
     config.allow_http = args.allow_http;
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();

@@ -5,6 +5,7 @@
 mod abuse;
 mod api;
 mod calls;
+mod console;
 mod delivery;
 mod endpoints;
 mod ingest;

@@ -163,13 +163,22 @@ pub(super) async fn create_endpoint(
     TenantAuth { tenant, .. }: TenantAuth,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let body = object_body(body)?;
+    let ep = new_endpoint(&state, tenant, &object_body(body)?).await?;
+    Ok((StatusCode::CREATED, Json(EndpointView::of(&ep, state.store.now_ms()))).into_response())
+}
+
+/// Create an endpoint with the settings in `body` (`url` required), within the tenant's cap.
+pub(super) async fn new_endpoint(
+    state: &AppState,
+    tenant: TenantId,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Endpoint, ApiError> {
     if !body.contains_key("url") {
         return Err(unprocessable("url is required"));
     }
     let outbound = state.sender.policies().read(&state.store, &tenant).await?;
     let mut ep = Endpoint::new(tenant, String::new(), sign::new_secret());
-    apply_endpoint_settings(&mut ep, &body, &outbound)?;
+    apply_endpoint_settings(&mut ep, body, &outbound)?;
     if state.store.create_endpoint(&ep, state.config.max_endpoints).await? == Insert::Full {
         tracing::warn!(tenant = %ep.tenant_id, "endpoint refused: the tenant is at its cap");
         return Err(ApiError::Quota {
@@ -178,7 +187,7 @@ pub(super) async fn create_endpoint(
         });
     }
     tracing::info!(tenant = %ep.tenant_id, endpoint = %ep.id, "endpoint created");
-    Ok((StatusCode::CREATED, Json(EndpointView::of(&ep, state.store.now_ms()))).into_response())
+    Ok(ep)
 }
 
 pub(super) async fn list_endpoints(

@@ -156,11 +156,22 @@ pub(super) async fn recover_endpoint(
     body: Result<Json<RecoverRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let since = parse_since(&json_body(body)?.since)?;
-    find_endpoint(&state, &tenant, &eid).await?;
-    let n = state.store.recover(&tenant, &EndpointId::named(&eid), since).await?;
+    let n = recover_since(&state, &tenant, &eid, since).await?;
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: n })).into_response())
+}
+
+/// Queue again the endpoint's deliveries that failed since `since_ms`; how many.
+pub(super) async fn recover_since(
+    state: &AppState,
+    tenant: &TenantId,
+    eid: &str,
+    since_ms: i64,
+) -> Result<u64, ApiError> {
+    find_endpoint(state, tenant, eid).await?;
+    let n = state.store.recover(tenant, &EndpointId::named(eid), since_ms).await?;
     tracing::info!(%tenant, endpoint = %eid, requeued = n, "failed deliveries recovered");
     state.wake.delivery.pending();
-    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: n })).into_response())
+    Ok(n)
 }
 
 pub(super) async fn replay_event(

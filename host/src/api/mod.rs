@@ -12,6 +12,7 @@
 //! (numbers, calls, contacts, billing), `plugins` (registry, dry runs, chain, limits and
 //! ceilings, key-value, usage).
 
+mod console;
 mod endpoints;
 pub mod error;
 mod events;
@@ -70,6 +71,8 @@ pub struct AppState {
     wake: Arc<Wakeups>,
     /// sha256 of the operator token, compared in constant time.
     admin_digest: [u8; 32],
+    /// Console sign-in attempts per address.
+    sign_ins: Arc<crate::ingest::throttle::Throttle>,
 }
 
 impl AppState {
@@ -83,7 +86,9 @@ impl AppState {
         let ingest = Ingestor::new(store.clone(), config.clone());
         let admin_digest = Sha256::digest(config.admin_token.as_bytes()).into();
         let sql_sinks = Arc::default();
-        Self { store, ingest, plugins, config, sender, sql_sinks, wake, admin_digest }
+        let sign_ins =
+            Arc::new(crate::ingest::throttle::Throttle::new(config.console_sign_ins, config.console_sign_ins));
+        Self { store, ingest, plugins, config, sender, sql_sinks, wake, admin_digest, sign_ins }
     }
 }
 

@@ -191,5 +191,6 @@ pub fn router(state: AppState) -> Router {
             None => paths.push((route.path, handler)),
         }
     }
-    paths.into_iter().fold(Router::new(), |router, (path, methods)| router.route(path, methods)).with_state(state)
+    let api = paths.into_iter().fold(Router::new(), |router, (path, methods)| router.route(path, methods));
+    api.merge(super::console::router(&state.config)).with_state(state)
 }

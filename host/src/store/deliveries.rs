@@ -18,9 +18,7 @@ impl Store {
         let statuses: Vec<&str> =
             status.map_or(JobStatus::ALL, DeliveryStatus::job_statuses).iter().map(|s| s.as_str()).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, event_id, endpoint_id, message_id, status, attempts, run_at, last_error, replay, manual_retries,
-                 created_at, updated_at
-             FROM jobs WHERE kind = 'delivery' AND tenant_id = $1 AND status IN (SELECT value FROM {statuses})
+            "SELECT {DELIVERY_COLUMNS} FROM jobs WHERE kind = 'delivery' AND tenant_id = $1 AND status IN (SELECT value FROM {statuses})
                AND ($3 IS NULL OR endpoint_id = $4)
              ORDER BY id DESC LIMIT $5",
             statuses = self.backend.json_values("$2"),
@@ -32,29 +30,19 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let raw: String = r.get("status");
-                let job_status = JobStatus::parse(&raw).unwrap_or(JobStatus::Failed);
-                let status = DeliveryStatus::from(job_status);
-                Delivery {
-                    id: r.get("id"),
-                    event_id: r.get("event_id"),
-                    endpoint_id: EndpointId::from_stored(r.get::<Option<String>, _>("endpoint_id").unwrap_or_default()),
-                    message_id: r.get::<Option<String>, _>("message_id").unwrap_or_default(),
-                    status,
-                    dead_letter: job_status == JobStatus::Dead,
-                    attempts: r.get("attempts"),
-                    next_attempt_at: (status == DeliveryStatus::Pending).then(|| r.get("run_at")),
-                    last_error: r.get("last_error"),
-                    replay: r.get::<i64, _>("replay") != 0,
-                    manual_retries: r.get("manual_retries"),
-                    created_at: r.get("created_at"),
-                    updated_at: r.get("updated_at"),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(delivery).collect())
+    }
+
+    /// The deliveries an event made, oldest first.
+    pub async fn event_deliveries(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<Delivery>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM jobs WHERE kind = 'delivery' AND tenant_id = $1 AND event_id = $2 ORDER BY id LIMIT 1000"
+        )))
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(delivery).collect())
     }
 
     /// Queue a failed delivery again, now, with a fresh retry schedule. `None` when there is no
@@ -185,5 +173,30 @@ impl Store {
                 attempted_at: r.get("attempted_at"),
             })
             .collect())
+    }
+}
+
+/// The columns [`delivery`] reads.
+const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, message_id, status, attempts, run_at, last_error, replay, manual_retries, created_at, updated_at";
+
+/// A delivery job's row as a tenant sees it.
+fn delivery(r: &AnyRow) -> Delivery {
+    let raw: String = r.get("status");
+    let job_status = JobStatus::parse(&raw).unwrap_or(JobStatus::Failed);
+    let status = DeliveryStatus::from(job_status);
+    Delivery {
+        id: r.get("id"),
+        event_id: r.get("event_id"),
+        endpoint_id: EndpointId::from_stored(r.get::<Option<String>, _>("endpoint_id").unwrap_or_default()),
+        message_id: r.get::<Option<String>, _>("message_id").unwrap_or_default(),
+        status,
+        dead_letter: job_status == JobStatus::Dead,
+        attempts: r.get("attempts"),
+        next_attempt_at: (status == DeliveryStatus::Pending).then(|| r.get("run_at")),
+        last_error: r.get("last_error"),
+        replay: r.get::<i64, _>("replay") != 0,
+        manual_retries: r.get("manual_retries"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     }
 }

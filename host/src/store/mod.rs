@@ -70,6 +70,7 @@ fn decode(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
 mod bookkeeping;
 mod calls;
 mod compiles;
+mod console;
 mod deliveries;
 mod endpoints;
 mod events;
@@ -92,6 +93,7 @@ pub use states::{DeliveryStatus, EventStatus, JobStatus, PluginState, SigningSty
 pub use types::*;
 use writer::*;
 
+pub use console::{Activity, ConsoleSession, ReceiptDetail};
 pub use handoff::{Bounds, Handed, Lane, Staged, Ticket, Wakeups};
 pub use keys::ApiKeyInfo;
 pub use retention::{Retention, Swept};
