@@ -121,7 +121,14 @@ pub(super) async fn detail(
         .event(tenant, &event_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown event {event_id}")))?;
-    let receipts = state.store.event_receipts(tenant, &event_id).await?;
+    // A call's events come from all of its signals: those are its evidence.
+    let mut receipts = state.store.event_receipts(tenant, &event_id).await?;
+    let call_sid = stored.event.payload.get("call_sid").and_then(|v| v.as_str());
+    if let Some(sid) = call_sid.filter(|_| stored.event.event_type.starts_with("call.")) {
+        receipts.extend(state.store.call_receipts(tenant, sid).await?);
+        receipts.sort_by_key(|r| r.id);
+        receipts.dedup_by_key(|r| r.id);
+    }
     let runs = state.store.plugin_runs(tenant, &event_id).await?;
     let deliveries = state.store.event_deliveries(tenant, &event_id).await?;
     let attempts = state.store.attempts(tenant, &event_id).await?;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -87,8 +87,22 @@ fn opt(v: Option<i64>) -> String {
     v.map_or_else(|| "–".into(), |v| v.to_string())
 }
 
-pub(super) async fn list(State(state): State<AppState>, session: Session) -> Result<Response, ConsoleError> {
-    plugins_page(&state, &session, None).await
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    /// Set after an upload: the plugin and version it stored.
+    uploaded: Option<String>,
+    version: Option<i64>,
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ConsoleError> {
+    let notice = q.uploaded.map(|name| {
+        html! { div.notice #uploaded { p { "Uploaded " code { (name) } " version " (q.version.unwrap_or_default()) "." } } }
+    });
+    plugins_page(&state, &session, notice).await
 }
 
 /// A multipart upload: `csrf`, `name`, `file`; refused past the plugin size limit by the
@@ -118,10 +132,12 @@ pub(super) async fn upload(
     let stored: Value =
         serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 64 * 1024).await.unwrap_or_default())
             .unwrap_or_default();
-    let notice = html! {
-        div.notice #uploaded { p { "Uploaded " code { (stored["name"].as_str().unwrap_or("")) } " version " (stored["version"]) " (" (stored["state"].as_str().unwrap_or("")) ")." } }
-    };
-    plugins_page(&state, &session, Some(notice)).await
+    let (name, version) = (stored["name"].as_str().unwrap_or_default(), stored["version"].as_i64().unwrap_or_default());
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("uploaded", name)
+        .append_pair("version", &version.to_string())
+        .finish();
+    Ok(back(&format!("/console/plugins?{query}")))
 }
 
 pub(super) async fn activate(

@@ -33,7 +33,7 @@ function liveEvents() {
 // Plugins page: while a version compiles, look again shortly.
 function refreshWhileCompiling() {
   if (document.querySelector("[data-compiling]") && !document.getElementById("dry-run")) {
-    setTimeout(() => window.location.replace(window.location.pathname), 1500);
+    setTimeout(() => window.location.replace("/console/plugins"), 1500);
   }
 }
 
