@@ -2,6 +2,8 @@
 //! `hookhost serve` runs the service; `hookhost plugin run|new|dry-run` are plugin authors' and
 //! tenants' tools.
 
+mod demo;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -32,6 +34,13 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// A newcomer's tour: the service on a temporary database with a demo tenant, a local
+    /// receiver, the redact-phone plugin and signed sample callbacks; prints the console URL.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
     },
     /// The key secrets are sealed with at rest.
     Secrets {
@@ -313,6 +322,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
+        Command::Demo { listen } => demo::run(&listen).await,
         Command::Plugin { command: PluginCommand::Run { component, event, kv, limits } } => {
             plugin_run(component, event, kv, limits.limits()?).await
         }

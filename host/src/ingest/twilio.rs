@@ -60,6 +60,14 @@ pub fn url_variants(url: &str) -> Vec<String> {
     out
 }
 
+/// The `X-Twilio-Signature` Twilio would send for `url` + `params` with `token` (base64 of
+/// HMAC-SHA1 over [`signing_string`]); for tools that post sample callbacks (`hookhost demo`).
+pub fn sign(url: &str, params: &[(String, String)], token: &str) -> String {
+    let mut mac = Hmac::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+    mac.update(signing_string(url, params).as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
 /// Whether `signature` (base64) is a valid Twilio signature of `url` + `params` with `token`.
 /// Compared in constant time.
 pub fn is_valid(url: &str, params: &[(String, String)], signature: &str, token: &str) -> bool {
@@ -114,6 +122,7 @@ mod tests {
         assert!(!is_valid(URL, &params(), "RSOYDt4T1cUTdK1PDd93/VVr8B9=", TOKEN));
         assert!(!is_valid(URL, &params(), "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "54321"));
         assert!(!is_valid(URL, &params(), "not base64!", TOKEN));
+        assert_eq!(sign(URL, &params(), TOKEN), "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "Twilio's documented vector");
     }
 
     #[test]
