@@ -39,6 +39,11 @@ async fn a_callback_appears_without_reload_and_its_evidence_chain_is_whole() {
         ensure!(run.contains("default") && run.contains("ok") && run.contains("µs"), "the plugin run: {run}");
         let attempt = c.find(Locator::Css("#deliveries tr.attempt")).await?.text().await?;
         ensure!(attempt.contains("200") && attempt.contains("succeeded"), "the delivery attempt: {attempt}");
+        let sent = c.find(Locator::Css("#deliveries pre.body")).await?.prop("textContent").await?.unwrap_or_default();
+        ensure!(
+            sent.contains("+*******5309") && !sent.contains("+14158675309"),
+            "what the plugin made is what was sent: {sent}"
+        );
         // The README's picture of the chain (`HOOKHOST_SCREENSHOTS=docs`): the whole page.
         if let Ok(dir) = std::env::var("HOOKHOST_SCREENSHOTS") {
             c.set_window_size(1100, 1900).await?;

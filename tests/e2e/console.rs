@@ -257,3 +257,45 @@ async fn the_operator_picks_a_tenant_and_sessions_end() {
     clock.advance(Duration::from_secs(8 * 3600 + 1));
     assert_eq!(op.get("/console").await.location, "/console/sign-in");
 }
+
+#[tokio::test]
+async fn the_calls_contacts_set_up_and_filters_show_the_tenants_data() {
+    let s = Setup::new(&["*"]).await;
+    s.call_status("CA_console_calls", "no-answer").await;
+    let sms = [("MessageSid", "SM_console_stop"), ("From", "+14158675309"), ("To", "+18005551212"), ("Body", "STOP")];
+    let path = format!("/hooks/{}/twilio/sms/inbound", s.tenant);
+    let sig = hookhost_tests::twilio_signature(crate::TWILIO_TOKEN, &format!("{}{path}", s.server.public_url), &sms);
+    assert_eq!(s.server.post_twilio(&path, &sig, &sms).await.status(), 200);
+    let mut c = Console::new(&s.server);
+    c.sign_in(&s.key).await;
+
+    let calls = c.get("/console/calls").await;
+    assert!(calls.body.contains("href=\"/console/calls/CA_console_calls\""), "{}", calls.body);
+    assert!(calls.body.contains(">missed<"));
+    let call = c.get("/console/calls/CA_console_calls").await;
+    assert!(call.body.contains("CallStatus=no-answer"), "the call's signal, whole: {}", call.body);
+    assert!(call.body.contains("[redacted]"), "its signature redacted");
+    assert_eq!(c.get("/console/calls/CA_unknown").await.status, 404);
+
+    let contact = c.get("/console/contacts/+14158675309").await;
+    assert!(contact.body.contains("opted out") && contact.body.contains("STOP"), "{}", contact.body);
+    assert!(contact.body.contains("sms.opt_out") && contact.body.contains("call.missed"), "{}", contact.body);
+
+    let setup = c.get("/console/setup").await;
+    let voice = format!("{}/hooks/{}/twilio/voice/inbound", s.server.public_url, s.tenant);
+    assert!(setup.body.contains(&voice), "the exact URL to paste: {}", setup.body);
+    assert!(setup.body.contains(&format!("{}/hooks/{}/stripe", s.server.public_url, s.tenant)));
+    let configured = |id: &str| {
+        let at = setup.body.find(&format!("id=\"{id}\"")).unwrap();
+        setup.body[at..at + 200].contains(">configured<")
+    };
+    assert!(configured("twilio") && configured("stripe") && !configured("exotel"));
+
+    let billing = c.get("/console/events?type=billing.*").await;
+    assert!(!billing.body.contains("call.missed") && billing.body.contains("No events yet."));
+    let sms_only = c.get("/console/events?type=sms.*").await;
+    assert!(sms_only.body.contains("sms.opt_out") && !sms_only.body.contains("call.missed"));
+    let bad = c.get("/console/events?type=not%20a%20type").await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("is not an event type"));
+}

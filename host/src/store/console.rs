@@ -36,6 +36,16 @@ pub struct ReceiptDetail {
     pub reason: Option<String>,
 }
 
+/// A delivery or sink write an event made, with what it sends.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// A sink write (its `endpoint_id` is then the sink's id) rather than a delivery.
+    pub sink: bool,
+    pub delivery: super::Delivery,
+    /// The body as sent (the envelope, or the sink's record), unless retention took it.
+    pub body: Option<String>,
+}
+
 /// Counts in one time bucket of the overview's charts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Activity {
@@ -134,6 +144,29 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(receipt_detail).collect()
+    }
+
+    /// The deliveries and sink writes an event made, oldest first, with their bodies.
+    pub async fn event_outbound(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<Outbound>> {
+        let rows = sqlx::query(
+            "SELECT j.kind, j.id, j.event_id, COALESCE(j.endpoint_id, j.sink_id) AS endpoint_id, j.message_id, j.status,
+                    j.attempts, j.run_at, j.last_error, j.replay, j.manual_retries, j.created_at, j.updated_at,
+                    COALESCE(j.body, b.body) AS sent
+             FROM jobs j LEFT JOIN bodies b ON b.id = j.body_id AND b.tenant_id = j.tenant_id
+             WHERE j.tenant_id = $1 AND j.event_id = $2 AND j.kind IN ('delivery', 'sink') ORDER BY j.id LIMIT 1000",
+        )
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Outbound {
+                sink: r.get::<String, _>("kind") == "sink",
+                delivery: super::deliveries::delivery(r),
+                body: r.get("sent"),
+            })
+            .collect())
     }
 
     /// Events, delivery attempts and failed attempts of the tenant in `buckets` buckets of

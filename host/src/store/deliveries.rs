@@ -33,18 +33,6 @@ impl Store {
         Ok(rows.iter().map(delivery).collect())
     }
 
-    /// The deliveries an event made, oldest first.
-    pub async fn event_deliveries(&self, tenant: &TenantId, event_id: &str) -> Result<Vec<Delivery>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM jobs WHERE kind = 'delivery' AND tenant_id = $1 AND event_id = $2 ORDER BY id LIMIT 1000"
-        )))
-        .bind(tenant.as_str())
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(delivery).collect())
-    }
-
     /// Queue a failed delivery again, now, with a fresh retry schedule. `None` when there is no
     /// such delivery, `Some(false)` when it has not failed.
     pub async fn retry_delivery(&self, tenant: &TenantId, id: DeliveryId) -> Result<Option<bool>> {
@@ -180,7 +168,7 @@ impl Store {
 const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, message_id, status, attempts, run_at, last_error, replay, manual_retries, created_at, updated_at";
 
 /// A delivery job's row as a tenant sees it.
-fn delivery(r: &AnyRow) -> Delivery {
+pub(super) fn delivery(r: &AnyRow) -> Delivery {
     let raw: String = r.get("status");
     let job_status = JobStatus::parse(&raw).unwrap_or(JobStatus::Failed);
     let status = DeliveryStatus::from(job_status);

@@ -93,7 +93,7 @@ pub use states::{DeliveryStatus, EventStatus, JobStatus, PluginState, SigningSty
 pub use types::*;
 use writer::*;
 
-pub use console::{Activity, ConsoleSession, ReceiptDetail};
+pub use console::{Activity, ConsoleSession, Outbound, ReceiptDetail};
 pub use handoff::{Bounds, Handed, Lane, Staged, Ticket, Wakeups};
 pub use keys::ApiKeyInfo;
 pub use retention::{Retention, Swept};

@@ -76,11 +76,12 @@ pub struct KeptReceipt {
 pub struct Contact {
     pub e164: String,
     pub opted_out: bool,
-    /// When the opt-out state last changed (unix seconds).
+    /// When the opt-out state last changed (unix ms, as every time the store keeps).
     pub opt_changed_at: Option<i64>,
     /// The keyword that changed it (`STOP`, `START`, …).
     pub last_keyword: Option<String>,
     pub messages: i64,
+    /// Unix ms.
     pub last_message_at: Option<i64>,
 }
 

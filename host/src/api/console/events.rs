@@ -130,7 +130,7 @@ pub(super) async fn detail(
         receipts.dedup_by_key(|r| r.id);
     }
     let runs = state.store.plugin_runs(tenant, &event_id).await?;
-    let deliveries = state.store.event_deliveries(tenant, &event_id).await?;
+    let outbound = state.store.event_outbound(tenant, &event_id).await?;
     let attempts = state.store.attempts(tenant, &event_id).await?;
     let endpoints = state.store.endpoints(tenant).await?;
     let digests: HashMap<(String, i64), String> = state
@@ -186,12 +186,14 @@ pub(super) async fn detail(
                 }
             }
             li #deliveries {
-                h2 { "4. Deliveries" }
-                @if deliveries.is_empty() { p.empty { "No delivery (no endpoint subscribed, the plugin dropped it, or not yet)." } }
-                @for d in &deliveries {
-                    article.delivery data-status=(d.status.as_str()) {
+                h2 { "4. Deliveries and sink writes" }
+                @if outbound.is_empty() { p.empty { "No delivery (no endpoint subscribed, the plugin dropped it, or not yet)." } }
+                @for o in &outbound {
+                    @let d = &o.delivery;
+                    article.delivery data-status=(d.status.as_str()) data-kind=(if o.sink { "sink" } else { "delivery" }) {
                         p.meta {
-                            "Delivery " (d.id) " to " a href={ "/console/endpoints/" (d.endpoint_id) } { (d.endpoint_id) }
+                            @if o.sink { "Sink write " (d.id) " to sink " code { (d.endpoint_id) } }
+                            @else { "Delivery " (d.id) " to " a href={ "/console/endpoints/" (d.endpoint_id) } { (d.endpoint_id) } }
                             " · " (badge(if d.dead_letter { "dead" } else { d.status.as_str() }))
                             " · " (d.attempts) " attempt(s)"
                             @if let Some(e) = &d.last_error { " · " span.error { (e) } }
@@ -207,7 +209,8 @@ pub(super) async fn detail(
                                 }
                             }
                         }
-                        @if d.status == crate::store::DeliveryStatus::Failed {
+                        @if let Some(body) = &o.body { details { summary { "Sent body" } pre.body { (body) } } }
+                        @if d.status == crate::store::DeliveryStatus::Failed && !o.sink {
                             form.inline method="post" action={ "/console/events/" (ev.id) "/deliveries/" (d.id) "/retry" } {
                                 (session.csrf_field())
                                 button.retry type="submit" { "Retry delivery" }

@@ -122,13 +122,21 @@ pub(super) async fn contact(
     let path = Path((String::new(), e164.clone()));
     let query = Query(serde_json::from_value(serde_json::json!({})).map_err(|e| ApiError::Internal(e.to_string()))?);
     let axum::Json(timeline) = api::contact_timeline(State(state.clone()), session.api(), path, query).await?;
+    let contact = state.store.contact(&session.tenant, &e164).await?;
     let body = html! {
+        @if let Some(c) = &contact {
+            p.meta #opt-state {
+                @if c.opted_out { (badge("opted out")) } @else { (badge("subscribed")) }
+                @if let (Some(k), Some(at)) = (&c.last_keyword, c.opt_changed_at) { " · " code { (k) } " at " (when_ms(at)) }
+                " · " (c.messages) " message(s)"
+            }
+        }
         table.timeline {
             thead { tr { th { "When" } th { "Type" } th { "Event" } } }
             @for e in &timeline.data {
                 tr {
-                    td { (when_s(e["timestamp"].as_i64().unwrap_or_default())) }
-                    td { code { (e["type"].as_str().unwrap_or("")) } }
+                    td { (when_s(e["timestamp_utc"].as_i64().unwrap_or_default())) }
+                    td { code { (e["event_type"].as_str().unwrap_or("")) } }
                     td { a href={ "/console/events/" (e["id"].as_str().unwrap_or("")) } { (e["id"].as_str().unwrap_or("")) } }
                 }
             }
