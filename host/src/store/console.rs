@@ -174,36 +174,29 @@ impl Store {
     pub async fn activity(&self, tenant: &TenantId, bucket_ms: i64, buckets: usize) -> Result<Vec<Activity>> {
         let since = self.now_ms() - bucket_ms * buckets as i64;
         let mut out = vec![Activity::default(); buckets];
-        let events = sqlx::query(
-            "SELECT b, COUNT(*) AS n FROM (SELECT (created_at - $1) / $2 AS b FROM events
-             WHERE tenant_id = $3 AND created_at >= $4) t GROUP BY b",
+        let rows = sqlx::query(
+            "SELECT b, SUM(ev) AS events, SUM(att) AS attempts, SUM(bad) AS failed FROM (
+                SELECT (created_at - $1) / $2 AS b, 1 AS ev, 0 AS att, 0 AS bad FROM events
+                 WHERE tenant_id = $3 AND created_at >= $4
+                UNION ALL
+                SELECT (attempted_at - $5) / $6, 0, 1, CASE WHEN status_code BETWEEN 200 AND 299 THEN 0 ELSE 1 END
+                  FROM delivery_attempts WHERE tenant_id = $7 AND attempted_at >= $8
+             ) t GROUP BY b",
         )
+        .bind(since)
+        .bind(bucket_ms)
+        .bind(tenant.as_str())
+        .bind(since)
         .bind(since)
         .bind(bucket_ms)
         .bind(tenant.as_str())
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        for r in &events {
+        for r in &rows {
             if let Some(a) = out.get_mut(r.get::<i64, _>("b") as usize) {
-                a.events = r.get("n");
-            }
-        }
-        let attempts = sqlx::query(
-            "SELECT b, COUNT(*) AS n, COUNT(CASE WHEN ok THEN NULL ELSE 1 END) AS failed
-             FROM (SELECT (attempted_at - $1) / $2 AS b, status_code BETWEEN 200 AND 299 AS ok FROM delivery_attempts
-                   WHERE tenant_id = $3 AND attempted_at >= $4) t GROUP BY b",
-        )
-        .bind(since)
-        .bind(bucket_ms)
-        .bind(tenant.as_str())
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        for r in &attempts {
-            if let Some(a) = out.get_mut(r.get::<i64, _>("b") as usize) {
-                a.attempts = r.get("n");
-                a.failed_attempts = r.get("failed");
+                *a =
+                    Activity { events: r.get("events"), attempts: r.get("attempts"), failed_attempts: r.get("failed") };
             }
         }
         Ok(out)

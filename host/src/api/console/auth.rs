@@ -85,9 +85,7 @@ pub(super) async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Result<Response, ConsoleError> {
-    let mut parts = axum::http::Request::new(()).into_parts().0;
-    parts.headers = headers;
-    let pre = cookie(&parts, PRE_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    let pre = cookie(&headers, PRE_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
     if !csrf_ok(&pre, &form.csrf) {
         tracing::warn!("console sign-in without its form token refused");
         return Ok(sign_in_response(&state, StatusCode::FORBIDDEN, Some("The form expired; sign in again.")));
@@ -139,20 +137,12 @@ pub(super) async fn sign_in(
     Ok(res)
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub(super) async fn sign_out(
     State(state): State<AppState>,
     signed: Signed,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
-    if !csrf_ok(&signed.csrf, &form.csrf) {
-        return Err(ConsoleError::Forged);
-    }
+    signed.check(&form.csrf)?;
     state.store.close_session(&signed.id_hash).await?;
     tracing::info!(tenant = ?signed.tenant.as_ref().map(TenantId::as_str), "console session signed out");
     let mut res = Redirect::to("/console/sign-in").into_response();
@@ -201,9 +191,7 @@ pub(super) async fn pick_tenant(
     signed: Signed,
     Form(form): Form<Pick>,
 ) -> Result<Response, ConsoleError> {
-    if !csrf_ok(&signed.csrf, &form.csrf) {
-        return Err(ConsoleError::Forged);
-    }
+    signed.check(&form.csrf)?;
     if !signed.operator {
         return Err(ApiError::NotFound("no such page".into()).into());
     }

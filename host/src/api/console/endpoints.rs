@@ -193,7 +193,7 @@ pub(super) async fn rotate(
     State(state): State<AppState>,
     session: Session,
     Path(eid): Path<String>,
-    Form(form): Form<super::events::CsrfForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     session.check(&form.csrf)?;
     let path = Path((String::new(), eid.clone()));

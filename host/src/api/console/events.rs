@@ -251,12 +251,6 @@ pub(super) async fn replay(
     Ok(back(&format!("/console/events/{event_id}")))
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
-}
-
 pub(super) async fn retry(
     State(state): State<AppState>,
     session: Session,

@@ -113,10 +113,9 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// A cookie's value from the request's `Cookie` headers.
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<cookie::Cookie<'a>> {
-    parts
-        .headers
+/// A cookie from the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<cookie::Cookie<'a>> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -129,7 +128,8 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
-        let token = cookie(parts, SESSION_COOKIE).map(|c| c.value().to_string()).ok_or(ConsoleError::SignIn)?;
+        let token =
+            cookie(&parts.headers, SESSION_COOKIE).map(|c| c.value().to_string()).ok_or(ConsoleError::SignIn)?;
         let id_hash = sha256_hex(&token);
         let stored = state.store.console_session(&id_hash).await.map_err(ApiError::from)?;
         let Some(s) = stored else { return Err(ConsoleError::SignIn) };
@@ -157,10 +157,20 @@ fn csrf_ok(expected: &str, given: &str) -> bool {
     !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
-impl Session {
-    /// Refuse a form or script call without this session's anti-forgery token.
+/// Refuse a form or script call without the session's anti-forgery token.
+fn check_csrf(expected: &str, given: &str) -> Result<(), ConsoleError> {
+    if csrf_ok(expected, given) { Ok(()) } else { Err(ConsoleError::Forged) }
+}
+
+impl Signed {
     pub fn check(&self, given: &str) -> Result<(), ConsoleError> {
-        if csrf_ok(&self.csrf, given) { Ok(()) } else { Err(ConsoleError::Forged) }
+        check_csrf(&self.csrf, given)
+    }
+}
+
+impl Session {
+    pub fn check(&self, given: &str) -> Result<(), ConsoleError> {
+        check_csrf(&self.csrf, given)
     }
 
     /// The API's view of this caller, for calling the API's handlers.
@@ -172,6 +182,13 @@ impl Session {
     pub fn csrf_field(&self) -> Markup {
         html! { input type="hidden" name="csrf" value=(self.csrf); }
     }
+}
+
+/// A form whose only field is the anti-forgery token (a button).
+#[derive(serde::Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// A console failure, answered as a page.

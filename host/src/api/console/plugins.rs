@@ -144,7 +144,7 @@ pub(super) async fn activate(
     State(state): State<AppState>,
     session: Session,
     Path((name, v)): Path<(String, String)>,
-    axum::Form(form): axum::Form<super::events::CsrfForm>,
+    axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     session.check(&form.csrf)?;
     let _activated = api::activate(State(state), session.api(), Path((String::new(), name, v))).await?;
