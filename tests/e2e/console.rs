@@ -299,3 +299,88 @@ async fn the_calls_contacts_set_up_and_filters_show_the_tenants_data() {
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("is not an event type"));
 }
+
+#[tokio::test]
+async fn endpoint_and_plugin_forms_do_what_the_api_does() {
+    let s = Setup::new(&["*"]).await;
+    let mut c = Console::new(&s.server);
+    c.sign_in(&s.key).await;
+    let token = c.token().await;
+    // Create: the secret is shown once, on the answer, and never on the endpoint's page again.
+    let created = c
+        .post(
+            "/console/endpoints",
+            &[("csrf", &token), ("url", "http://127.0.0.1:9/x"), ("event_types", "call.*, sms.opt_out")],
+        )
+        .await;
+    let at = created.body.find("whsec_").expect("the new secret");
+    let secret = &created.body[at..created.body[at..].find('<').unwrap() + at];
+    let (_, eps) = s.call(reqwest::Method::GET, "/endpoints", None).await;
+    let ep = eps["data"].as_array().unwrap().iter().find(|e| e["url"] == "http://127.0.0.1:9/x").unwrap().clone();
+    let eid = ep["id"].as_str().unwrap();
+    assert_eq!(ep["secret"], secret);
+    assert_eq!(ep["event_types"], json!(["call.*", "sms.opt_out"]));
+    assert!(!c.get(&format!("/console/endpoints/{eid}")).await.body.contains(secret));
+    // Invalid settings are refused with the API's message, nothing changed.
+    let bad = c.post(&format!("/console/endpoints/{eid}"), &[("csrf", &token), ("url", "ftp://x")]).await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    // Disable (the checkbox unticked), then rotate, then recover.
+    let saved =
+        c.post(&format!("/console/endpoints/{eid}"), &[("csrf", &token), ("url", "http://127.0.0.1:9/x")]).await;
+    assert_eq!(saved.location, format!("/console/endpoints/{eid}"));
+    let (_, ep) = s.call(reqwest::Method::GET, &format!("/endpoints/{eid}"), None).await;
+    assert_eq!((ep["enabled"].as_bool(), ep["event_types"].clone()), (Some(false), json!(["*"])));
+    let rotated = c.post(&format!("/console/endpoints/{eid}/rotate-secret"), &[("csrf", &token)]).await;
+    let (_, ep) = s.call(reqwest::Method::GET, &format!("/endpoints/{eid}"), None).await;
+    assert_ne!(ep["secret"], secret);
+    assert!(rotated.body.contains(ep["secret"].as_str().unwrap()), "the new secret, once");
+    let recovered = c.post(&format!("/console/endpoints/{eid}/recover"), &[("csrf", &token), ("since", "0")]).await;
+    assert!(recovered.body.contains("0 failed deliveries since 0 queued again"), "{}", recovered.body);
+    let bad_since =
+        c.post(&format!("/console/endpoints/{eid}/recover"), &[("csrf", &token), ("since", "yesterday")]).await;
+    assert_eq!(bad_since.status, 422);
+
+    // Plugins: two versions of `default`, roll back to the first from the page.
+    let (status, _) = s.server.upload_plugin(&s.tenant, &s.key, hookhost_tests::plugins::PASSTHROUGH).await;
+    assert_eq!(status, 202);
+    let (status, _) = s.server.upload_plugin(&s.tenant, &s.key, hookhost_tests::plugins::REDACT_PHONE).await;
+    assert_eq!(status, 202);
+    let page = c.get("/console/plugins").await;
+    assert!(page.body.contains("Roll back"), "{}", page.body);
+    let a = c.post("/console/plugins/default/versions/1/activate", &[("csrf", &token)]).await;
+    assert_eq!(a.location, "/console/plugins");
+    let (_, p) = s.call(reqwest::Method::GET, "/plugins/default", None).await;
+    assert_eq!(p["active_version"], 1);
+    assert_eq!(c.post("/console/plugins/default/versions/9/activate", &[("csrf", &token)]).await.status, 404);
+}
+
+#[tokio::test]
+async fn behind_https_the_session_cookie_is_secure() {
+    let mut config = test_config(&hookhost_tests::fresh_database("console-https").await);
+    config.public_url = "https://hooks.example.com".into();
+    let s = Setup::on(TestServer::start_keeping_public_url(config).await, &["*"]).await;
+    let c = Console::new(&s.server);
+    let page = c.http.get(format!("{}/console/sign-in", c.base)).send().await.unwrap();
+    let pre = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(pre.contains("; Secure") && pre.contains("HttpOnly") && pre.contains("SameSite=Strict"), "{pre}");
+    let token = csrf(&page.text().await.unwrap());
+    let body =
+        form_urlencoded::Serializer::new(String::new()).extend_pairs([("key", &s.key), ("csrf", &token)]).finish();
+    let r = c
+        .http
+        .post(format!("{}/console/sign-in", c.base))
+        .header("cookie", pre.split(';').next().unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with("hookhost_session="));
+    let session = session.expect("a session cookie");
+    assert!(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+}
