@@ -340,6 +340,17 @@ async fn endpoint_and_plugin_forms_do_what_the_api_does() {
         c.post(&format!("/console/endpoints/{eid}/recover"), &[("csrf", &token), ("since", "yesterday")]).await;
     assert_eq!(bad_since.status, 422);
 
+    // Replay an event to the tenant's first endpoint from its page: a second delivery.
+    s.call_status("CA_console_replay", "no-answer").await;
+    let event = s.event_id_of("call.missed").await;
+    s.server.settled("delivery").await;
+    let deliveries = |body: &str| body.matches("data-kind=\"delivery\"").count();
+    let before = deliveries(&c.get(&format!("/console/events/{event}")).await.body);
+    let replayed =
+        c.post(&format!("/console/events/{event}/replay"), &[("csrf", &token), ("endpoint_id", &s.endpoint)]).await;
+    assert_eq!(replayed.location, format!("/console/events/{event}"));
+    assert_eq!(deliveries(&c.get(&format!("/console/events/{event}")).await.body), before + 1);
+
     // Plugins: two versions of `default`, roll back to the first from the page.
     let (status, _) = s.server.upload_plugin(&s.tenant, &s.key, hookhost_tests::plugins::PASSTHROUGH).await;
     assert_eq!(status, 202);
