@@ -28,7 +28,8 @@
 //!   fenced, renewed leases; the batching writers; retention; typed states. The only SQL on
 //!   hookhost's own tables.
 //! - [`api`]: axum routes by resource behind one authentication extractor — provider hooks,
-//!   the admin and polling API, health, metrics, the OpenAPI document. No SQL, no wasmtime.
+//!   the admin and polling API, health, metrics, the OpenAPI document, and the tenant console
+//!   (`api::console`: server-rendered pages over the same handlers). No SQL, no wasmtime.
 //! - `jobs`: the pump the three workers (route, deliver, sink) share — claims, wake-ups, lease
 //!   renewal.
 //! - [`metrics`]: counters and histograms rendered at `/metrics`.
