@@ -299,6 +299,11 @@ async fn the_calls_contacts_set_up_and_filters_show_the_tenants_data() {
     assert!(!billing.body.contains("call.missed") && billing.body.contains("No events yet."));
     let sms_only = c.get("/console/events?type=sms.*").await;
     assert!(sms_only.body.contains("sms.opt_out") && !sms_only.body.contains("call.missed"));
+    let future = c.get("/console/events?since=2100-01-01T00:00:00Z").await;
+    assert!(future.body.contains("No events yet."));
+    let past = c.get("/console/events?until=2000-01-01T00:00:00Z").await;
+    assert!(past.body.contains("No events yet."));
+    assert!(c.get("/console/events?since=0&until=4102444800").await.body.contains("sms.opt_out"));
     let bad = c.get("/console/events?type=not%20a%20type").await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("is not an event type"));

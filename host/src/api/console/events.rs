@@ -24,6 +24,8 @@ pub(super) struct ListQuery {
     event_type: String,
     #[serde(default)]
     since: String,
+    #[serde(default)]
+    until: String,
     /// Older than this seq (the next page).
     before: Option<i64>,
     /// Newer than this seq (the script's poll).
@@ -38,6 +40,7 @@ impl ListQuery {
         Ok(EventQuery {
             event_type: api::type_pattern(Some(&self.event_type))?,
             since: api::time_param("since", Some(&self.since))?,
+            until: api::time_param("until", Some(&self.until))?,
             ..Default::default()
         })
     }
@@ -47,6 +50,7 @@ impl ListQuery {
         form_urlencoded::Serializer::new(String::new())
             .append_pair("type", &self.event_type)
             .append_pair("since", &self.since)
+            .append_pair("until", &self.until)
             .finish()
     }
 }
@@ -77,6 +81,7 @@ pub(super) async fn list(
         form.filters method="get" action="/console/events" {
             label { "Type " input name="type" value=(q.event_type) placeholder="call.* or call.completed"; }
             label { "Since " input name="since" value=(q.since) placeholder="2026-12-01T00:00:00Z"; }
+            label { "Until " input name="until" value=(q.until) placeholder="unix seconds or RFC 3339"; }
             button type="submit" { "Filter" }
         }
         table.events {
