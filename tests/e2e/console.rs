@@ -65,6 +65,13 @@ impl Console {
         self.send(req).await
     }
 
+    /// Post a multipart plugin upload.
+    async fn upload(&mut self, content_type: String, body: Vec<u8>) -> Answer {
+        let url = format!("{}/console/plugins/upload", self.base);
+        let req = self.http.post(url).header("content-type", content_type).body(body);
+        self.send(req).await
+    }
+
     /// Sign in with `key` through the form.
     async fn sign_in(&mut self, key: &str) -> Answer {
         let page = self.get("/console/sign-in").await;
@@ -403,4 +410,48 @@ async fn behind_https_the_session_cookie_is_secure() {
         .find(|v| v.starts_with("hookhost_session="));
     let session = session.expect("a session cookie");
     assert!(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+}
+
+/// A multipart form as a browser sends it: `csrf`, `name`, and `file` with `bytes`.
+fn upload_form(csrf: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----hookhostconsoletest";
+    let mut body = Vec::new();
+    for (field, value) in [("csrf", csrf), ("name", name)] {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+        )
+        .bytes(),
+    );
+    body.extend(bytes);
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn uploads_through_the_page_keep_the_apis_limits() {
+    let mut config = test_config(&hookhost_tests::fresh_database("console-upload").await);
+    config.max_plugin_bytes = 64 * 1024;
+    let s = Setup::on(TestServer::start_with(config).await, &["*"]).await;
+    let mut c = Console::new(&s.server);
+    c.sign_in(&s.key).await;
+    let token = c.token().await;
+    // Over the limit and the 64 KiB the form's own fields may add: 413, nothing stored.
+    let (ct, body) = upload_form(&token, "big", &vec![0u8; 136 * 1024]);
+    let a = c.upload(ct, body).await;
+    assert_eq!(a.status, 413, "{}", a.body);
+    // Not a component: the API's 422. Without the token: 403.
+    let (ct, body) = upload_form(&token, "junk", b"\0asm\x01\0\0\0 a core module, not a component");
+    assert_eq!(c.upload(ct, body).await.status, 422);
+    let real = std::fs::read(hookhost_tests::plugins::PASSTHROUGH).unwrap();
+    let (ct, body) = upload_form("forged", "default", &real);
+    assert_eq!(c.upload(ct, body).await.status, 403);
+    let (ct, body) = upload_form(&token, "Bad Name", &real);
+    assert_eq!(c.upload(ct, body).await.status, 422);
+    let (_, plugins) = s.call(reqwest::Method::GET, "/plugins", None).await;
+    assert_eq!(plugins["data"].as_array().map(Vec::len), Some(0), "{plugins}");
 }

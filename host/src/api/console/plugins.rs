@@ -113,7 +113,13 @@ pub(super) async fn upload(
     mut form: Multipart,
 ) -> Result<Response, ConsoleError> {
     let (mut csrf, mut name, mut file) = (String::new(), String::new(), None);
-    let bad = |e: axum::extract::multipart::MultipartError| ApiError::BadRequest(e.body_text());
+    let bad = |e: axum::extract::multipart::MultipartError| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!(tenant = %session.tenant, "console plugin upload over the size limit refused");
+            ApiError::PayloadTooLarge(format!("a plugin is limited to {} bytes", state.config.max_plugin_bytes))
+        }
+        _ => ApiError::BadRequest(e.body_text()),
+    };
     while let Some(field) = form.next_field().await.map_err(bad)? {
         match field.name() {
             Some("csrf") => csrf = field.text().await.map_err(bad)?,
