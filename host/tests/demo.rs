@@ -29,11 +29,17 @@ async fn the_demo_prints_a_console_and_a_key_that_show_its_samples() {
         .expect("starting hookhost demo");
     let stdout = child.stdout.take().unwrap();
     let _demo = Demo(child);
-    // What it prints, up to the key (read on a thread: the pipe blocks).
+    // What it prints, up to the key. A thread reads the pipe to its end, so the demo never
+    // writes into a closed pipe (which would end it).
+    let (lines, printed_lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
     let printed = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        while let Ok(line) = printed_lines.recv_timeout(Duration::from_secs(600)) {
             out.push_str(&line);
             out.push('\n');
             if line.contains("sign in with:") {
@@ -41,9 +47,9 @@ async fn the_demo_prints_a_console_and_a_key_that_show_its_samples() {
             }
         }
         out
-    });
-    let printed =
-        tokio::time::timeout(Duration::from_secs(600), printed).await.expect("the demo printed its key").unwrap();
+    })
+    .await
+    .unwrap();
     let field = |name: &str| {
         let line = printed
             .lines()
