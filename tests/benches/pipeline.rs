@@ -13,7 +13,11 @@
 //!    JavaScript (componentize-js) — at 1 KB: instantiation alone and instantiate + invoke,
 //!    fresh instance per event, every limit on, beside the target (≤ 2 ms median).
 //!
-//! Knobs: `BENCH_EVENTS` (default 2000), `BENCH_CONCURRENCY` (default 32), `BENCH_INVOCATIONS`
+//! 1b. the same with a receiver that takes 2 ms and 20 ms to answer: delivered/s against
+//!    accepted/s and the bound the endpoint's concurrency sets;
+//!
+//! Knobs: `BENCH_EVENTS` (default 2000), `BENCH_CONCURRENCY` (default 32), `BENCH_SLOW_EVENTS`
+//! (default 2000), `BENCH_ANSWER_MS` (default `2,20`), `BENCH_INVOCATIONS`
 //! (default 2000), `BENCH_LANG_INVOCATIONS` (default 300), `BENCH_ONLY=languages` (part 3 only).
 
 use std::sync::Arc;
@@ -107,15 +111,36 @@ fn main() {
     rt.block_on(async {
         if std::env::var("BENCH_ONLY").as_deref() != Ok("languages") {
             end_to_end().await;
+            slow_receivers().await;
             invocations().await;
         }
         languages().await;
     });
 }
 
-async fn end_to_end() {
-    let events = env_usize("BENCH_EVENTS", 2000);
-    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+/// One end-to-end run: the server, what it took, and what sqlx ran.
+struct Measured {
+    server: Arc<TestServer>,
+    db: std::path::PathBuf,
+    events: usize,
+    accepted_in: Duration,
+    delivered_in: Duration,
+    latencies: Vec<Duration>,
+    statements: u64,
+}
+
+impl Measured {
+    fn accepted_per_s(&self) -> f64 {
+        self.events as f64 / self.accepted_in.as_secs_f64()
+    }
+    fn delivered_per_s(&self) -> f64 {
+        self.events as f64 / self.delivered_in.as_secs_f64()
+    }
+}
+
+/// Post `events` signed callbacks from `concurrency` senders to a fresh server whose one
+/// endpoint's receiver takes `answer` to answer each delivery; wait for every delivery.
+async fn measure(events: usize, concurrency: usize, answer: Duration) -> Measured {
     let db = hookhost_tests::temp_dir("bench").join("bench.db");
     let mut config = hookhost_tests::test_config(&format!("sqlite://{}", db.display()));
     config.retry_schedule = hookhost::config::parse_schedule("1s,5s").unwrap();
@@ -123,6 +148,7 @@ async fn end_to_end() {
     let (tenant, key) = server.create_tenant("bench").await;
     server.set_provider(&tenant, &key, "twilio", json!({ "auth_token": "bench-token" })).await;
     let receiver = Receiver::start().await;
+    receiver.set_delay(answer);
     server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
     assert_eq!(server.upload_plugin(&tenant, &key, plugins::REDACT_PHONE).await.0, 202);
     let started = Instant::now();
@@ -130,7 +156,6 @@ async fn end_to_end() {
     let targets = Arc::new(vec![TestServer::external(&server.base, &server.public_url, &server.database_url)]);
     let posted = post_completed_calls(targets, &tenant, "bench-token", events, concurrency, Arc::default()).await;
     assert_eq!(posted.accepted.len(), events, "every callback accepted");
-    let latencies = posted.latencies;
     let accepted_in = started.elapsed();
     while receiver.count.load(Ordering::SeqCst) < events {
         assert!(started.elapsed() < Duration::from_secs(600), "deliveries stalled");
@@ -138,6 +163,14 @@ async fn end_to_end() {
     }
     let delivered_in = started.elapsed();
     let statements = STATEMENTS.load(Ordering::Relaxed) - statements_before;
+    Measured { server, db, events, accepted_in, delivered_in, latencies: posted.latencies, statements }
+}
+
+async fn end_to_end() {
+    let events = env_usize("BENCH_EVENTS", 2000);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+    let m = measure(events, concurrency, Duration::ZERO).await;
+    let (server, db) = (&m.server, &m.db);
     println!("\n== end to end: signed Twilio callback -> redact-phone plugin -> signed delivery (SQLite, 127.0.0.1)");
     println!(
         "| events | senders | accepted/s | delivered end to end/s | ingest p50 | ingest p99 | statements/event (target ≤ 4) |"
@@ -145,11 +178,11 @@ async fn end_to_end() {
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {events} | {concurrency} | {:.0} | {:.0} (target ≥ 3,000) | {:.2} ms | {:.2} ms | {:.1} |",
-        events as f64 / accepted_in.as_secs_f64(),
-        events as f64 / delivered_in.as_secs_f64(),
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        statements as f64 / events as f64,
+        m.accepted_per_s(),
+        m.delivered_per_s(),
+        percentile(&m.latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&m.latencies, 0.99).as_secs_f64() * 1e3,
+        m.statements as f64 / events as f64,
     );
     print_profile(events);
     // Disk use: the database and its WAL, after a checkpoint, per event kept.
@@ -167,6 +200,35 @@ async fn end_to_end() {
         bytes as f64 / 1e6,
         per_event * 10.0 * 86_400.0 * 30.0 / 1e9
     );
+}
+
+/// Receivers that take milliseconds to answer (`BENCH_ANSWER_MS`, default `2,20`): delivery
+/// keeps level with intake until the endpoint's concurrency (`HOOKHOST_ENDPOINT_CONCURRENCY`,
+/// 16 requests in flight per endpoint) over the answer time bounds it (Little's law).
+async fn slow_receivers() {
+    let events = env_usize("BENCH_SLOW_EVENTS", 2000);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+    let in_flight = hookhost::Config::new("", "").endpoint_concurrency;
+    let answers: Vec<u64> = std::env::var("BENCH_ANSWER_MS")
+        .unwrap_or_else(|_| "2,20".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    println!("\n== receivers answering in milliseconds: one endpoint, {in_flight} requests in flight at most");
+    println!(
+        "| answer time | events | accepted/s | delivered/s | delivered/accepted (target ≈ 1 up to the bound) | bound: in flight / answer time |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for ms in answers {
+        let m = measure(events, concurrency, Duration::from_millis(ms)).await;
+        let bound = in_flight as f64 / (ms.max(1) as f64 / 1000.0);
+        println!(
+            "| {ms} ms | {events} | {:.0} | {:.0} | {:.2} | {bound:.0}/s |",
+            m.accepted_per_s(),
+            m.delivered_per_s(),
+            m.delivered_per_s() / m.accepted_per_s(),
+        );
+    }
 }
 
 fn payload(bytes: usize) -> Value {
