@@ -26,6 +26,8 @@ fn main() {
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(root.join("plugins/Cargo.toml"))
+        // So cargo reads `plugins/.cargo/config.toml` (the plugins' link settings).
+        .current_dir(root.join("plugins"))
         .env("CARGO_TARGET_DIR", &target);
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",

@@ -38,6 +38,8 @@
 // The generated code names this crate by its public path, from inside it too.
 extern crate self as hookhost_sdk;
 
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+mod alloc;
 pub mod events;
 pub mod phone;
 pub mod redact;

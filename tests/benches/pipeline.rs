@@ -15,10 +15,15 @@
 //!
 //! 1b. the same with a receiver that takes 2 ms and 20 ms to answer: delivered/s against
 //!    accepted/s and the bound the endpoint's concurrency sets;
+//! 1c. the same on a database that holds 100,000 events already, and with 1,000 tenants,
+//!    against the empty database's figure;
 //!
 //! Knobs: `BENCH_EVENTS` (default 2000), `BENCH_CONCURRENCY` (default 32), `BENCH_SLOW_EVENTS`
-//! (default 2000), `BENCH_ANSWER_MS` (default `2,20`), `BENCH_INVOCATIONS`
-//! (default 2000), `BENCH_LANG_INVOCATIONS` (default 300), `BENCH_ONLY=languages` (part 3 only).
+//! (default 2000), `BENCH_ANSWER_MS` (default `2,20`), `BENCH_STORED` (default 100000),
+//! `BENCH_TENANTS` (default 1000), `BENCH_INVOCATIONS`
+//! (default 2000), `BENCH_LANG_INVOCATIONS` (default 300), `BENCH_ONLY=` a comma-separated list
+//! of `end-to-end`, `slow`, `scale`, `invocations`, `languages` (those parts only);
+//! `BENCH_COMPARE=a.wasm,b.wasm` adds builds of one plugin invoked side by side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use hookhost::normalize::CanonicalEvent;
 use hookhost::plugin::{Kv, PluginEngine};
-use hookhost_tests::load::{percentile, post_completed_calls};
+use hookhost_tests::load::{percentile, post_calls};
 use hookhost_tests::{Receiver, TestServer, plugins};
 use serde_json::{Value, json};
 
@@ -108,20 +113,51 @@ fn count_statements() {
 fn main() {
     count_statements();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // `BENCH_ONLY=a,b`: only those parts (`end-to-end`, `slow`, `scale`, `invocations`,
+    // `languages`); `scale` without `end-to-end` compares with a fresh empty run of its own.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let runs = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
     rt.block_on(async {
-        if std::env::var("BENCH_ONLY").as_deref() != Ok("languages") {
-            end_to_end().await;
+        let mut empty = None;
+        if runs("end-to-end") {
+            empty = Some(end_to_end().await);
+        }
+        if runs("slow") {
             slow_receivers().await;
+        }
+        if runs("scale") {
+            let empty = match empty {
+                Some(e) => e,
+                None => measure(env_usize("BENCH_EVENTS", 2000), env_usize("BENCH_CONCURRENCY", 32), Duration::ZERO)
+                    .await
+                    .1
+                    .delivered_per_s(),
+            };
+            at_scale(empty).await;
+        }
+        if let Ok(paths) = std::env::var("BENCH_COMPARE") {
+            compare_builds(&paths).await;
+        }
+        if runs("invocations") {
             invocations().await;
         }
-        languages().await;
+        if runs("languages") {
+            languages().await;
+        }
     });
 }
 
-/// One end-to-end run: the server, what it took, and what sqlx ran.
-struct Measured {
+/// A server with `tenants` tenants, each with the Twilio provider, one endpoint at the one
+/// receiver and `redact-phone` as its plugin.
+struct Bench {
     server: Arc<TestServer>,
     db: std::path::PathBuf,
+    receiver: Receiver,
+    tenants: Arc<Vec<(String, String)>>,
+}
+
+/// One end-to-end run: what it took, and what sqlx ran.
+struct Measured {
     events: usize,
     accepted_in: Duration,
     delivered_in: Duration,
@@ -138,39 +174,73 @@ impl Measured {
     }
 }
 
-/// Post `events` signed callbacks from `concurrency` senders to a fresh server whose one
-/// endpoint's receiver takes `answer` to answer each delivery; wait for every delivery.
-async fn measure(events: usize, concurrency: usize, answer: Duration) -> Measured {
-    let db = hookhost_tests::temp_dir("bench").join("bench.db");
-    let mut config = hookhost_tests::test_config(&format!("sqlite://{}", db.display()));
-    config.retry_schedule = hookhost::config::parse_schedule("1s,5s").unwrap();
-    let server = Arc::new(TestServer::start_with(config).await);
-    let (tenant, key) = server.create_tenant("bench").await;
-    server.set_provider(&tenant, &key, "twilio", json!({ "auth_token": "bench-token" })).await;
-    let receiver = Receiver::start().await;
-    receiver.set_delay(answer);
-    server.create_endpoint(&tenant, &key, &receiver.url, &["*"]).await;
-    assert_eq!(server.upload_plugin(&tenant, &key, plugins::REDACT_PHONE).await.0, 202);
-    let started = Instant::now();
-    let statements_before = STATEMENTS.load(Ordering::Relaxed);
-    let targets = Arc::new(vec![TestServer::external(&server.base, &server.public_url, &server.database_url)]);
-    let posted = post_completed_calls(targets, &tenant, "bench-token", events, concurrency, Arc::default()).await;
-    assert_eq!(posted.accepted.len(), events, "every callback accepted");
-    let accepted_in = started.elapsed();
-    while receiver.count.load(Ordering::SeqCst) < events {
-        assert!(started.elapsed() < Duration::from_secs(600), "deliveries stalled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+impl Bench {
+    /// A fresh server (SQLite) whose receiver takes `answer` to answer each delivery.
+    async fn start(tenants: usize, answer: Duration) -> Bench {
+        let db = hookhost_tests::temp_dir("bench").join("bench.db");
+        let mut config = hookhost_tests::test_config(&format!("sqlite://{}", db.display()));
+        config.retry_schedule = hookhost::config::parse_schedule("1s,5s").unwrap();
+        let server = Arc::new(TestServer::start_with(config).await);
+        let receiver = Receiver::start().await;
+        receiver.set_delay(answer);
+        let next = Arc::new(AtomicU64::new(0));
+        let mut setting_up = Vec::new();
+        for _ in 0..tenants.min(16) {
+            let (server, next, url) = (server.clone(), next.clone(), receiver.url.clone());
+            setting_up.push(tokio::spawn(async move {
+                let mut made = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < tenants as u64 {
+                    let (tenant, key) = server.create_tenant("bench").await;
+                    server.set_provider(&tenant, &key, "twilio", json!({ "auth_token": "bench-token" })).await;
+                    server.create_endpoint(&tenant, &key, &url, &["*"]).await;
+                    assert_eq!(server.upload_plugin(&tenant, &key, plugins::REDACT_PHONE).await.0, 202);
+                    made.push((tenant, "bench-token".to_string()));
+                }
+                made
+            }));
+        }
+        let mut made = Vec::new();
+        for task in setting_up {
+            made.extend(task.await.unwrap());
+        }
+        Bench { server, db, receiver, tenants: Arc::new(made) }
     }
-    let delivered_in = started.elapsed();
-    let statements = STATEMENTS.load(Ordering::Relaxed) - statements_before;
-    Measured { server, db, events, accepted_in, delivered_in, latencies: posted.latencies, statements }
+
+    /// Post the callbacks numbered `ids` from `concurrency` senders, spread over the tenants;
+    /// wait for every delivery.
+    async fn run(&self, ids: std::ops::Range<usize>, concurrency: usize) -> Measured {
+        let events = ids.len();
+        let delivered_before = self.receiver.count.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let statements_before = STATEMENTS.load(Ordering::Relaxed);
+        let server = &self.server;
+        let targets = Arc::new(vec![TestServer::external(&server.base, &server.public_url, &server.database_url)]);
+        let posted = post_calls(targets, self.tenants.clone(), ids, concurrency, Arc::default()).await;
+        assert_eq!(posted.accepted.len(), events, "every callback accepted");
+        let accepted_in = started.elapsed();
+        while self.receiver.count.load(Ordering::SeqCst) < delivered_before + events {
+            assert!(started.elapsed() < Duration::from_secs(900), "deliveries stalled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let delivered_in = started.elapsed();
+        let statements = STATEMENTS.load(Ordering::Relaxed) - statements_before;
+        Measured { events, accepted_in, delivered_in, latencies: posted.latencies, statements }
+    }
 }
 
-async fn end_to_end() {
+/// Post `events` signed callbacks from `concurrency` senders to a fresh server with one tenant
+/// whose receiver takes `answer` to answer each delivery; wait for every delivery.
+async fn measure(events: usize, concurrency: usize, answer: Duration) -> (Bench, Measured) {
+    let bench = Bench::start(1, answer).await;
+    let measured = bench.run(0..events, concurrency).await;
+    (bench, measured)
+}
+
+async fn end_to_end() -> f64 {
     let events = env_usize("BENCH_EVENTS", 2000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 32);
-    let m = measure(events, concurrency, Duration::ZERO).await;
-    let (server, db) = (&m.server, &m.db);
+    let (bench, m) = measure(events, concurrency, Duration::ZERO).await;
+    let (server, db) = (&bench.server, &bench.db);
     println!("\n== end to end: signed Twilio callback -> redact-phone plugin -> signed delivery (SQLite, 127.0.0.1)");
     println!(
         "| events | senders | accepted/s | delivered end to end/s | ingest p50 | ingest p99 | statements/event (target ≤ 4) |"
@@ -200,6 +270,7 @@ async fn end_to_end() {
         bytes as f64 / 1e6,
         per_event * 10.0 * 86_400.0 * 30.0 / 1e9
     );
+    m.delivered_per_s()
 }
 
 /// Receivers that take milliseconds to answer (`BENCH_ANSWER_MS`, default `2,20`): delivery
@@ -220,7 +291,7 @@ async fn slow_receivers() {
     );
     println!("|---|---|---|---|---|---|");
     for ms in answers {
-        let m = measure(events, concurrency, Duration::from_millis(ms)).await;
+        let (_, m) = measure(events, concurrency, Duration::from_millis(ms)).await;
         let bound = in_flight as f64 / (ms.max(1) as f64 / 1000.0);
         println!(
             "| {ms} ms | {events} | {:.0} | {:.0} | {:.2} | {bound:.0}/s |",
@@ -229,6 +300,39 @@ async fn slow_receivers() {
             m.delivered_per_s() / m.accepted_per_s(),
         );
     }
+}
+
+/// Cost grows linearly: the same run on a database that already holds `BENCH_STORED` events
+/// (default 100,000, posted and delivered first) and on a server with `BENCH_TENANTS` tenants
+/// (default 1,000, callbacks spread over all of them), beside the empty database's figure.
+async fn at_scale(empty: f64) {
+    let events = env_usize("BENCH_EVENTS", 2000);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+    let stored = env_usize("BENCH_STORED", 100_000);
+    let tenants = env_usize("BENCH_TENANTS", 1000);
+    println!("\n== at scale: delivered/s beside the empty database's {empty:.0}/s (target: within 20 %)");
+    println!("| database | events measured | accepted/s | delivered/s | of empty | set-up |");
+    println!("|---|---|---|---|---|---|");
+    let row = |what: String, m: Measured, setup: Duration| {
+        println!(
+            "| {what} | {} | {:.0} | {:.0} | {:.0} % | {:.0} s |",
+            m.events,
+            m.accepted_per_s(),
+            m.delivered_per_s(),
+            100.0 * m.delivered_per_s() / empty,
+            setup.as_secs_f64()
+        );
+    };
+    let started = Instant::now();
+    let bench = Bench::start(1, Duration::ZERO).await;
+    bench.run(0..stored, concurrency).await;
+    let setup = started.elapsed();
+    row(format!("{stored} events stored"), bench.run(stored..stored + events, concurrency).await, setup);
+    drop(bench);
+    let started = Instant::now();
+    let bench = Bench::start(tenants, Duration::ZERO).await;
+    let setup = started.elapsed();
+    row(format!("{tenants} tenants"), bench.run(0..events, concurrency).await, setup);
 }
 
 fn payload(bytes: usize) -> Value {
@@ -260,6 +364,38 @@ fn native(payload: &str) -> String {
     // The same transform the plugin runs (the SDK's redaction), linked natively into the host.
     hookhost_sdk::redact::redact_phones(&mut v);
     v.to_string()
+}
+
+/// `BENCH_COMPARE=a.wasm,b.wasm,…`: builds of one plugin (say, with other SDK features or link
+/// settings) invoked round by round in one run, so they see the same machine; median of each.
+async fn compare_builds(paths: &str) {
+    let n = env_usize("BENCH_INVOCATIONS", 2000);
+    let limits = hookhost::plugin::Limits::default();
+    let engine = Arc::new(PluginEngine::new(limits.clone()).unwrap());
+    let paths: Vec<&str> = paths.split(',').map(str::trim).collect();
+    println!("\n== builds compared, interleaved (fresh instance, every limit on)");
+    println!("| payload | component | median |");
+    println!("|---|---|---|");
+    let compiled: Vec<_> = paths.iter().map(|p| engine.compile(&std::fs::read(p).unwrap()).unwrap()).collect();
+    let kv = Kv::Map(Arc::new(Default::default()));
+    for size in [1024, 16 * 1024] {
+        let p = payload(size);
+        let event = bench_event(&p);
+        let text = p.to_string();
+        let mut times = vec![Vec::new(); compiled.len()];
+        for _ in 0..n {
+            for (c, t) in compiled.iter().zip(times.iter_mut()) {
+                let s = Instant::now();
+                let inv = engine.invoke_json(c, &event, text.clone(), &limits, kv.clone()).await;
+                t.push(s.elapsed());
+                assert!(inv.outcome.is_ok());
+            }
+        }
+        for (path, mut t) in paths.iter().zip(times) {
+            t.sort();
+            println!("| {} KB | {path} | {:.1} µs |", size / 1024, percentile(&t, 0.5).as_secs_f64() * 1e6);
+        }
+    }
 }
 
 async fn invocations() {

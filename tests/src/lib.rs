@@ -495,19 +495,34 @@ pub mod load {
         concurrency: usize,
         answered: Arc<AtomicUsize>,
     ) -> Posted {
-        let path = format!("/hooks/{tenant}/twilio/voice/status");
-        let next = Arc::new(AtomicUsize::new(0));
+        let tenants = Arc::new(vec![(tenant.to_string(), token.to_string())]);
+        post_calls(targets, tenants, 0..n, concurrency, answered).await
+    }
+
+    /// Post callbacks numbered `ids` (each a call of its own), callback `i` for
+    /// `tenants[i % len]` (tenant id, Twilio auth token) to `targets[i % len]`, `concurrency` at
+    /// a time, each signed for its target's public URL. `answered` counts the 2xx as they come.
+    pub async fn post_calls(
+        targets: Arc<Vec<TestServer>>,
+        tenants: Arc<Vec<(String, String)>>,
+        ids: std::ops::Range<usize>,
+        concurrency: usize,
+        answered: Arc<AtomicUsize>,
+    ) -> Posted {
+        let next = Arc::new(AtomicUsize::new(ids.start));
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let (targets, next, path, answered, token) =
-                (targets.clone(), next.clone(), path.clone(), answered.clone(), token.to_string());
+            let (targets, tenants, next, answered, end) =
+                (targets.clone(), tenants.clone(), next.clone(), answered.clone(), ids.end);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Posted::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
+                    if i >= end {
                         return seen;
                     }
+                    let (tenant, token) = &tenants[i % tenants.len()];
+                    let path = format!("/hooks/{tenant}/twilio/voice/status");
                     let sid = format!("CA{i:032}");
                     let params = [
                         ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
@@ -518,7 +533,7 @@ pub mod load {
                         ("Direction", "inbound"),
                     ];
                     let target = &targets[i % targets.len()];
-                    let sig = twilio_signature(&token, &format!("{}{path}", target.public_url), &params);
+                    let sig = twilio_signature(token, &format!("{}{path}", target.public_url), &params);
                     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
                     let started = Instant::now();
                     let sent = target

@@ -99,6 +99,8 @@ pub fn create(parent: &Path, name: &str, lang: Lang, sdk: &SdkSource) -> Result<
             (PathBuf::from("Cargo.toml"), cargo_toml(name, sdk)),
             (PathBuf::from("src/lib.rs"), LIB_RS.replace("TypeName", &type_name)),
             (PathBuf::from(".gitignore"), "/target\n".to_string()),
+            // The link settings the repository's own plugins build with.
+            (PathBuf::from(".cargo/config.toml"), include_str!("../../../plugins/.cargo/config.toml").to_string()),
             (PathBuf::from("README.md"), README_MD.replace("NAME", name).replace("FILE", &file)),
         ],
         Lang::Python => {
@@ -328,6 +330,8 @@ mod tests {
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("struct TagCalls;") && lib.contains("export!(TagCalls)"));
         assert!(std::fs::read_to_string(dir.join("Cargo.toml")).unwrap().contains("hookhost-sdk = \"0.1\""));
+        let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+        assert!(config.contains("--initial-memory="), "{config}");
         assert!(matches!(
             create(&parent, "tag-calls", Lang::Python, &SdkSource::Version("0.1".into())),
             Err(TemplateError::Exists(_))
