@@ -89,13 +89,20 @@ impl tracing::field::Visit for Seen {
 
 /// Print the statements profile, most time first.
 fn print_profile(events: usize) {
-    let Some(profile) = PROFILE.lock().unwrap().take() else { return };
+    let Some(profile) = PROFILE.lock().unwrap().as_mut().map(std::mem::take) else { return };
     let mut rows: Vec<_> = profile.into_iter().collect();
     rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
     println!("\n| statement | per event | total ms | µs each |");
     println!("|---|---|---|---|");
     for (what, (n, secs)) in rows.iter().take(25) {
         println!("| {what} | {:.2} | {:.0} | {:.0} |", *n as f64 / events as f64, secs * 1e3, secs * 1e6 / *n as f64);
+    }
+}
+
+/// Start the statements profile afresh (when `BENCH_STATEMENTS` keeps one).
+fn reset_profile() {
+    if let Some(profile) = PROFILE.lock().unwrap().as_mut() {
+        profile.clear();
     }
 }
 
@@ -327,7 +334,9 @@ async fn at_scale(empty: f64) {
     let bench = Bench::start(1, Duration::ZERO).await;
     bench.run(0..stored, concurrency).await;
     let setup = started.elapsed();
+    reset_profile();
     row(format!("{stored} events stored"), bench.run(stored..stored + events, concurrency).await, setup);
+    print_profile(events);
     drop(bench);
     let started = Instant::now();
     let bench = Bench::start(tenants, Duration::ZERO).await;
