@@ -20,7 +20,7 @@ use std::alloc::System;
 
 /// Take at least this much from the standard allocator at a time.
 const CHUNK: usize = 64 << 10;
-/// The chunks' alignment: the largest any allocation here asks for without a chunk of its own.
+/// The chunks' alignment, or the allocation's own when it asks for more.
 const CHUNK_ALIGN: usize = 16;
 
 /// `[next, end)` is free; `last` is where the most recent allocation starts.
@@ -61,9 +61,9 @@ impl Bump {
     }
 }
 
-// SAFETY: every block handed out lies in a chunk this allocator took and never gives back, at the asked alignment, and
-// no two live blocks overlap: `next` only moves back over the most recent block when it is freed
-// or resized in place.
+// SAFETY: every block handed out lies in a chunk this allocator took and never gives back, at
+// the asked alignment, and no two live blocks overlap: `next` only moves back over the most
+// recent block when it is freed or resized in place.
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.take(layout.size(), layout.align()) {
@@ -95,9 +95,8 @@ unsafe impl GlobalAlloc for Bump {
         let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
         if !new.is_null() {
             // SAFETY: both blocks are live and at least min(old, new) long; a fresh block never
-            // overlaps an old one.
+            // overlaps an old one. The old block is not the most recent any more: it stays.
             unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
-            unsafe { self.dealloc(ptr, layout) };
         }
         new
     }

@@ -133,13 +133,6 @@ fn main() {
             slow_receivers().await;
         }
         if runs("scale") {
-            let empty = match empty {
-                Some(e) => e,
-                None => measure(env_usize("BENCH_EVENTS", 2000), env_usize("BENCH_CONCURRENCY", 32), Duration::ZERO)
-                    .await
-                    .1
-                    .delivered_per_s(),
-            };
             at_scale(empty).await;
         }
         if let Ok(paths) = std::env::var("BENCH_COMPARE") {
@@ -311,10 +304,15 @@ async fn slow_receivers() {
 
 /// Cost grows linearly: the same run on a database that already holds `BENCH_STORED` events
 /// (default 100,000, posted and delivered first) and on a server with `BENCH_TENANTS` tenants
-/// (default 1,000, callbacks spread over all of them), beside the empty database's figure.
-async fn at_scale(empty: f64) {
+/// (default 1,000, callbacks spread over all of them), beside the empty database's figure
+/// (`empty`, from part 1, or measured here when part 1 did not run).
+async fn at_scale(empty: Option<f64>) {
     let events = env_usize("BENCH_EVENTS", 2000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+    let empty = match empty {
+        Some(e) => e,
+        None => measure(events, concurrency, Duration::ZERO).await.1.delivered_per_s(),
+    };
     let stored = env_usize("BENCH_STORED", 100_000);
     let tenants = env_usize("BENCH_TENANTS", 1000);
     println!("\n== at scale: delivered/s beside the empty database's {empty:.0}/s (target: within 20 %)");
