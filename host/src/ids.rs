@@ -6,10 +6,22 @@
 
 use std::fmt;
 
-/// A random identifier with a type prefix, e.g. `evt_5f1c…` (96 random bits, hex).
+/// A random identifier with a type prefix, e.g. `ten_5f1c…` (96 random bits, hex).
 pub fn new_id(prefix: &str) -> String {
     let bytes: [u8; 12] = rand::random();
     format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// An event's id, `evt_` and 32 hex digits: the minting time in unix milliseconds (48 bits, big
+/// endian) then 80 random bits. Ids minted later sort after earlier ones, so the indexes keyed
+/// by event id take each new row at their end instead of at a random page: inserting costs the
+/// same with a million stored events as with none.
+pub fn new_event_id() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6..].copy_from_slice(&rand::random::<[u8; 10]>());
+    format!("evt_{}", hex::encode(bytes))
 }
 
 macro_rules! string_id {
@@ -112,5 +124,18 @@ mod tests {
         assert!(TenantId::parse("ten x").is_none());
         assert!(TenantId::parse(&"a".repeat(65)).is_none());
         assert_eq!(serde_json::to_value(DeliveryId(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn event_ids_sort_by_minting_time_and_stay_unique() {
+        let ids: Vec<String> = (0..1000).map(|_| new_event_id()).collect();
+        assert!(ids.iter().all(|id| id.len() == "evt_".len() + 32 && id.starts_with("evt_")));
+        let mut sorted = ids.clone();
+        sorted.sort();
+        // Within one millisecond the random part orders them; across milliseconds the time does.
+        let prefix = |id: &str| id[..4 + 12].to_string();
+        assert!(ids.windows(2).all(|w| prefix(&w[0]) <= prefix(&w[1])));
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
     }
 }

@@ -71,7 +71,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use clock::Clock;
 pub use config::Config;
-pub use ids::{DeliveryId, EndpointId, SinkId, TenantId, new_id};
+pub use ids::{DeliveryId, EndpointId, SinkId, TenantId, new_event_id, new_id};
 
 /// Current time, unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -27,7 +27,7 @@ use crate::normalize::calls::{Party, Signal};
 use crate::normalize::{CanonicalEvent, NormalizeError, Normalized};
 use crate::normalize::{exotel, sms};
 use crate::store::{Accepted, HookTenant, ReceiptRecord, Store, StoreError, TenantSettings, Verdict};
-use crate::{Config, TenantId, new_id};
+use crate::{Config, TenantId};
 
 /// A request whose signature has not been checked.
 #[derive(Debug)]
@@ -496,7 +496,7 @@ impl Ingestor {
             Err(e) => return Err(self.reject(&receipt, e.into()).await),
         };
         let event = CanonicalEvent {
-            id: new_id("evt"),
+            id: crate::new_event_id(),
             tenant_id: receipt.tenant.clone(),
             event_type: n.event_type,
             occurred_at: n.occurred_at,

@@ -32,7 +32,7 @@ impl Ingestor {
             let n = crate::normalize::stripe::event(&kept.body)
                 .map_err(|e| ReplayError::NoLongerNormalizes(e.to_string()))?;
             vec![CanonicalEvent {
-                id: crate::new_id("evt"),
+                id: crate::new_event_id(),
                 tenant_id: tenant.clone(),
                 event_type: n.event_type,
                 occurred_at: n.occurred_at,
@@ -43,7 +43,7 @@ impl Ingestor {
         } else {
             let key = kept.dedupe_key.unwrap_or_default();
             let originals = self.store.events_of_receipt(tenant, &key).await?;
-            originals.into_iter().map(|e| CanonicalEvent { id: crate::new_id("evt"), ..e }).collect()
+            originals.into_iter().map(|e| CanonicalEvent { id: crate::new_event_id(), ..e }).collect()
         };
         let ids = self.store.insert_replays(tenant, receipt_id, &fresh).await?;
         tracing::info!(%tenant, receipt = receipt_id, events = ids.len(), "receipt replayed");

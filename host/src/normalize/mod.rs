@@ -37,7 +37,7 @@ impl CanonicalEvent {
     /// `now_ms`; delivered to the tenant's other endpoints.
     pub fn endpoint_disabled(tenant: &TenantId, endpoint_id: &str, url: &str, since_ms: i64, now_ms: i64) -> Self {
         Self {
-            id: crate::new_id("evt"),
+            id: crate::new_event_id(),
             tenant_id: tenant.clone(),
             event_type: "endpoint.disabled".into(),
             occurred_at: now_ms / 1000,

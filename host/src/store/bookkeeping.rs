@@ -184,6 +184,7 @@ async fn fence(tx: &mut sqlx::Transaction<'static, Any>, requests: &[Bookkeeping
              FROM v WHERE jobs.id = v.f_id AND jobs.status = 'running' AND jobs.lease_token = v.f_token
              RETURNING id",
             rows_of(
+                Backend::of(tx),
                 "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT))",
                 chunk.len()
             )
@@ -332,7 +333,7 @@ async fn write_shared(tx: &mut sqlx::Transaction<'static, Any>, stage: &mut Stag
         let sql = format!(
             "INSERT INTO plugin_runs (tenant_id, event_id, plugin_name, plugin_version, outcome, error, fuel_used, wall_us,
                  logs, ran_at, peak_memory) VALUES {}",
-            rows_of("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            rows_of(Backend::of(tx), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (job, run) in chunk {
@@ -356,7 +357,11 @@ async fn write_shared(tx: &mut sqlx::Transaction<'static, Any>, stage: &mut Stag
             "WITH v (e_tenant, e_id, e_status, e_error) AS (VALUES {})
              UPDATE events SET status = COALESCE(v.e_status, events.status), error = v.e_error
              FROM v WHERE events.tenant_id = v.e_tenant AND events.id = v.e_id",
-            rows_of("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
+            rows_of(
+                Backend::of(tx),
+                "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))",
+                chunk.len()
+            )
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (job, status, error) in chunk {
@@ -369,7 +374,7 @@ async fn write_shared(tx: &mut sqlx::Transaction<'static, Any>, stage: &mut Stag
         let sql = format!(
             "INSERT INTO delivery_attempts (job_id, tenant_id, event_id, endpoint_id, attempt, status_code, error,
                  response_excerpt, duration_ms, outcome, attempted_at) VALUES {}",
-            rows_of("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            rows_of(Backend::of(tx), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (job, state, record, now) in chunk {
@@ -393,7 +398,7 @@ async fn write_shared(tx: &mut sqlx::Transaction<'static, Any>, stage: &mut Stag
             "WITH v (r_tenant, r_id) AS (VALUES {})
              UPDATE endpoints SET failing_since = NULL
              FROM v WHERE endpoints.tenant_id = v.r_tenant AND endpoints.id = v.r_id AND endpoints.failing_since IS NOT NULL",
-            rows_of("(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
+            rows_of(Backend::of(tx), "(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for job in chunk {

@@ -226,7 +226,7 @@ impl Store {
             }
         }
         insert_receipt(
-            &mut *tx,
+            &mut tx,
             receipt,
             Verdict::of(duplicate),
             None,

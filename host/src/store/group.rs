@@ -156,7 +156,7 @@ pub(super) async fn apply_all(
         });
     }
     for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
-        insert_receipts(&mut **tx, chunk).await?;
+        insert_receipts(tx, chunk).await?;
     }
     Ok(out)
 }
@@ -183,7 +183,7 @@ async fn load_calls(
             // The same lock `serialize_on` takes for one call.
             let sql = format!(
                 "SELECT COUNT(*) AS n FROM (SELECT pg_advisory_xact_lock(hashtextextended(v.k, 0)) FROM (VALUES {}) AS v (k)) l",
-                rows_of("(CAST(? AS TEXT))", chunk.len())
+                rows_of(backend, "(CAST(? AS TEXT))", chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (tenant, sid) in chunk {
@@ -195,7 +195,7 @@ async fn load_calls(
             "WITH v (c_tenant, c_sid) AS (VALUES {})
              SELECT tenant_id, call_sid, state, ended_at, updated_at FROM calls, v
              WHERE calls.tenant_id = v.c_tenant AND calls.call_sid = v.c_sid",
-            rows_of("(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
+            rows_of(Backend::of(tx), "(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (tenant, sid) in chunk {
@@ -243,7 +243,7 @@ async fn save_calls(tx: &mut sqlx::Transaction<'static, Any>, calls: &HashMap<Ca
             "INSERT INTO calls (tenant_id, call_sid, state, outcome, created_at, updated_at, ended_at) VALUES {}
              ON CONFLICT (tenant_id, call_sid) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
                  updated_at = excluded.updated_at, ended_at = excluded.ended_at",
-            rows_of("(?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            rows_of(Backend::of(tx), "(?, ?, ?, ?, ?, ?, ?)", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for ((tenant, sid), call) in chunk {
@@ -274,7 +274,7 @@ async fn first_sights(
         let sql = format!(
             "INSERT INTO contacts (tenant_id, e164, messages, created_at) VALUES {}
              ON CONFLICT (tenant_id, e164) DO NOTHING RETURNING tenant_id, e164",
-            rows_of("(?, ?, 0, ?)", chunk.len())
+            rows_of(Backend::of(tx), "(?, ?, 0, ?)", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (_, receipt, _, contact) in chunk {
@@ -320,7 +320,7 @@ async fn known_events(
         let sql = format!(
             "WITH v (k_tenant, k_key) AS (VALUES {})
              SELECT tenant_id, dedupe_key, id FROM events, v WHERE events.tenant_id = v.k_tenant AND events.dedupe_key = v.k_key",
-            rows_of("(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
+            rows_of(Backend::of(tx), "(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (tenant, key) in chunk {

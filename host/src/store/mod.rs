@@ -133,6 +133,15 @@ impl Backend {
         }
     }
 
+    /// The backend a connection talks to.
+    pub(crate) fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
     /// `sqlite` or `postgres`, for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -205,6 +214,13 @@ struct LeaseClock {
     measured_at: std::sync::atomic::AtomicI64,
 }
 
+/// SQLite's page cache for the one writer connection, in KiB (its default is 2 MiB).
+const WRITER_CACHE_KIB: u32 = 64 << 10;
+/// SQLite's page cache for each of the eight reader connections, in KiB (its default).
+const READER_CACHE_KIB: u32 = 2 << 10;
+/// How much of the SQLite file each connection maps into memory (address space, not memory).
+const MMAP_BYTES: u64 = 1 << 30;
+
 /// How often the database's clock is read again.
 const CLOCK_REFRESH_MS: i64 = 30_000;
 
@@ -231,22 +247,25 @@ impl Store {
                 MIGRATOR.run(&migrate).await?;
                 migrate.close().await;
                 // Through the Any driver the connection settings come from the URL alone: set
-                // them on each new connection.
-                let settings = || {
-                    AnyPoolOptions::new().after_connect(|conn, _| {
-                        Box::pin(async move {
-                            sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
-                                 PRAGMA foreign_keys = ON",
-                            )
-                            .execute(conn)
-                            .await
-                            .map(drop)
-                        })
+                // them on each new connection. The writer keeps a page cache large enough that
+                // the indexes taking random keys (dedupe keys) stay in memory as the tables grow.
+                // A reader's cache is dropped whenever another connection has committed since
+                // its last read (WAL), so readers keep the default and map the file instead of
+                // copying its pages through read().
+                let settings = |cache_kib: u32| {
+                    let pragmas = format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
+                         PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = {MMAP_BYTES}"
+                    );
+                    AnyPoolOptions::new().after_connect(move |conn, _| {
+                        let pragmas = pragmas.clone();
+                        Box::pin(
+                            async move { sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas)).execute(conn).await.map(drop) },
+                        )
                     })
                 };
-                let write = settings().max_connections(1).connect(url).await?;
-                let pool = settings().max_connections(8).connect(url).await?;
+                let write = settings(WRITER_CACHE_KIB).max_connections(1).connect(url).await?;
+                let pool = settings(READER_CACHE_KIB).max_connections(8).connect(url).await?;
                 (pool, write)
             }
             Backend::Postgres => {

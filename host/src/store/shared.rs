@@ -40,14 +40,21 @@ pub(super) async fn serialize_on(
     Ok(())
 }
 
-/// `n` copies of `row`, comma-separated, each `?` numbered as a placeholder (`$1`, `$2`, …)
-/// in order across the copies: the VALUES of a statement that writes `n` rows at once.
-pub(super) fn rows_of(row: &str, n: usize) -> String {
+/// `n` copies of `row`, comma-separated: the VALUES of a statement that writes `n` rows at
+/// once, whose `?` are its parameters in bind order. PostgreSQL gets them numbered across the
+/// copies (`$1`, `$2`, …); SQLite keeps them anonymous, which it binds by position, where
+/// numbered names cost it a linear search per parameter when it prepares the statement and
+/// again at every bind (sqlx asks each parameter's name): quadratic in the rows of a batch.
+pub(super) fn rows_of(backend: Backend, row: &str, n: usize) -> String {
     let mut out = String::with_capacity((row.len() + 8) * n);
     let mut k = 0;
     for i in 0..n {
         if i > 0 {
             out.push_str(", ");
+        }
+        if backend == Backend::Sqlite {
+            out.push_str(row);
+            continue;
         }
         for part in row.split_inclusive('?') {
             match part.strip_suffix('?') {
@@ -84,29 +91,26 @@ pub(super) struct ReceiptRow<'a> {
     pub(super) event_id: Option<&'a str>,
 }
 
-pub(super) async fn insert_receipt<'e, E: sqlx::Executor<'e, Database = Any>>(
-    exec: E,
+pub(super) async fn insert_receipt(
+    tx: &mut sqlx::AnyConnection,
     r: &ReceiptRecord,
     verdict: Verdict,
     reason: Option<&str>,
     dedupe_key: Option<&str>,
     event_id: Option<&str>,
 ) -> Result<()> {
-    insert_receipts(exec, &[ReceiptRow { receipt: r, verdict, reason, dedupe_key, event_id }]).await
+    insert_receipts(tx, &[ReceiptRow { receipt: r, verdict, reason, dedupe_key, event_id }]).await
 }
 
 /// Insert receipts, in one statement (callers keep to [`ROWS_PER_STATEMENT`]).
-pub(super) async fn insert_receipts<'e, E: sqlx::Executor<'e, Database = Any>>(
-    exec: E,
-    rows: &[ReceiptRow<'_>],
-) -> Result<()> {
+pub(super) async fn insert_receipts(tx: &mut sqlx::AnyConnection, rows: &[ReceiptRow<'_>]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let sql = format!(
         "INSERT INTO receipts (tenant_id, provider, route, headers, body, received_at, verdict, reason, dedupe_key, event_id,
              body_len, body_sha256) VALUES {}",
-        rows_of("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len())
+        rows_of(Backend::of(tx), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for row in rows {
@@ -132,7 +136,7 @@ pub(super) async fn insert_receipts<'e, E: sqlx::Executor<'e, Database = Any>>(
             .bind(len)
             .bind(digest);
     }
-    q.execute(exec).await?;
+    q.execute(tx).await?;
     Ok(())
 }
 
@@ -195,7 +199,7 @@ pub(super) async fn contact_events(tx: &mut sqlx::Transaction<'_, Any>, tenant: 
 /// An event a receipt produced, at its receipt time, from its provider.
 pub(super) fn receipt_event(receipt: &ReceiptRecord, event_type: &str, payload: Value) -> CanonicalEvent {
     CanonicalEvent {
-        id: crate::new_id("evt"),
+        id: crate::new_event_id(),
         tenant_id: receipt.tenant_id.clone(),
         event_type: event_type.into(),
         occurred_at: receipt.received_at / 1000,
@@ -301,6 +305,7 @@ pub(super) async fn insert_deliveries(
                  replay, status, run_at, created_at, updated_at, request, lease_until, lease_token)
              VALUES {} RETURNING id, lease_token",
             rows_of(
+                Backend::of(tx),
                 "('delivery', ?, ?, (SELECT seq FROM events WHERE tenant_id = ? AND id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 chunk.len()
             )
@@ -376,7 +381,7 @@ pub(super) async fn insert_events(
     let sql = format!(
         "INSERT INTO events (id, tenant_id, event_type, occurred_at, source, is_test, payload, dedupe_key, created_at, contact)
          VALUES {} ON CONFLICT (tenant_id, dedupe_key) DO NOTHING RETURNING id",
-        rows_of("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len())
+        rows_of(Backend::of(tx), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for (event, key, now) in rows {
@@ -418,7 +423,11 @@ pub(super) async fn insert_plugin_jobs(
         "INSERT INTO jobs (kind, tenant_id, event_id, event_seq, status, run_at, created_at, updated_at, lease_until,
              lease_token)
          VALUES {} RETURNING id, event_id",
-        rows_of("('plugin', ?, ?, (SELECT seq FROM events WHERE id = ?), ?, ?, ?, ?, ?, ?)", rows.len())
+        rows_of(
+            Backend::of(tx),
+            "('plugin', ?, ?, (SELECT seq FROM events WHERE id = ?), ?, ?, ?, ?, ?, ?)",
+            rows.len()
+        )
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for ((event, now), lease) in rows.iter().zip(&leases) {
@@ -555,11 +564,17 @@ pub(super) fn endpoint(r: &AnyRow, keys: &Keyring) -> Result<Endpoint> {
 mod tests {
     #[test]
     fn rows_of_numbers_placeholders_across_rows() {
+        use super::Backend;
+        let pg = Backend::Postgres;
         assert_eq!(
-            super::rows_of("(?, CAST(? AS TEXT), 1)", 2),
+            super::rows_of(pg, "(?, CAST(? AS TEXT), 1)", 2),
             "($1, CAST($2 AS TEXT), 1), ($3, CAST($4 AS TEXT), 1)"
         );
-        assert_eq!(super::rows_of("(?)", 1), "($1)");
-        assert_eq!(super::rows_of("(?)", 0), "");
+        assert_eq!(super::rows_of(pg, "(?)", 1), "($1)");
+        assert_eq!(super::rows_of(pg, "(?)", 0), "");
+        assert_eq!(
+            super::rows_of(Backend::Sqlite, "(?, CAST(? AS TEXT))", 2),
+            "(?, CAST(? AS TEXT)), (?, CAST(? AS TEXT))"
+        );
     }
 }

@@ -250,7 +250,7 @@ impl CallWrite<'_> {
     /// An event the call emits, with its dedupe key.
     pub(super) fn event(&self, e: Emit) -> (CanonicalEvent, String) {
         let event = CanonicalEvent {
-            id: crate::new_id("evt"),
+            id: crate::new_event_id(),
             tenant_id: self.tenant.clone(),
             event_type: e.event_type,
             occurred_at: self.occurred_at,
