@@ -15,9 +15,13 @@ pub fn new_id(prefix: &str) -> String {
 /// An event's id, `evt_` and 32 hex digits: the minting time in unix milliseconds (48 bits, big
 /// endian) then 80 random bits. Ids minted later sort after earlier ones, so the indexes keyed
 /// by event id take each new row at their end instead of at a random page: inserting costs the
-/// same with a million stored events as with none.
+/// same with a million stored events as with none. The time never goes back within a process
+/// (a clock stepped back keeps the last time until it catches up).
 pub fn new_event_id() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let ms = LAST_MS.fetch_max(now, Ordering::Relaxed).max(now);
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     bytes[6..].copy_from_slice(&rand::random::<[u8; 10]>());
