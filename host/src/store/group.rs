@@ -195,7 +195,7 @@ async fn load_calls(
             "WITH v (c_tenant, c_sid) AS (VALUES {})
              SELECT tenant_id, call_sid, state, ended_at, updated_at FROM calls, v
              WHERE calls.tenant_id = v.c_tenant AND calls.call_sid = v.c_sid",
-            rows_of(Backend::of(tx), "(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
+            rows_of(backend, "(CAST(? AS TEXT), CAST(? AS TEXT))", chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (tenant, sid) in chunk {
